@@ -1,0 +1,138 @@
+"""One way to save and load a model: safetensors weights + JSON architecture spec.
+
+A checkpoint is a directory::
+
+    model.safetensors   the state dict (no pickle at all)
+    spec.json           the architecture spec (``family`` + config fields)
+    meta.json           training metadata (dataset, metrics, how it was made)
+
+``model.pt`` files (a plain state dict) are accepted for user checkpoints and read with
+``torch.load(weights_only=True)``: a pickle that carries code is refused, never run.
+Files are written to a temporary name and renamed, so a crash never leaves a
+half-written checkpoint that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from growsearch.errors import CheckpointError, GrowsearchError
+from growsearch.models import config_from_spec
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any],
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` with its ``spec`` (and ``meta``) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, directory / "model.safetensors")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    write_json(directory / "spec.json", spec)
+    write_json(directory / "meta.json", meta or {})
+    return directory
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint: {path} is not valid JSON ({type(exc).__name__})") from None
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    st, pt = directory / "model.safetensors", directory / "model.pt"
+    if st.exists():
+        try:
+            return load_file(str(st))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint: {st} is corrupted or truncated ({exc})") from None
+    if pt.exists():
+        try:
+            state = torch.load(str(pt), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise CheckpointError(
+                f"checkpoint: {pt} holds Python objects besides tensors and was refused unread; "
+                "growsearch never unpickles code (allowed: a state dict of tensors, or safetensors)"
+            ) from None
+        except (RuntimeError, EOFError, OSError) as exc:
+            raise CheckpointError(f"checkpoint: {pt} is corrupted or truncated ({exc})") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"checkpoint: {pt} is not a state dict of tensors")
+        return state
+    raise CheckpointError(f"checkpoint: {directory} has no model.safetensors or model.pt")
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
+                    family: str | None = None) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """Load ``(model, spec, meta)`` from a checkpoint directory.
+
+    Raises :class:`CheckpointError` for a missing directory, a corrupted or unsafe file, a
+    spec that does not match the weights, or (with ``family``) a model of another family.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint: {directory} does not exist or is not a directory")
+    if not (directory / "spec.json").exists():
+        raise CheckpointError(f"checkpoint: {directory} has no spec.json (the architecture spec)")
+    spec = _read_json(directory / "spec.json")
+    meta = _read_json(directory / "meta.json") if (directory / "meta.json").exists() else {}
+    try:
+        cfg = config_from_spec(spec)
+    except GrowsearchError as exc:
+        raise CheckpointError(f"checkpoint: {directory}/spec.json: {exc}") from None
+    if family is not None and cfg.family != family:
+        raise CheckpointError(f"checkpoint: {directory} holds a {cfg.family} model; expected {family}")
+    state = _read_weights(directory)
+    model = cfg.build()
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        key = (missing or unexpected)[0]
+        what = "lacks" if missing else "has an unexpected"
+        raise CheckpointError(f"checkpoint: weights do not match spec.json: the weights {what} "
+                              f"tensor {key!r} ({len(missing)} missing, {len(unexpected)} unexpected)")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(f"checkpoint: weights do not match spec.json: {key!r} has shape "
+                                  f"{tuple(tensor.shape)}, the spec needs {tuple(expected[key].shape)}")
+    model.load_state_dict(state)
+    return model.to(device), cfg.to_spec(), meta

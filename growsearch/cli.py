@@ -1,0 +1,203 @@
+"""The ``growsearch`` command line: a thin layer over the Python API.
+
+Every user error is one line on stderr and exit code 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from growsearch.errors import ConfigError, GrowsearchError
+
+EXIT_USAGE = 2
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _console():  # rich is imported lazily: `growsearch --help` should be instant
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; a missing or malformed file is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what}: file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{what}: {path} is not valid YAML{where}: {problem}") from None
+
+
+# -- pretrain -------------------------------------------------------------------------
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from growsearch.pretrain import pretrain
+
+    console = _console()
+    with console.status(f"pretraining a {args.family} on {args.dataset or 'its default dataset'}"):
+        _, spec, result = pretrain(args.family, args.dataset, out=args.out, epochs=args.epochs,
+                                   seed=args.seed, device=args.device)
+    meta = json.loads((Path(args.out) / "meta.json").read_text())
+    summary = {k: meta[k] for k in ("family", "dataset", "params", "test_accuracy", "test_loss", "seconds")}
+    if args.json:
+        print(json.dumps({**summary, "out": str(args.out), "spec": spec}))
+    else:
+        console.print(f"[green]saved[/] {args.out}: {summary['params']} params, test accuracy "
+                      f"{summary['test_accuracy']:.3f}, {result.seconds:.1f}s")
+    return 0
+
+
+# -- grow -----------------------------------------------------------------------------
+def plan_from_args(args: argparse.Namespace):
+    """An ExpansionPlan from ``--plan FILE`` with ``--width/--depth`` on top."""
+    from growsearch.grow import ExpansionPlan
+
+    data: dict[str, Any] = {}
+    if args.plan:
+        data = read_yaml(args.plan, "--plan") or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"--plan: {args.plan} must hold a mapping of plan fields")
+    if args.width is not None:
+        data["width"] = args.width
+    if args.depth is not None:
+        data["depth"] = args.depth
+    return ExpansionPlan.from_dict(data)
+
+
+def load_base(directory: str):
+    """A base checkpoint and a probe batch from its training data (random if unknown)."""
+    from growsearch.checkpoint import load_checkpoint
+    from growsearch.data import load_dataset
+
+    model, spec, meta = load_checkpoint(directory)
+    task = load_dataset(meta["dataset"]) if meta.get("dataset") else None
+    return model, spec, meta, task
+
+
+def cmd_grow(args: argparse.Namespace) -> int:
+    from growsearch.checkpoint import save_checkpoint
+    from growsearch.grow import grow
+
+    plan = plan_from_args(args)
+    model, spec, meta, task = load_base(args.checkpoint)
+    probe = task.probe(256, seed=args.seed)[0] if task is not None else None
+    result = grow(model, spec, plan, init=args.init, seed=args.seed, probe=probe)
+    report = result.report()
+    if args.out:
+        save_checkpoint(args.out, result.model, result.spec,
+                        {**{k: meta.get(k) for k in ("dataset",)}, "grown_from": str(args.checkpoint),
+                         "growth": {k: v for k, v in report.items() if k != "spec"}})
+        report["out"] = str(args.out)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        console = _console()
+        console.print(f"{plan.describe()} ({plan.kind}, init={args.init}): "
+                      f"{result.params_before} -> {result.params_after} params, "
+                      f"max |output diff| = {result.max_abs_output_diff:.2e}")
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        if args.out:
+            console.print(f"[green]saved[/] {args.out}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------
+def _add_plan_args(p: argparse.ArgumentParser) -> None:
+    from growsearch.grow import INITS
+
+    p.add_argument("checkpoint", metavar="DIR", help="checkpoint directory of the base model")
+    p.add_argument("--width", type=float, default=None,
+                   help="multiply every hidden width by W (MLP layers, CNN stage channels, "
+                        "transformer d_model/heads/MLP hidden); default 1")
+    p.add_argument("--depth", type=int, default=None,
+                   help="add D layers/blocks, spread evenly; default 0")
+    p.add_argument("--plan", metavar="PLAN.yaml",
+                   help="a YAML ExpansionPlan (keys: width, widths, depth, insert_at, d_model, "
+                        "n_heads, mlp_hidden); --width/--depth override its values")
+    p.add_argument("--init", choices=INITS, default="net2net",
+                   help="how new units and layers are initialised")
+    p.add_argument("--seed", type=int, default=0, help="seed for unit duplication and fresh weights")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="growsearch", formatter_class=_Formatter,
+        description=(
+            "growsearch finds out how to grow a small pretrained PyTorch model -- wider, deeper\n"
+            "or both. It proposes expansions, scores each with a cheap loss-landscape surrogate\n"
+            "(the manifold metric), prunes weak candidates before training, trains the promising\n"
+            "ones and reports a leaderboard with the best grown model."),
+        epilog="Run 'growsearch COMMAND --help' for the options of each command.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "pretrain", formatter_class=_Formatter, help="build and pretrain a small base model",
+        description=(
+            "Build the default small model of a family for a dataset, train it with the\n"
+            "dataset's default recipe and save a checkpoint (model.safetensors + spec.json +\n"
+            "meta.json) to --out. Datasets are generated offline; nothing is downloaded.\n\n"
+            "example:\n  growsearch pretrain --family mlp --dataset mnist1d --out runs/base"))
+    p.add_argument("--family", choices=("mlp", "cnn", "gpt"), required=True, help="model family")
+    p.add_argument("--dataset", default="",
+                   help="mnist1d, digits, text, or a .pt/.npz file (default: mnist1d; text for gpt)")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--seed", type=int, default=0, help="seed for init and data order")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "grow", formatter_class=_Formatter, help="grow a checkpoint by a plan",
+        description=(
+            "Grow a model wider and/or deeper. With a function-preserving init (net2net, zero)\n"
+            "the grown model computes the same function as the base; the measured deviation on\n"
+            "a probe batch of training data is reported as max_abs_output_diff.\n\n"
+            "examples:\n"
+            "  growsearch grow runs/base --width 2 --depth 1 --out runs/w2d1 --json\n"
+            "  growsearch grow runs/base --plan plan.yaml --init random --out runs/r"))
+    _add_plan_args(p)
+    p.add_argument("--out", metavar="DIR2", help="where to save the grown checkpoint")
+    p.set_defaults(func=cmd_grow)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GrowsearchError as exc:
+        if args.debug:
+            raise
+        print(f"growsearch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("growsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""One way to load data: every dataset becomes a :class:`Task` of in-memory tensors.
+
+Built-in datasets are generated or shipped offline -- nothing is downloaded:
+
+* ``mnist1d``: MNIST-1D (Greydanus 2020), made by the ``mnist1d`` package's own
+  generator (``make_dataset``) with its default arguments (4000 train / 1000 test, 40 steps).
+* ``digits``: scikit-learn's 8x8 handwritten digits (1797 images), scaled to [0, 1],
+  fixed 80/20 split. Images keep their 8x8 shape; MLPs flatten them, CNNs add a channel.
+* ``text``: a character-level corpus from Python's own documentation
+  (``pydoc_data.topics``), fixed 90/10 split, windows of ``block_size`` characters.
+
+User data: a ``.pt`` (tensors only, loaded with ``weights_only=True``) or ``.npz`` file
+with ``x_train``, ``y_train``, ``x_test``, ``y_test``; or an image folder (``train/`` and
+``test/`` with one sub-folder per class) when torchvision is installed.
+"""
+
+from __future__ import annotations
+
+from growsearch.data.core import DATASETS, Task, batches, load_dataset
+
+__all__ = ["DATASETS", "Task", "batches", "load_dataset"]

@@ -1,0 +1,183 @@
+"""The one training and evaluation loop.
+
+Pretraining a base model, training grown candidates, the short-training baseline and
+the benchmarks all call :func:`train`, so that "the same recipe" means the same code.
+Per-epoch reports go to callbacks (Ray Tune and MLflow hook in there); a callback
+raises :class:`StopTraining` to end training early (e.g. a scheduler's decision).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from growsearch._validate import from_dict
+from growsearch.data import Task, batches
+from growsearch.errors import ConfigError, TrainingError
+
+
+@dataclass
+class TrainRecipe:
+    """A full training recipe. ``steps``, when given, overrides ``epochs``."""
+
+    epochs: int = 10
+    steps: int | None = None
+    batch_size: int = 128
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"recipe.{name}: got {getattr(self, name)}; allowed: a positive integer")
+        if self.steps is not None and self.steps <= 0:
+            raise ConfigError(f"recipe.steps: got {self.steps}; allowed: a positive integer")
+        if not self.lr > 0:
+            raise ConfigError(f"recipe.lr: got {self.lr}; allowed: > 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "recipe") -> TrainRecipe:
+        return from_dict(cls, data, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a callback to end training after the current epoch."""
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    forward_backward: int = 0  # examples that went through a forward+backward pass
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+Callback = Callable[[dict[str, float]], None]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: the GPU when CUDA is available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for classification (N, C) and language modelling (N, T, V)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024,
+             device: torch.device | None = None) -> dict[str, float]:
+    """Mean loss and accuracy (per token for language models) in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for xb, yb in batches(x, y, batch_size, device=device):
+        logits = model(xb)
+        n = yb.numel()
+        total_loss += task_loss(logits, yb).item() * n
+        correct += (logits.argmax(-1) == yb).sum().item()
+        count += n
+    model.train(was_training)
+    return {"loss": total_loss / count, "accuracy": correct / count}
+
+
+def _lr_factor(step: int, total: int, recipe: TrainRecipe) -> float:
+    if recipe.warmup_steps and step < recipe.warmup_steps:
+        return (step + 1) / recipe.warmup_steps
+    if recipe.schedule == "constant":
+        return 1.0
+    progress = (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(params: Any, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
+          device: str | torch.device | None = None, callbacks: Sequence[Callback] = (),
+          evaluate_each_epoch: bool = True) -> TrainResult:
+    """Train ``model`` in place on ``task`` with ``recipe``; deterministic given ``seed``.
+
+    Every epoch (and at the end of a ``steps`` budget) the model is evaluated on the
+    test split and a record ``{epoch, step, train_loss, test_loss, test_accuracy,
+    forward_backward, seconds}`` goes to each callback. Raises :class:`TrainingError`
+    when the loss becomes NaN/Inf or the device runs out of memory.
+    """
+    device = resolve_device(device)
+    model.to(device)
+    model.train()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(task.x_train)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total = recipe.steps or recipe.epochs * steps_per_epoch
+    opt = make_optimizer(model.parameters(), recipe)
+    result = TrainResult()
+    start = time.perf_counter()
+    step, epoch = 0, 0
+    try:
+        while step < total:
+            epoch += 1
+            running, seen = 0.0, 0
+            for xb, yb in batches(task.x_train, task.y_train, recipe.batch_size, shuffle=True,
+                                  generator=gen, device=device):
+                for group in opt.param_groups:
+                    group["lr"] = recipe.lr * _lr_factor(step, total, recipe)
+                loss = task_loss(model(xb), yb)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"loss became {loss.item()} at step {step} (epoch {epoch})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                opt.step()
+                running += loss.item() * len(xb)
+                seen += len(xb)
+                result.forward_backward += len(xb)
+                step += 1
+                if step >= total:
+                    break
+            record: dict[str, float] = {"epoch": epoch, "step": step, "train_loss": running / seen,
+                                        "forward_backward": result.forward_backward}
+            if evaluate_each_epoch or step >= total:
+                test = evaluate(model, task.x_test, task.y_test, device=device)
+                record.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
+            record["seconds"] = time.perf_counter() - start
+            result.history.append(record)
+            try:
+                for callback in callbacks:
+                    callback(record)
+            except StopTraining:
+                result.stopped_early = True
+                break
+    except torch.OutOfMemoryError as exc:
+        raise TrainingError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from None
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+def randomize_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give norm layers non-trivial affine params and running stats, as after training."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
+    return model
+
+
+@pytest.fixture(scope="session")
+def mlp_base(tmp_path_factory):
+    """A pretrained MNIST-1D MLP checkpoint (a few epochs; seconds)."""
+    from growsearch.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("base") / "mlp"
+    pretrain("mlp", "mnist1d", out=out, epochs=3)
+    return out
