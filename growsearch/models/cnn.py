@@ -150,11 +150,12 @@ class BasicBlock(nn.Module):
         self.shortcut = (
             ConvBN(c_in, c_out, 1, stride, cfg.dims) if (stride != 1 or c_in != c_out) else None
         )
+        self.act1, self.act2 = nn.ReLU(), nn.ReLU()  # modules, so that proxies can hook them
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return torch.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+        return self.act2(out + (x if self.shortcut is None else self.shortcut(x)))
 
 
 class ResNet(nn.Module):
@@ -162,6 +163,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.config = cfg
         self.stem = ConvBN(cfg.in_channels, cfg.channels[0], cfg.kernel_size, 1, cfg.dims)
+        self.stem_act = nn.ReLU()
         stages = []
         for s, (width, n_blocks) in enumerate(zip(cfg.channels, cfg.blocks, strict=False)):
             c_in = cfg.channels[max(s - 1, 0)]
@@ -174,7 +176,7 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == self.config.dims + 1:  # no channel axis: a single-channel signal
             x = x.unsqueeze(1)
-        x = torch.relu(self.stem(x))
+        x = self.stem_act(self.stem(x))
         for stage in self.stages:
             x = stage(x)
         return self.head(x.flatten(2).mean(-1))

@@ -140,10 +140,11 @@ class MLPBlock(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.mlp_hidden)
+        self.act = nn.GELU()
         self.proj = nn.Linear(cfg.mlp_hidden, cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        return self.proj(self.act(self.fc(x)))
 
 
 class Block(nn.Module):
