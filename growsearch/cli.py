@@ -115,6 +115,67 @@ def cmd_grow(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- score ----------------------------------------------------------------------------
+def cmd_score(args: argparse.Namespace) -> int:
+    from growsearch.metrics import ManifoldConfig, score_candidate
+    from growsearch.pretrain import DEFAULT_RECIPES
+
+    plan = plan_from_args(args)
+    model, spec, meta, task = load_base(args.checkpoint)
+    if task is None:
+        raise ConfigError(f"checkpoint: {args.checkpoint}/meta.json names no dataset; "
+                          "score needs the training data")
+    overrides = read_yaml(args.manifold, "--manifold") if args.manifold else {}
+    manifold = ManifoldConfig.from_dict({**(overrides or {}), "seed": args.seed})
+    recipe = DEFAULT_RECIPES.get(meta["dataset"], DEFAULT_RECIPES["mnist1d"])
+    with _console().status("scoring"):
+        _, scores = score_candidate(model, spec, task, plan, args.init, seed=args.seed, manifold=manifold,
+                                    proxies=args.proxies == "all",
+                                    short_recipe=recipe if args.proxies == "all" else None,
+                                    variants=args.proxies == "all")
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        _console().print(f"{scores['plan_name']} ({args.init}): manifold_metric = "
+                         f"{scores['manifold_metric']:.4f}, {scores['params']} params, cost "
+                         f"{scores['cost']['forward_backward']:.0f} fwd+bwd examples, "
+                         f"{scores['cost']['seconds']:.2f}s")
+    return 0
+
+
+# -- bench ----------------------------------------------------------------------------
+def _progress_bar(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[last]}"), console=_console())
+    return progress, progress.add_task(description, total=None, last="")
+
+
+def cmd_bench_predictors(args: argparse.Namespace) -> int:
+    from growsearch.bench.pools import get_pool
+    from growsearch.bench.predictors import run_predictor_benchmark
+    from growsearch.checkpoint import write_json
+    from growsearch.metrics import ManifoldConfig
+
+    pool = get_pool(args.pool, quick=args.quick)
+    manifold = None
+    if args.manifold:
+        manifold = ManifoldConfig.from_dict({**pool.manifold, **(read_yaml(args.manifold, "--manifold") or {})})
+    progress, task = _progress_bar(f"pool {pool.name}")
+    with progress:
+        def report(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, total=total, last=name)
+
+        result = run_predictor_benchmark(pool, manifold, jobs=args.jobs, progress=report)
+    result["command"] = "growsearch bench predictors " + " ".join(sys.argv[3:])
+    write_json(args.out, result)
+    table = {k: round(v["kendall"], 3) for k, v in result["predictors"].items()}
+    _console().print(f"[green]wrote[/] {args.out}: Kendall tau vs gain {table}; "
+                     f"metric cost ratio {result['metric_cost_ratio']:.3f}")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from growsearch.grow import INITS
@@ -176,12 +237,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR2", help="where to save the grown checkpoint")
     p.set_defaults(func=cmd_grow)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser(
+        "score", formatter_class=_Formatter, help="score one expansion with the manifold metric",
+        description=(
+            "Grow a checkpoint by a plan and score the grown model, before any training, with\n"
+            "the manifold metric: the log-size of the simplex of linearly connected low-loss\n"
+            "points around it (see docs/metric.md). Reports its cost in forward+backward\n"
+            "examples and seconds. --proxies all adds params, FLOPs, the zero-cost proxies and\n"
+            "short training at equal cost.\n\n"
+            "example:\n  growsearch score runs/base --width 2 --depth 1 --json --proxies all"))
+    _add_plan_args(p)
+    p.add_argument("--proxies", choices=("none", "all"), default="none",
+                   help="also compute the baseline predictors")
+    p.add_argument("--manifold", metavar="FILE.yaml",
+                   help="manifold-metric hyperparameters (keys of ManifoldConfig)")
+    p.set_defaults(func=cmd_score)
+
+    bench = sub.add_parser("bench", formatter_class=_Formatter, help="run a benchmark, write JSON",
+                           description="Benchmarks print measured numbers and write them as JSON.")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    p = bsub.add_parser(
+        "predictors", formatter_class=_Formatter, help="rank correlation of predictors with gain",
+        description=(
+            "Run a candidate pool: grow every candidate, compute every predictor, train every\n"
+            "candidate with the pool's fixed recipe over 2 seeds, and report Kendall/Spearman\n"
+            "of each predictor against the measured gain (with bootstrap intervals and within\n"
+            "equal-parameter groups) and the metric's cost relative to full training.\n\n"
+            "example:\n  growsearch bench predictors --pool mnist1d-mlp --out docs/results/mnist1d-mlp.json"))
+    p.add_argument("--pool", required=True, help="digits-mlp (tuning), mnist1d-mlp, mnist1d-cnn, text-gpt")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the results")
+    p.add_argument("--quick", action="store_true", help="a small version (3 plans, 1 epoch) for tests")
+    p.add_argument("--jobs", type=int, default=1, help="candidates evaluated in parallel processes")
+    p.add_argument("--manifold", metavar="FILE.yaml", help="override manifold-metric hyperparameters")
+    p.set_defaults(func=cmd_bench_predictors)
     return parser
-
-
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -223,13 +223,13 @@ def manifold_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             result = _ray(flat, cfg, gen, probe_losses, tau)
         else:
             result = _simplex(flat, cfg, gen, probe_losses, tau, px, py, counts)
+        metric, log_volume, shrink, check_loss, vertices = result
+        with torch.no_grad():
+            vertex_losses = probe_losses(vertices).tolist()
+            edges = [(vertices[i] - vertices[j]).norm().item()
+                     for i in range(len(vertices)) for j in range(i + 1, len(vertices))]
     finally:
         model.train(was_training)
-    metric, log_volume, shrink, check_loss, vertices = result
-    with torch.no_grad():
-        vertex_losses = probe_losses(vertices).tolist() if len(vertices) else []
-        edges = [(vertices[i] - vertices[j]).norm().item()
-                 for i in range(len(vertices)) for j in range(i + 1, len(vertices))]
     return ManifoldResult(
         metric=metric, estimator=cfg.estimator, loss0=loss0, tau=tau, log_volume=log_volume,
         shrink=shrink, vertex_losses=vertex_losses, edge_lengths=edges, check_loss=check_loss,

@@ -1,0 +1,161 @@
+"""The predictor benchmark: does a predictor rank a pool's expansions by their gain?
+
+For every candidate of a pool: grow the pretrained base, compute every predictor on the
+grown model (manifold metric and variants, params, FLOPs, zero-cost proxies, short
+training at the metric's cost), then fully train it with the pool's recipe over the
+pool's seeds. gain = mean score of the trained candidate - mean score of the base
+trained for the same extra budget (score: test accuracy; -test loss for language
+models). Each predictor is judged by Kendall tau-b and Spearman rho against the gain,
+with a bootstrap 95% interval, and by concordance within equal-parameter groups.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import torch
+
+from growsearch import __version__
+from growsearch.bench import stats
+from growsearch.bench.pools import Pool
+from growsearch.data import Task, load_dataset
+from growsearch.grow import ExpansionPlan
+from growsearch.metrics import ManifoldConfig, score_candidate
+from growsearch.models import build
+from growsearch.pretrain import DEFAULT_RECIPES, default_config
+from growsearch.train import TrainRecipe, train
+
+PREDICTORS = ("manifold_metric", "manifold_per_param", "manifold_ray", "params", "flops",
+              "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot",
+              "short_training")
+
+
+def task_score(record: dict[str, float], task: Task) -> float:
+    """Higher is better: test accuracy, or -test loss for language models."""
+    return -record["test_loss"] if task.kind == "lm" else record["test_accuracy"]
+
+
+def pretrain_base(pool: Pool) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, float]]:
+    """The pool's base: default architecture, dataset recipe, ``base_epochs``, seed 0."""
+    task = load_dataset(pool.dataset)
+    cfg = default_config(pool.family, task)
+    recipe = dataclasses.replace(DEFAULT_RECIPES[pool.dataset], epochs=pool.base_epochs)
+    torch.manual_seed(0)
+    model = cfg.build()
+    result = train(model, task, recipe, seed=0)
+    return {k: v.clone() for k, v in model.state_dict().items()}, cfg.to_spec(), result.final
+
+
+def _train_seeds(model: torch.nn.Module, task: Task, recipe: TrainRecipe,
+                 seeds: tuple[int, ...]) -> tuple[list[float], int, float]:
+    scores, fb, seconds = [], 0, 0.0
+    for seed in seeds:
+        result = train(copy.deepcopy(model), task, recipe, seed=seed)
+        scores.append(task_score(result.final, task))
+        fb, seconds = result.forward_backward, seconds + result.seconds
+    return scores, fb, seconds / len(seeds)
+
+
+def _base_job(pool: Pool, state: dict, spec: dict) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    task = load_dataset(pool.dataset)
+    base = build(spec)
+    base.load_state_dict(state)
+    scores, fb, seconds = _train_seeds(base, task, pool.recipe, pool.seeds)
+    return {"scores": scores, "full_training_cost": fb, "full_training_seconds": seconds}
+
+
+def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
+                   manifold: ManifoldConfig, train_candidates: bool = True) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    task = load_dataset(pool.dataset)
+    base = build(spec)
+    base.load_state_dict(state)
+    grown, scores = score_candidate(base, spec, task, ExpansionPlan.from_dict(plan), init,
+                                    manifold=manifold, proxies=True, short_recipe=pool.recipe,
+                                    variants=True)
+    out = {
+        "name": f"{scores['plan_name']}/{init}", "plan": plan, "plan_name": scores["plan_name"],
+        "kind": scores["kind"], "init": init, "params": scores["params"], "flops": scores["flops"],
+        "max_abs_output_diff": scores["max_abs_output_diff"],
+        "predictors": {name: scores[name] for name in PREDICTORS},
+        "manifold": scores["manifold"], "metric_cost": scores["cost"]["forward_backward"],
+        "metric_seconds": scores["cost"]["seconds"],
+    }
+    if train_candidates:
+        trained, fb, seconds = _train_seeds(grown.model, task, pool.recipe, pool.seeds)
+        out.update(scores=trained, full_training_cost=fb, full_training_seconds=seconds)
+    return out
+
+
+def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDICTORS,
+          n_boot: int = 1000) -> tuple[dict[str, dict[str, Any]], list[list[str]]]:
+    """Correlation table of every predictor against ``gain_mean``."""
+    gains = [c["gain_mean"] for c in candidates]
+    groups = stats.equal_param_groups([c["params"] for c in candidates])
+    table = {}
+    for name in predictors:
+        values = [c["predictors"][name] for c in candidates]
+        within, pairs = stats.within_group_kendall(values, gains, groups)
+        table[name] = {
+            "kendall": stats.kendall(values, gains),
+            "spearman": stats.spearman(values, gains),
+            "kendall_ci": stats.bootstrap_ci(values, gains, n_boot=n_boot),
+            "kendall_equal_params": within,
+            "equal_param_pairs": pairs,
+        }
+    return table, [[candidates[i]["name"] for i in g] for g in groups]
+
+
+def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, jobs: int = 1,
+                            progress: Any = None) -> dict[str, Any]:
+    """Run a whole pool and return the JSON-ready result (see docs/benchmarks.md)."""
+    start = time.perf_counter()
+    manifold = manifold or ManifoldConfig(**pool.manifold)
+    state, spec, pretrain_final = pretrain_base(pool)
+    task = load_dataset(pool.dataset)
+    todo = pool.candidates()
+    with ProcessPoolExecutor(max_workers=jobs) as ex:
+        base_future = ex.submit(_base_job, pool, state, spec)
+        futures = [ex.submit(_candidate_job, pool, state, spec, plan, init, manifold)
+                   for plan, init in todo]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            if progress is not None:
+                progress(len(results), len(todo), results[-1]["name"])
+        base = base_future.result()
+    base_mean = statistics.mean(base["scores"])
+    for c in results:
+        c["gain_mean"] = statistics.mean(c["scores"]) - base_mean
+        c["gain_std"] = statistics.stdev(c["scores"]) if len(c["scores"]) > 1 else 0.0
+    table, groups = judge(results)
+    ratios = [c["metric_cost"] / c["full_training_cost"] for c in results]
+    return {
+        "pool": pool.name, "version": pool.version, "tuning_pool": pool.tuning,
+        "family": pool.family, "dataset": pool.dataset,
+        "score": "neg_test_loss" if task.kind == "lm" else "test_accuracy",
+        "recipe": pool.recipe.to_dict(), "seeds": list(pool.seeds),
+        "manifold_config": dataclasses.asdict(manifold),
+        "base": {"spec": spec, "params": sum(v.numel() for k, v in state.items()
+                                             if not k.endswith(("running_mean", "running_var",
+                                                                "num_batches_tracked"))),
+                 "pretrain": pretrain_final, **base, "score_mean": base_mean},
+        "noise": {"base_score_std": statistics.stdev(base["scores"]) if len(base["scores"]) > 1 else 0.0,
+                  "median_candidate_score_std": statistics.median(c["gain_std"] for c in results),
+                  "median_abs_gain": statistics.median(abs(c["gain_mean"]) for c in results)},
+        "candidates": results,
+        "equal_param_groups": groups,
+        "predictors": table,
+        "metric_cost_ratio": statistics.median(ratios),
+        "seconds": time.perf_counter() - start,
+        "environment": {"growsearch": __version__, "torch": torch.__version__,
+                        "python": platform.python_version(), "cpus": os.cpu_count(), "jobs": jobs},
+    }

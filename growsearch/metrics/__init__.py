@@ -1,0 +1,74 @@
+"""Surrogate scores of a grown candidate, computed before any full training.
+
+* :mod:`~growsearch.metrics.manifold` -- the manifold metric (the surrogate).
+* :mod:`~growsearch.metrics.proxies` -- zero-cost proxies and short training at equal cost.
+* :mod:`~growsearch.metrics.cost` -- parameter count and measured FLOPs.
+
+:func:`score_candidate` is the one function the ``score`` command, the predictor
+benchmark and the search loop share: grow, check preservation, score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from growsearch.data import Task
+from growsearch.grow import ExpansionPlan, GrowResult, grow
+from growsearch.metrics.cost import cost_figures, flops_per_example
+from growsearch.metrics.manifold import ManifoldConfig, ManifoldResult, manifold_metric, simplex_log_volume
+from growsearch.metrics.proxies import ZERO_COST, short_training, zero_cost_proxies
+from growsearch.train import TrainRecipe
+
+PROXY_PROBE = 128  # examples of the probe set used by the zero-cost proxies
+
+
+def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = None, *,
+                proxies: bool = False, short_recipe: TrainRecipe | None = None,
+                variants: bool = False) -> dict[str, Any]:
+    """Surrogate scores of ``model`` as it is (before training), as one flat dict.
+
+    Always: ``manifold_metric`` (+ its pieces under ``manifold``), ``params``, ``flops``,
+    ``cost`` (forward+backward examples and seconds the metric spent). With ``proxies``:
+    every zero-cost proxy on the same probe; with ``short_recipe``: the short-training
+    baseline at the metric's cost; with ``variants``: the forward-only ``ray`` estimator.
+    """
+    manifold = manifold or ManifoldConfig()
+    x, y = task.x_train, task.y_train
+    result: ManifoldResult = manifold_metric(model, x, y, manifold)
+    out: dict[str, Any] = {
+        "manifold_metric": result.metric,
+        "manifold_per_param": result.metric_per_param,
+        "manifold": result.to_dict(),
+        "cost": {"forward_backward": result.cost, "seconds": result.seconds},
+        **cost_figures(model, task.x_train[:1]),
+    }
+    probe = task.probe(manifold.probe_size, seed=manifold.seed)
+    if variants:
+        ray_cfg = ManifoldConfig(**{**result.config, "estimator": "ray"})
+        ray = manifold_metric(model, x, y, ray_cfg)
+        out["manifold_ray"] = ray.metric
+        out["manifold_ray_cost"] = ray.cost
+    if proxies:
+        out.update(zero_cost_proxies(model, probe[0][:PROXY_PROBE], probe[1][:PROXY_PROBE]))
+    if short_recipe is not None:
+        out.update(short_training(model, task, result.cost, short_recipe, probe, seed=manifold.seed))
+    return out
+
+
+def score_candidate(base: nn.Module, spec: dict[str, Any], task: Task, plan: ExpansionPlan,
+                    init: str = "net2net", seed: int = 0, **kwargs: Any) -> tuple[GrowResult, dict[str, Any]]:
+    """Grow ``base`` by ``plan`` and score the grown model; returns ``(grown, scores)``."""
+    probe_x = task.probe(256, seed=seed)[0].to(next(base.parameters()).device)
+    grown = grow(base, spec, plan, init=init, seed=seed, probe=probe_x)
+    report = grown.report()
+    scores = score_model(grown.model, task, **kwargs)
+    scores.update({k: report[k] for k in ("plan", "plan_name", "kind", "init", "params_before",
+                                          "max_abs_output_diff")})
+    return grown, scores
+
+
+__all__ = ["ZERO_COST", "ManifoldConfig", "ManifoldResult", "cost_figures", "flops_per_example",
+           "manifold_metric", "score_candidate", "score_model", "short_training", "simplex_log_volume",
+           "zero_cost_proxies"]

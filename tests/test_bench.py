@@ -1,0 +1,64 @@
+import json
+import math
+
+import pytest
+
+from growsearch.bench import stats
+from growsearch.bench.pools import POOLS
+from growsearch.cli import main
+
+
+def test_quick_pool_end_to_end(tmp_path):
+    out = tmp_path / "quick.json"
+    assert main(["bench", "predictors", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["pool"] == "digits-mlp-quick" and result["tuning_pool"] is True
+    assert len(result["candidates"]) == 3 * 2  # 3 plans x (net2net, random)
+    for c in result["candidates"]:
+        assert {"plan", "params", "flops", "predictors", "gain_mean", "gain_std",
+                "full_training_cost"} <= set(c)
+        assert len(c["scores"]) == 2 and c["full_training_cost"] > 0
+        if c["init"] == "net2net":
+            assert c["max_abs_output_diff"] <= 1e-5
+    for name in ("manifold_metric", "params", "flops", "snip", "naswot", "short_training"):
+        entry = result["predictors"][name]
+        assert -1 <= entry["kendall"] <= 1 and len(entry["kendall_ci"]) == 2
+        assert "kendall_equal_params" in entry
+    # params and flops of MLPs rank identically
+    assert result["predictors"]["params"]["kendall"] == pytest.approx(result["predictors"]["flops"]["kendall"])
+    assert result["metric_cost_ratio"] > 0
+
+
+def test_score_json(tmp_path, mlp_base, capsys):
+    assert main(["score", str(mlp_base), "--width", "2", "--json", "--proxies", "all"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert math.isfinite(scores["manifold_metric"])
+    assert scores["cost"]["forward_backward"] > 0 and scores["cost"]["seconds"] > 0
+    for name in ("params", "flops", "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov",
+                 "naswot", "short_training"):
+        assert name in scores
+
+
+def test_unknown_pool(tmp_path, capsys):
+    assert main(["bench", "predictors", "--pool", "imagenet", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--pool: got 'imagenet'" in capsys.readouterr().err
+
+
+def test_pools_follow_the_protocol():
+    tuning = [p for p in POOLS.values() if p.tuning]
+    assert len(tuning) == 1
+    for pool in POOLS.values():
+        kinds = {("w" if any(k in plan for k in ("width", "widths", "d_model", "n_heads", "mlp_hidden")) else "")
+                 + ("d" if any(k in plan for k in ("depth", "insert_at")) else "") for plan in pool.plans}
+        assert kinds == {"w", "d", "wd"}, pool.name
+        assert 16 <= len(pool.candidates()) <= 30 and len(pool.seeds) >= 2
+        assert {"net2net", "random"} <= set(pool.inits)
+
+
+def test_within_group_concordance():
+    groups = stats.equal_param_groups([100, 105, 300, 1000, 1050, 1090])
+    assert groups == [[0, 1], [3, 4, 5]]
+    tau, pairs = stats.within_group_kendall([1, 2, 0, 3, 2, 1], [1, 2, 5, 3, 2, 1], groups)
+    assert pairs == 4 and tau == 1.0
+    tau, _ = stats.within_group_kendall([2, 1, 0, 1, 2, 3], [1, 2, 5, 3, 2, 1], groups)
+    assert tau == -1.0

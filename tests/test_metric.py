@@ -1,0 +1,133 @@
+import math
+
+import pytest
+import torch
+
+from growsearch.data import load_dataset
+from growsearch.errors import ConfigError
+from growsearch.metrics import ManifoldConfig, manifold_metric, simplex_log_volume
+from growsearch.metrics.manifold import _shrink_to_pass
+from growsearch.models import build
+
+
+def embed(points, dim=50, seed=0):
+    """Place low-dimensional points in a random orthonormal frame of R^dim, far from 0."""
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    pts = torch.tensor(points, dtype=torch.float64)
+    return pts @ q[: pts.shape[1]] + 100.0
+
+
+def test_unit_triangle_area():
+    assert simplex_log_volume(embed([[0, 0], [1, 0], [0, 1]])).item() == pytest.approx(math.log(0.5))
+
+
+def test_regular_tetrahedron_volume():
+    a = 2.0
+    pts = [[0, 0, 0], [a, 0, 0], [a / 2, a * math.sqrt(3) / 2, 0],
+           [a / 2, a * math.sqrt(3) / 6, a * math.sqrt(2 / 3)]]
+    expected = a**3 / (6 * math.sqrt(2))
+    assert simplex_log_volume(embed(pts)).item() == pytest.approx(math.log(expected), rel=1e-9)
+
+
+def test_segment_and_point():
+    assert simplex_log_volume(embed([[0.0], [3.0]])).item() == pytest.approx(math.log(3.0))
+    assert simplex_log_volume(embed([[1.0, 2.0]])).item() == 0.0
+
+
+def test_degenerate_simplex_is_minus_infinity():
+    collinear = embed([[0, 0], [1, 1], [2, 2]])
+    assert simplex_log_volume(collinear).item() == -math.inf
+    same = embed([[0, 0], [0, 0], [0, 0]])
+    assert simplex_log_volume(same).item() == -math.inf
+
+
+def test_matches_gram_determinant_in_high_dimension():
+    v = torch.randn(4, 1000, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 1e-3 + 5
+    e = v[1:] - v[0]
+    gram_log_vol = 0.5 * torch.logdet(e @ e.T) - math.lgamma(4)
+    assert simplex_log_volume(v).item() == pytest.approx(gram_log_vol.item(), rel=1e-8)
+
+
+def test_log_volume_is_differentiable():
+    v = embed([[0, 0], [1, 0], [0, 1]]).requires_grad_(True)
+    simplex_log_volume(v).backward()
+    assert torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0
+
+
+def test_shrink_bisection_finds_the_known_boundary():
+    # loss(s) = 1 + 4 s^2 against tau = 1.36: the simplex passes for s <= 0.3
+    def check(s):
+        loss = 1 + 4 * s * s
+        return loss <= 1.36, loss
+
+    s, loss = _shrink_to_pass(check, bisection_steps=10)
+    assert 0.3 - 2**-10 <= s <= 0.3 and loss <= 1.36
+    assert _shrink_to_pass(lambda s: (True, 0.0), 10) == (1.0, 0.0)
+    # nothing above 0 passes: below resolution, half the smallest failing factor
+    assert _shrink_to_pass(lambda s: (s == 0, 1.0), 3)[0] == pytest.approx(2**-4)
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    task = load_dataset("digits")
+    torch.manual_seed(0)
+    return build({"family": "mlp", "in_dim": 64, "out_dim": 10, "hidden": [16]}), task
+
+
+def test_same_seed_same_value_and_model_untouched(digits_mlp):
+    model, task = digits_mlp
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(seed=3))
+    b = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(seed=3))
+    c = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(seed=4))
+    assert a.metric == b.metric and a.vertex_losses == b.vertex_losses
+    assert a.metric != c.metric
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_pieces_and_cost_accounting(digits_mlp):
+    model, task = digits_mlp
+    cfg = ManifoldConfig(vertices=3, steps=4, samples=2, batch_size=16, probe_size=100, check_points=5)
+    r = manifold_metric(model, task.x_train, task.y_train, cfg)
+    assert r.forward_backward == 3 * 4 * 2 * 16
+    # L0, the checks (5 points each), the 4 vertex losses: all on the 100-example probe
+    checks = (r.forward / 100 - 1 - 4) / 5
+    assert checks == int(checks) and 1 <= checks <= 1 + cfg.bisection_steps
+    assert len(r.vertex_losses) == 4 and r.vertex_losses[0] == pytest.approx(r.loss0, rel=1e-6)
+    assert len(r.edge_lengths) == 6 and min(r.edge_lengths) > 0
+    assert r.metric == pytest.approx(math.log(r.shrink) + r.log_volume / 3)
+    assert r.check_loss <= r.tau
+    assert r.cost == pytest.approx(r.forward_backward + r.forward / 3)
+
+
+def test_vectorised_and_looped_agree(digits_mlp):
+    model, task = digits_mlp
+    a = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(vectorize=True))
+    b = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(vectorize=False))
+    assert a.metric == pytest.approx(b.metric, rel=1e-4)
+
+
+def test_ray_variant_is_forward_only(digits_mlp):
+    model, task = digits_mlp
+    r = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="ray"))
+    assert r.forward_backward == 0 and r.forward > 0 and math.isfinite(r.metric)
+
+
+@pytest.mark.parametrize("spec, dataset", [
+    ({"family": "cnn", "in_channels": 1, "num_classes": 10, "channels": [4], "blocks": [1], "length": 40},
+     "mnist1d"),
+    ({"family": "gpt", "vocab_size": 100, "block_size": 64, "d_model": 16, "n_layers": 1, "n_heads": 2},
+     "text"),
+])
+def test_every_family(spec, dataset):
+    task = load_dataset(dataset)
+    cfg = ManifoldConfig(steps=2, probe_size=32, batch_size=8, check_points=4)
+    r = manifold_metric(build(spec), task.x_train, task.y_train, cfg)
+    assert math.isfinite(r.metric) and r.shrink > 0
+
+
+def test_bad_config():
+    with pytest.raises(ConfigError, match="manifold.vertices: got 0"):
+        ManifoldConfig(vertices=0)
+    with pytest.raises(ConfigError, match=r"manifold.quantile"):
+        ManifoldConfig.from_dict({"quantile": 1.5})
