@@ -127,7 +127,7 @@ def test_every_family(spec, dataset):
 
 
 def test_bad_config():
-    with pytest.raises(ConfigError, match="manifold.vertices: got 0"):
+    with pytest.raises(ConfigError, match=r"manifold\.vertices: got 0"):
         ManifoldConfig(vertices=0)
     with pytest.raises(ConfigError, match=r"manifold.quantile"):
         ManifoldConfig.from_dict({"quantile": 1.5})

@@ -33,7 +33,8 @@ from growsearch.models import build
 
 
 def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed: int = 0) -> dict:
-    results = json.loads(open(results_path).read())
+    with open(results_path) as f:
+        results = json.load(f)
     pool = get_pool(results["pool"])
     if not pool.tuning:
         raise ConfigError(f"pool {pool.name} is a result pool; hyperparameters may be tuned only on "
