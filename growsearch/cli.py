@@ -25,7 +25,10 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 def _console():  # rich is imported lazily: `growsearch --help` should be instant
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # logs and pipes: wide enough for the leaderboard
+        console = Console(stderr=True, width=140)
+    return console
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
@@ -176,6 +179,90 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- run / demo / report ----------------------------------------------------------------
+class RichProgress:
+    """Stage, candidates done/total, best so far and ETA, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[last]}"), console=_console())
+        self.task = None
+
+    def __enter__(self) -> RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def stage(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, visible=True)
+        self.task = self.bar.add_task(name, total=total, last="")
+
+    def advance(self, done: int, text: str = "") -> None:
+        self.bar.update(self.task, completed=done, last=text)
+
+
+def _print_leaderboard(out: Path, rows: int = 15) -> None:
+    import pandas as pd
+    from rich.table import Table
+
+    df = pd.read_csv(out / "leaderboard.csv")
+    table = Table(title=f"leaderboard ({out})")
+    cols = ["candidate", "plan", "init", "params", "manifold_metric", "stage", "final_accuracy", "gain"]
+    for col in cols:
+        table.add_column(col, justify="right" if col not in ("candidate", "plan", "init", "stage") else "left")
+    for _, row in df.head(rows).iterrows():
+        cells = []
+        for col in cols:
+            v = row[col]
+            if col == "params" and not pd.isna(v):
+                v = int(v)
+            cells.append("" if pd.isna(v) else f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row(*cells)
+    console = _console()
+    console.print(table)
+    if (out / "best" / "spec.json").exists():
+        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and plain PyTorch load it)")
+
+
+def _run(cfg, out: Path, resume: bool, args: argparse.Namespace) -> int:
+    from growsearch.search import run_search
+
+    with RichProgress() as progress:
+        run_search(cfg, out, resume=resume, progress=progress)
+    _print_leaderboard(out)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from growsearch.search import load_config
+
+    cfg = load_config(args.config)
+    out = Path(args.out or Path("runs") / (cfg.name or Path(args.config).stem))
+    return _run(cfg, out, args.resume, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from growsearch.search import DEMO_CONFIG, load_config
+
+    cfg = load_config(DEMO_CONFIG)
+    out = Path(args.out)
+    resume = args.resume or (out / "config.yaml").exists()  # the demo continues where it stopped
+    return _run(cfg, out, resume, args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from growsearch.report import rerender
+
+    rerender(args.results)
+    _print_leaderboard(Path(args.results))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from growsearch.grow import INITS
@@ -236,6 +323,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_args(p)
     p.add_argument("--out", metavar="DIR2", help="where to save the grown checkpoint")
     p.set_defaults(func=cmd_grow)
+
+    p = sub.add_parser(
+        "run", formatter_class=_Formatter, help="run a growth search from a config file",
+        description=(
+            "Run a growth search: Optuna proposes expansions from the search space, each is grown\n"
+            "(function-preserving by default) and scored with the manifold metric, the promotion\n"
+            "policy picks the candidates worth full training, ASHA stops weak trainings early, and\n"
+            "the results folder receives leaderboard.csv/.md, plots/, best/ and the resolved config.\n"
+            "Interrupt it at any time (Ctrl-C, kill -9): --resume continues without recomputing or\n"
+            "duplicating a candidate.\n\n"
+            "examples:\n  growsearch run examples/demo.yaml --out runs/demo\n"
+            "  growsearch run examples/demo.yaml --out runs/demo --resume"))
+    p.add_argument("config", metavar="CONFIG.yaml", help="experiment config (see examples/)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue the search already in --out")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "demo", formatter_class=_Formatter, help="the embedded default search (MNIST-1D MLP, ~2 min)",
+        description=(
+            "Pretrain (cached) a small MNIST-1D MLP, search search_spaces/mlp.yaml with 12\n"
+            "candidates, promote the 3 best by manifold metric, train them with ASHA early\n"
+            "stopping and print the leaderboard. CPU only, no server, no download. Running it\n"
+            "again continues (or re-reports) the same search."))
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="results folder")
+    p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", formatter_class=_Formatter, help="re-render a results folder",
+                       description="Re-render leaderboard.csv/.md, plots/ and best/ from a results\n"
+                                   "folder's candidate records, without computing anything.")
+    p.add_argument("results", metavar="DIR", help="results folder of a search")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "score", formatter_class=_Formatter, help="score one expansion with the manifold metric",

@@ -67,7 +67,8 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
                 {"n_heads": 8, "mlp_hidden": 128}, {"depth": 1}, {"depth": 2}, {"depth": 4},
                 {"d_model": 64, "depth": 1}, {"n_heads": 6, "mlp_hidden": 96, "depth": 1},
                 {"width": 2.0}, {"mlp_hidden": 128, "depth": 2}),
-         manifold={"probe_size": 64, "batch_size": 8}),
+         # data-size knobs: a sequence holds 64 predictions, so fewer examples per batch
+         manifold={"probe_size": 32, "batch_size": 8}),
 )}
 
 

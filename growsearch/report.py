@@ -1,0 +1,158 @@
+"""Leaderboard, plots and the best model, from a results folder's candidate records.
+
+``write_report`` is called at the end of every search and by ``growsearch report DIR``
+(which re-renders everything from the records, computing nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from growsearch.checkpoint import atomic_write, write_json
+
+STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
+COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
+           "stage", "reason", "epochs", "final_accuracy", "final_loss", "gain", "compute_fb", "seconds"]
+
+
+def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = False) -> pd.DataFrame:
+    """One row per candidate (and the reference), best first: trained candidates by
+    final score, then the rest by surrogate."""
+    rows = []
+    for r in records:
+        final = r.get("final_score")
+        rows.append({
+            "candidate": r["id"], "plan": r.get("plan_name", ""), "kind": r.get("kind", ""),
+            "init": r.get("init", "") if r["id"] != "base" else "",
+            "params": r.get("params"), "flops": r.get("flops"),
+            "manifold_metric": r.get("manifold_metric"), "max_abs_output_diff": r.get("max_abs_output_diff"),
+            "stage": r.get("stage", ""), "reason": r.get("reason", ""), "epochs": r.get("epochs"),
+            "final_accuracy": r.get("final_accuracy"), "final_loss": r.get("final_loss"),
+            "gain": (final - base_score) if final is not None else None,
+            "compute_fb": (r.get("screen_cost") or 0) + (r.get("train_cost") or 0),
+            "seconds": (r.get("screen_seconds") or 0) + (r.get("train_seconds") or 0),
+            "_score": final if final is not None else -math.inf,
+            "_order": STAGE_ORDER.get(r.get("stage", ""), 6) if r["id"] != "base" else 0,
+        })
+    df = pd.DataFrame(rows, columns=[*COLUMNS, "_score", "_order"])
+    surrogate = df["manifold_metric"].astype(float).fillna(-math.inf)
+    df = df.assign(_surrogate=surrogate).sort_values(["_order", "_score", "_surrogate"],
+                                                     ascending=[True, False, False], kind="stable")
+    return df.drop(columns=["_score", "_order", "_surrogate"]).reset_index(drop=True)
+
+
+def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated in (low params, high accuracy), sorted by params."""
+    front, best = [], -math.inf
+    for p in sorted(points):
+        if p[1] > best:
+            front.append(p)
+            best = p[1]
+    return front
+
+
+def plot(df: pd.DataFrame, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    trained = df[df["final_accuracy"].notna() & (df["candidate"] != "base")]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for init, group in trained.groupby("init"):
+        ax.scatter(group["manifold_metric"], group["final_accuracy"], label=init)
+        for _, row in group.iterrows():
+            ax.annotate(row["plan"], (row["manifold_metric"], row["final_accuracy"]), fontsize=7)
+    ax.set_xlabel("manifold metric (before training)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title("surrogate vs. trained accuracy")
+    if len(trained):
+        ax.legend()
+    fig.tight_layout()
+    paths.append(out / "surrogate_vs_accuracy.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    points = [(float(p), float(a)) for p, a in zip(trained["params"], trained["final_accuracy"], strict=True)]
+    ax.scatter([p for p, _ in points], [a for _, a in points], label="trained candidates")
+    base = df[df["candidate"] == "base"]
+    if len(base) and base["final_accuracy"].notna().all():
+        ax.axhline(float(base["final_accuracy"].iloc[0]), ls=":", c="gray", label="base, same budget")
+    front = _pareto_front(points)
+    if front:
+        ax.plot([p for p, _ in front], [a for _, a in front], "r--", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title("accuracy vs. size")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "accuracy_vs_params.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict[str, Any] | None,
+                 base_score: float, info: dict[str, Any]) -> dict[str, Any] | None:
+    """Write leaderboard.csv/.md, plots/ and best/ into ``out``; return the best record."""
+    out = Path(out)
+    all_records = records + ([reference] if reference else [])
+    df = leaderboard(all_records, base_score)
+    atomic_write(out / "leaderboard.csv", df.to_csv(index=False))
+    shown = df.drop(columns=["reason"]).copy()
+    for col in ("manifold_metric", "final_accuracy", "final_loss", "gain"):
+        shown[col] = shown[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")
+    shown["max_abs_output_diff"] = shown["max_abs_output_diff"].map(
+        lambda v: "" if v is None or pd.isna(v) else f"{v:.1e}")
+    failures = df[df["reason"].astype(bool)][["candidate", "stage", "reason"]]
+    md = ["# Leaderboard", "", f"Base score (reference for gain): {base_score:.4f}", "",
+          shown.to_markdown(index=False)]
+    if len(failures):
+        md += ["", "## Rejected and failed", "", failures.to_markdown(index=False)]
+    atomic_write(out / "leaderboard.md", "\n".join(md) + "\n")
+    plot(df, out / "plots")
+
+    candidates = [r for r in records if r.get("final_score") is not None and r.get("stage") == "completed"]
+    candidates = candidates or [r for r in records if r.get("final_score") is not None]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda r: r["final_score"])
+    target = out / "best"
+    tmp = out / ".best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(best["checkpoint"], tmp)
+    meta = json.loads((tmp / "meta.json").read_text())
+    write_json(tmp / "meta.json", {**meta, "search": info, "gain": best["final_score"] - base_score})
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return best
+
+
+def rerender(out: str | Path) -> dict[str, Any] | None:
+    """``growsearch report DIR``: re-render the outputs from the records alone."""
+    from growsearch.errors import ConfigError
+    from growsearch.search.engine import SearchState
+
+    out = Path(out)
+    state = SearchState(out)
+    records = state.records()
+    if not (out / "config.yaml").exists() or not records:
+        raise ConfigError(f"report: {out} holds no growsearch search results")
+    reference = state.record("base")
+    base_meta = json.loads((out / "best" / "meta.json").read_text()) if (out / "best" / "meta.json").exists() else {}
+    if reference and "final_score" in reference:
+        base_score = reference["final_score"]
+    else:
+        base_score = base_meta.get("search", {}).get("base_test", {}).get("accuracy", 0.0)
+    return write_report(out, records, reference, base_score, base_meta.get("search", {}))

@@ -1,0 +1,143 @@
+"""The experiment config: one validated YAML file describes a whole search.
+
+Unknown keys and wrong types are refused with their key path (``promotion.k: got 'x';
+allowed: int``). See examples/demo.yaml for an annotated file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from growsearch._validate import from_dict
+from growsearch.errors import ConfigError
+from growsearch.metrics import ManifoldConfig
+from growsearch.train import TrainRecipe
+
+
+@dataclass
+class PretrainSpec:
+    """Build and cache a base model instead of loading a checkpoint."""
+
+    family: Literal["mlp", "cnn", "gpt"]
+    dataset: str = ""
+    epochs: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class BaseSpec:
+    checkpoint: str | None = None
+    pretrain: PretrainSpec | None = None
+
+
+@dataclass
+class SamplerSpec:
+    name: Literal["tpe", "random", "nsga2"] = "tpe"
+    seed: int = 0
+
+
+@dataclass
+class PromotionSpec:
+    policy: Literal["top_k", "top_fraction", "pareto"] = "top_k"
+    k: int = 3
+    fraction: float = 0.25
+    cost: Literal["params", "flops"] = "params"  # the cost axis of the pareto policy
+
+
+@dataclass
+class EarlyStoppingSpec:
+    policy: Literal["asha", "none"] = "asha"
+    grace_epochs: int = 2
+    reduction_factor: int = 3
+
+
+@dataclass
+class ExecutorSpec:
+    name: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: None starts a local instance; "auto" or "ray://host:port"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int = 2
+    max_failures: int = 1
+    storage_path: str | None = None
+    device: str = "auto"  # local executor: auto (CUDA when present), cpu, cuda, cuda:1, ...
+
+
+@dataclass
+class TrackingSpec:
+    enabled: bool = True
+    uri: str | None = None  # default: sqlite:///<results>/mlflow.db
+    experiment: str | None = None
+
+
+@dataclass
+class SearchConfig:
+    base: BaseSpec
+    space: str
+    name: str = ""
+    dataset: str = ""  # default: the base model's dataset
+    candidates: int = 12
+    objectives: list[str] = field(default_factory=lambda: ["manifold_metric"])
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    promotion: PromotionSpec = field(default_factory=PromotionSpec)
+    training: TrainRecipe = field(default_factory=lambda: TrainRecipe(epochs=10, lr=2e-3))
+    early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
+    reference: bool = True  # also train the base for the same budget, as the "gain" reference
+    seed: int = 0
+    manifold: ManifoldConfig = field(default_factory=ManifoldConfig)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    storage: str | None = None  # Optuna storage URL; default: a journal file in the results folder
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+OBJECTIVES = {"manifold_metric": "maximize", "manifold_per_param": "maximize",
+              "params": "minimize", "flops": "minimize"}
+
+
+def validate(cfg: SearchConfig) -> SearchConfig:
+    """Cross-field checks that a type check cannot make."""
+    if (cfg.base.checkpoint is None) == (cfg.base.pretrain is None):
+        raise ConfigError("base: give exactly one of checkpoint or pretrain")
+    if cfg.candidates < 1:
+        raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
+    if not cfg.objectives or cfg.objectives[0] not in ("manifold_metric", "manifold_per_param"):
+        raise ConfigError(f"objectives: got {cfg.objectives}; the first must be manifold_metric or "
+                          "manifold_per_param (the surrogate)")
+    for i, name in enumerate(cfg.objectives):
+        if name not in OBJECTIVES:
+            raise ConfigError(f"objectives[{i}]: got {name!r}; allowed: {', '.join(OBJECTIVES)}")
+    if cfg.sampler.name == "nsga2" and len(cfg.objectives) < 2:
+        raise ConfigError("sampler.name: nsga2 needs two objectives, e.g. [manifold_metric, params]")
+    p = cfg.promotion
+    if p.policy == "top_k" and not 1 <= p.k <= cfg.candidates:
+        raise ConfigError(f"promotion.k: got {p.k}; allowed: 1..{cfg.candidates} (the number of candidates)")
+    if p.policy == "top_fraction" and not 0 < p.fraction <= 1:
+        raise ConfigError(f"promotion.fraction: got {p.fraction}; allowed: in (0, 1]")
+    es = cfg.early_stopping
+    if es.grace_epochs < 1 or es.reduction_factor < 2:
+        raise ConfigError(f"early_stopping: grace_epochs {es.grace_epochs} must be >= 1 and "
+                          f"reduction_factor {es.reduction_factor} >= 2")
+    ex = cfg.executor
+    if ex.cpus_per_trial <= 0 or ex.gpus_per_trial < 0 or ex.max_concurrent_trials < 1 or ex.max_failures < 0:
+        raise ConfigError("executor: cpus_per_trial must be > 0, gpus_per_trial >= 0, "
+                          "max_concurrent_trials >= 1, max_failures >= 0")
+    return cfg
+
+
+def load_config(source: str | Path | dict[str, Any]) -> SearchConfig:
+    """Read and validate an experiment config (a YAML path or a dict)."""
+    if isinstance(source, dict):
+        data = source
+    else:
+        from growsearch.cli import read_yaml
+
+        data = read_yaml(source, "config")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: got {type(data).__name__}; allowed: a mapping of settings")
+    return validate(from_dict(SearchConfig, data, "config"))

@@ -1,0 +1,296 @@
+"""The search loop: propose -> grow -> screen -> promote -> train -> leaderboard.
+
+Everything a search produces lives in one results folder, written atomically::
+
+    config.yaml          the resolved config (a resume must match it)
+    study.journal        Optuna's study (JournalStorage): one trial per candidate
+    base/                the base checkpoint, when the config pretrains one
+    candidates/cNNNN.json  one record per candidate (screening, then training)
+    candidates/cNNNN/    the trained model of each trained candidate
+    promotion.json       which candidates the policy promoted
+    leaderboard.csv/.md, plots/*.png, best/   the outputs
+
+Resume: running the same command again reads the records, never recomputes a finished
+candidate, and re-proposes nothing twice. The sampler is re-created before every ask
+with ``seed + trial number`` (Optuna does not store samplers), so the proposals of a
+resumed search are those of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+
+from growsearch import __version__
+from growsearch.checkpoint import load_checkpoint, write_json
+from growsearch.data import load_dataset
+from growsearch.errors import ConfigError
+from growsearch.models import config_from_spec
+from growsearch.pretrain import pretrain
+from growsearch.search.config import OBJECTIVES, SearchConfig
+from growsearch.search.executors import Executor, LocalExecutor, ScreenJob, TrainJob
+from growsearch.search.promote import make_policy
+from growsearch.search.schedulers import make_scheduler
+from growsearch.search.space import load_space
+from growsearch.search.trials import SearchContext, score_of
+from growsearch.train import evaluate
+
+STUDY_NAME = "growsearch"
+
+
+class Progress:
+    """What the engine reports while it works; the CLI renders it with rich."""
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def advance(self, done: int, text: str = "") -> None: ...
+
+
+@dataclass
+class SearchResult:
+    out: Path
+    records: list[dict[str, Any]]
+    reference: dict[str, Any] | None
+    best: dict[str, Any] | None
+
+
+def make_sampler(cfg: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    seed = cfg.sampler.seed + offset
+    if cfg.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sampler.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+
+
+class SearchState:
+    """The results folder: records in, records out, each write atomic."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.cdir = out / "candidates"
+
+    def record(self, cid: str) -> dict[str, Any] | None:
+        path = self.cdir / f"{cid}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save(self, record: dict[str, Any]) -> dict[str, Any]:
+        write_json(self.cdir / f"{record['id']}.json", record)
+        return record
+
+    def update(self, cid: str, **fields: Any) -> dict[str, Any]:
+        return self.save({**(self.record(cid) or {"id": cid}), **fields})
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.cdir.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.cdir.glob("c*.json"))]
+
+
+def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
+    saved = out / "config.yaml"
+    if saved.exists():
+        if not resume:
+            raise ConfigError(f"--out: {out} already holds a search; pass --resume to continue it, "
+                              "or choose another folder")
+        previous = yaml.safe_load(saved.read_text())
+        current = json.loads(json.dumps(cfg.to_dict()))
+        for key in sorted(set(previous) | set(current)):
+            if key not in ("executor", "tracking") and previous.get(key) != current.get(key):
+                raise ConfigError(f"--resume: config key {key!r} differs from the search in {out}; "
+                                  "a resumed search must use the same settings")
+    elif resume and out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
+
+
+def _load_base(cfg: SearchConfig, out: Path) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    if cfg.base.checkpoint is not None:
+        model, spec, meta = load_checkpoint(cfg.base.checkpoint)
+        dataset = cfg.dataset or meta.get("dataset", "")
+        if not dataset:
+            raise ConfigError(f"dataset: {cfg.base.checkpoint}/meta.json names no dataset; set dataset:")
+        return model, spec, dataset
+    p = cfg.base.pretrain
+    cache = out / "base"
+    if (cache / "spec.json").exists():
+        model, spec, meta = load_checkpoint(cache)
+        return model, spec, meta["dataset"]
+    dataset = p.dataset or {"mlp": "mnist1d", "cnn": "mnist1d", "gpt": "text"}[p.family]
+    model, spec, _ = pretrain(p.family, dataset, out=cache, epochs=p.epochs, seed=p.seed, device="cpu")
+    return model, spec, dataset
+
+
+def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
+               progress: Progress | None = None, tracker: Any = None,
+               make_executor: Callable[[SearchContext, SearchConfig], Executor] | None = None) -> SearchResult:
+    """Run (or resume) the search described by ``cfg`` into the results folder ``out``."""
+    out = Path(out)
+    progress = progress or Progress()
+    space = load_space(cfg.space)  # validated before anything is written
+    if cfg.dataset:
+        load_dataset(cfg.dataset)
+    _check_out(cfg, out, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.yaml").exists():
+        from growsearch.checkpoint import atomic_write
+
+        atomic_write(out / "config.yaml", yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
+
+    progress.stage("base model", 1)
+    base_model, base_spec, dataset = _load_base(cfg, out)
+    base_cfg = config_from_spec(base_spec)
+    if space.family != base_cfg.family:
+        raise ConfigError(f"space: {cfg.space} is for {space.family} models; the base is {base_cfg.family}")
+    task = load_dataset(dataset)
+    base_test = evaluate(base_model, task.x_test, task.y_test)
+    progress.advance(1, f"{base_cfg.family}, test accuracy {base_test['accuracy']:.3f}")
+    ctx = SearchContext(base_spec, {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
+                        dataset, cfg.training, cfg.manifold, cfg.seed, str(out))
+    executor = (make_executor or (lambda c, s: LocalExecutor(c, s.executor.device)))(ctx, cfg)
+    state = SearchState(out)
+    if tracker is not None:
+        tracker.start(cfg, out, base_spec, base_test)
+    try:
+        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker)
+        _promote_and_train(cfg, executor, state, progress, tracker)
+    finally:
+        executor.close()
+    records = state.records()
+    reference = state.record("base") if cfg.reference else None
+    base_score = reference["final_score"] if reference and "final_score" in reference else \
+        score_of({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task)
+    from growsearch.report import write_report
+
+    best = write_report(out, records, reference, base_score,
+                        {"base_test": base_test, "dataset": dataset, "version": __version__})
+    if tracker is not None:
+        tracker.finish(out, records, best)
+    return SearchResult(out, records, reference, best)
+
+
+def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Executor, state: SearchState,
+            progress: Progress, tracker: Any) -> None:
+    storage = cfg.storage or optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    directions = [OBJECTIVES[o] for o in cfg.objectives]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, directions=directions,
+                                load_if_exists=True)
+
+    def values(record: dict[str, Any]) -> list[float]:
+        return [record[o] if math.isfinite(record[o]) else -1e9 for o in cfg.objectives]
+
+    def finish(trial_number: int, record: dict[str, Any]) -> None:
+        if record["stage"] == "screened":
+            study.tell(trial_number, values(record))
+        else:
+            study.tell(trial_number, state=optuna.trial.TrialState.PRUNED if record["stage"] == "rejected"
+                       else optuna.trial.TrialState.FAIL)
+        if tracker is not None:
+            tracker.candidate(record)
+
+    # trials left RUNNING by an interrupted run: told from their record, or dropped
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        cid = t.user_attrs.get("candidate")
+        record = state.record(cid) if cid else None
+        if record is not None and record.get("trial") == t.number and \
+                record.get("stage") in ("screened", "rejected", "failed"):
+            finish(t.number, record)
+        else:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+    def recorded() -> int:
+        return sum(1 for r in state.records() if r.get("stage"))
+
+    progress.stage("screening", cfg.candidates)
+    progress.advance(recorded())
+    example = task.x_train[:1]
+    while recorded() < cfg.candidates:
+        batch = []
+        for _ in range(min(executor.parallelism, cfg.candidates - recorded())):
+            # seeded by the count of finished candidates, not of trials: an interrupted
+            # trial (dropped above) must not shift the proposals of a resumed search
+            study.sampler = make_sampler(cfg, recorded() + len(batch))
+            trial = study.ask()
+            # candidates are numbered by finished count, like the sampler's seed, so an
+            # interrupted trial leaves no gap: a resumed search names them as a fresh one
+            cid = f"c{recorded() + len(batch):04d}"
+            plan, init = space.suggest(trial, base_cfg)
+            trial.set_user_attr("candidate", cid)
+            base_record = {"id": cid, "trial": trial.number, "plan": plan.to_dict(), "init": init,
+                           "plan_name": plan.describe(), "kind": plan.kind}
+            try:
+                why = space.violation(base_cfg, plan, example)
+            except ConfigError as exc:  # a plan the space allows but the model cannot take
+                why = str(exc)
+            if why is not None:
+                finish(trial.number, state.save({**base_record, "stage": "rejected", "reason": why}))
+                progress.advance(recorded(), f"{cid} rejected")
+                continue
+            batch.append((trial.number, base_record))
+        jobs = [ScreenJob(r["id"], r["plan"], r["init"]) for _, r in batch]
+        numbers = {r["id"]: (n, r) for n, r in batch}
+        for result in executor.screen(jobs):
+            number, base_record = numbers[result["id"]]
+            record = state.save({**base_record, **result})
+            finish(number, record)
+            progress.advance(recorded(), f"{record['id']} {record['plan_name']} {record['stage']}")
+
+
+def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState, progress: Progress,
+                       tracker: Any) -> None:
+    promo_path = state.out / "promotion.json"
+    screened = [r for r in state.records() if r.get("stage") not in ("rejected", "failed")]
+    if promo_path.exists():
+        promoted = json.loads(promo_path.read_text())["promoted"]
+    else:
+        unique, seen = [], set()
+        for r in screened:  # the same expansion proposed twice is trained once
+            key = (r["plan_name"], r["init"])
+            if key not in seen:
+                seen.add(key)
+                unique.append(r)
+        promoted = make_policy(cfg.promotion).select(unique)
+        write_json(promo_path, {"policy": asdict(cfg.promotion), "promoted": promoted})
+    for r in screened:
+        if r["id"] in promoted and r["stage"] == "screened":
+            state.update(r["id"], stage="promoted")
+
+    scheduler = make_scheduler(cfg.early_stopping, cfg.training.epochs)
+    jobs = []
+    if cfg.reference and "final_score" not in (state.record("base") or {}):
+        jobs.append(TrainJob("base", None, schedule=False))
+    for cid in promoted:  # replay finished histories so the scheduler decides as before
+        record = state.record(cid)
+        if record.get("stage") in ("completed", "stopped_early", "failed") and "history" in record:
+            for h in record["history"]:
+                scheduler.on_epoch(cid, int(h["epoch"]), h["score"])
+        else:
+            jobs.append(TrainJob(cid, record["plan"], record["init"]))
+    progress.stage("training", len(promoted) + int(cfg.reference))
+    done = len(promoted) + int(cfg.reference) - len(jobs)
+    progress.advance(done)
+
+    def on_epoch(cid: str, rec: dict[str, float]) -> None:
+        if tracker is not None:
+            tracker.epoch(cid, rec)
+
+    for result in executor.train(jobs, scheduler, on_epoch):
+        if result["id"] == "base":
+            state.save({"id": "base", "plan_name": "base (same budget)", "kind": "reference", **result})
+        else:
+            record = state.update(result["id"], **result)
+            if tracker is not None:
+                tracker.candidate(record)
+        done += 1
+        progress.advance(done, f"{result['id']} {result['stage']}")

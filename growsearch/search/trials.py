@@ -1,0 +1,141 @@
+"""What one trial does, whichever executor runs it.
+
+:func:`screen_candidate` grows the base by a plan, records the function-preservation
+deviation and computes the surrogate and cost figures. :func:`train_candidate` grows
+again (growth is deterministic given the seed, so nothing large has to travel between
+stages or processes), trains with the search's recipe, reports every epoch, and saves
+the trained model. Both return plain JSON-ready records and never raise for a
+candidate's own failure: an exception or a NaN loss becomes ``stage: failed`` with the
+reason, so the search goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from growsearch.checkpoint import save_checkpoint
+from growsearch.data import Task, load_dataset
+from growsearch.errors import GrowsearchError, TrainingError
+from growsearch.grow import ExpansionPlan, grow
+from growsearch.metrics import ManifoldConfig, score_model
+from growsearch.models import build
+from growsearch.train import StopTraining, TrainRecipe, evaluate, resolve_device, train
+
+
+@dataclass
+class SearchContext:
+    """Everything a trial needs, small enough to ship to a worker process."""
+
+    base_spec: dict[str, Any]
+    base_state: dict[str, torch.Tensor]
+    dataset: str
+    recipe: TrainRecipe
+    manifold: ManifoldConfig
+    seed: int
+    out: str
+
+    def task(self) -> Task:
+        return load_dataset(self.dataset)
+
+    def base(self, device: torch.device) -> torch.nn.Module:
+        model = build(self.base_spec)
+        model.load_state_dict(self.base_state)
+        return model.to(device)
+
+
+def score_of(record: dict[str, float], task: Task) -> float:
+    """The search's score (higher is better): test accuracy, or -test loss for LMs."""
+    return -record["test_loss"] if task.kind == "lm" else record["test_accuracy"]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (GrowsearchError, TrainingError)):
+        return f"{type(exc).__name__}: {exc}"
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"
+
+
+def grow_candidate(ctx: SearchContext, plan: dict[str, Any], init: str, device: torch.device):
+    task = ctx.task()
+    probe = task.probe(256, seed=ctx.seed)[0].to(device)
+    return grow(ctx.base(device), ctx.base_spec, ExpansionPlan.from_dict(plan), init=init, seed=ctx.seed,
+                probe=probe), task
+
+
+def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: str,
+                     device: str | torch.device | None = None) -> dict[str, Any]:
+    """Grow and score one candidate; a JSON-ready record with ``stage`` screened/failed."""
+    device = resolve_device(device)
+    record: dict[str, Any] = {"id": cid, "plan": plan, "init": init,
+                              "plan_name": ExpansionPlan.from_dict(plan).describe(),
+                              "kind": ExpansionPlan.from_dict(plan).kind}
+    start = time.perf_counter()
+    try:
+        grown, task = grow_candidate(ctx, plan, init, device)
+        scores = score_model(grown.model, task, ctx.manifold)
+        if not math.isfinite(scores["manifold_metric"]) and scores["manifold_metric"] != -math.inf:
+            raise TrainingError(f"manifold metric is {scores['manifold_metric']}")
+        record.update(
+            stage="screened", params=scores["params"], flops=scores["flops"],
+            manifold_metric=scores["manifold_metric"], manifold_per_param=scores["manifold_per_param"],
+            manifold=scores["manifold"], max_abs_output_diff=grown.max_abs_output_diff,
+            screen_cost=scores["cost"]["forward_backward"], spec=grown.spec,
+        )
+    except Exception as exc:
+        record.update(stage="failed", reason=_reason(exc))
+    record["screen_seconds"] = time.perf_counter() - start
+    return record
+
+
+def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, init: str,
+                    keep_going: Callable[[int, float], bool] | None = None,
+                    on_epoch: Callable[[dict[str, float]], None] | None = None,
+                    device: str | torch.device | None = None) -> dict[str, Any]:
+    """Fully train one candidate (``plan=None``: the base itself, as the reference).
+
+    ``keep_going(epoch, score)`` is the early-stopping scheduler's decision after each
+    epoch; ``on_epoch(record)`` receives every per-epoch record (tracking, Ray reports).
+    """
+    device = resolve_device(device)
+    out: dict[str, Any] = {"id": cid}
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    try:
+        if plan is None:
+            model, task, spec = ctx.base(device), ctx.task(), ctx.base_spec
+        else:
+            grown, task = grow_candidate(ctx, plan, init, device)
+            model, spec = grown.model, grown.spec
+
+        def report(rec: dict[str, float]) -> None:
+            rec = {**rec, "score": score_of(rec, task)}
+            history.append(rec)
+            if on_epoch is not None:
+                on_epoch(rec)
+            if keep_going is not None and not keep_going(int(rec["epoch"]), rec["score"]):
+                raise StopTraining
+
+        result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report])
+        final = evaluate(model, task.x_test, task.y_test)
+        checkpoint = Path(ctx.out) / "candidates" / cid
+        save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
+                                                  "init": init, "test_accuracy": final["accuracy"],
+                                                  "test_loss": final["loss"]})
+        out.update(stage="stopped_early" if result.stopped_early else "completed",
+                   final_accuracy=final["accuracy"], final_loss=final["loss"],
+                   final_score=score_of({"test_accuracy": final["accuracy"], "test_loss": final["loss"]}, task),
+                   epochs=len(history), train_cost=result.forward_backward, checkpoint=str(checkpoint))
+    except Exception as exc:
+        out.update(stage="failed", reason=_reason(exc), epochs=len(history))
+    out["history"] = history
+    out["train_seconds"] = time.perf_counter() - start
+    return out

@@ -1,0 +1,241 @@
+"""The search engine: config validation, spaces, promotion, a tiny search, resume, failures."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from growsearch.errors import ConfigError
+from growsearch.models import config_from_spec
+from growsearch.search import load_config, load_space, run_search
+from growsearch.search.promote import Pareto, TopFraction, TopK
+from growsearch.search.schedulers import ASHA
+
+TINY = {
+    "name": "tiny",
+    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
+    "space": "mlp.yaml",
+    "candidates": 5,
+    "promotion": {"policy": "top_k", "k": 2},
+    "training": {"epochs": 3, "batch_size": 64},
+    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
+    "manifold": {"probe_size": 32, "steps": 2},
+}
+
+
+def tiny(**changes):
+    cfg = json.loads(json.dumps(TINY))
+    cfg.update(changes)
+    return cfg
+
+
+# -- config and space validation -------------------------------------------------------
+@pytest.mark.parametrize("changes, message", [
+    ({"candidatez": 3}, "config.candidatez: unknown key"),
+    ({"candidates": "many"}, "config.candidates: got 'many'; allowed: int"),
+    ({"candidates": 0}, "candidates: got 0; allowed: a positive integer"),
+    ({"promotion": {"policy": "top_k", "k": 9}}, "promotion.k: got 9; allowed: 1..5"),
+    ({"promotion": {"policy": "best"}}, "config.promotion.policy: got 'best'"),
+    ({"training": {"epochs": -1}}, "recipe.epochs: got -1"),
+    ({"training": {"lr": "fast"}}, "config.training.lr: got 'fast'"),
+    ({"base": {}}, "base: give exactly one of checkpoint or pretrain"),
+    ({"objectives": ["params"]}, "objectives: got ['params']; the first must be manifold_metric"),
+    ({"sampler": {"name": "nsga2"}}, "nsga2 needs two objectives"),
+    ({"manifold": {"vertices": 0}}, "manifold.vertices: got 0"),
+])
+def test_bad_configs(changes, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(tiny(**changes))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"family": "mlp", "knobs": {"width": {"low": 3, "high": 2}}}, "knobs.width: empty range 3..2"),
+    ({"family": "mlp", "knobs": {"wide": {"low": 1, "high": 2}}}, "knobs.wide: unknown knob"),
+    ({"family": "mlp", "knobs": {"width": {"low": 0.5, "high": 2}}}, "knobs.width.low: got 0.5"),
+    ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: net2net, zero, random"),
+    ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt family only"),
+    ({"family": "rnn", "knobs": {}}, "family: got 'rnn'"),
+    ({"family": "mlp", "knobs": {}}, "knobs: missing or empty"),
+    ({"family": "mlp", "knobs": {"depth": {"low": 1, "high": 2}}, "constraints": {"max_ram": 3}},
+     "constraints.max_ram: unknown"),
+])
+def test_bad_spaces(space, message):
+    with pytest.raises(ConfigError) as err:
+        load_space(space)
+    assert message in str(err.value)
+
+
+def test_malformed_space_file_names_file_and_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("family: mlp\nknobs: {width: [1,\n")
+    with pytest.raises(ConfigError, match=r"s\.yaml is not valid YAML at line"):
+        load_space(path)
+
+
+@pytest.mark.parametrize("family, spec", [
+    ("mlp", {"family": "mlp", "in_dim": 40, "out_dim": 10, "hidden": [32, 32]}),
+    ("cnn", {"family": "cnn", "in_channels": 1, "num_classes": 10, "channels": [8, 16], "blocks": [1, 1]}),
+    ("gpt", {"family": "gpt", "vocab_size": 50, "block_size": 16, "d_model": 16, "n_heads": 2}),
+])
+def test_bundled_spaces_compile_and_propose_valid_plans(family, spec):
+    from growsearch.grow import resolve
+
+    space = load_space(f"{family}.yaml")
+    base = config_from_spec(spec)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    kinds = set()
+    for _ in range(30):
+        trial = study.ask()
+        plan, init = space.suggest(trial, base)
+        resolve(base, plan)  # never an impossible plan
+        kinds.add(plan.kind)
+        assert init in ("net2net", "random")
+        study.tell(trial, 0.0)
+    assert kinds == {"width", "depth", "mixed"}
+    dists = study.trials[0].distributions
+    assert isinstance(dists["kind"], optuna.distributions.CategoricalDistribution)
+
+
+def test_constraints_reject_without_compute():
+    space = load_space({"family": "mlp", "knobs": {"width": {"low": 1, "high": 8}},
+                        "constraints": {"max_params": 5000}})
+    base = config_from_spec({"family": "mlp", "in_dim": 40, "out_dim": 10, "hidden": [32, 32]})
+    from growsearch.grow import ExpansionPlan
+
+    assert space.violation(base, ExpansionPlan(width=1.25), torch.zeros(1, 40)) is None
+    assert "max_params 5000" in space.violation(base, ExpansionPlan(width=4), torch.zeros(1, 40))
+
+
+# -- policies on fixed inputs ------------------------------------------------------------
+SCREENED = [
+    {"id": "a", "manifold_metric": 0.1, "params": 100},
+    {"id": "b", "manifold_metric": 0.9, "params": 900},
+    {"id": "c", "manifold_metric": 0.5, "params": 200},
+    {"id": "d", "manifold_metric": 0.5, "params": 300},
+    {"id": "e", "manifold_metric": 0.3, "params": 400},
+]
+
+
+def test_promotion_policies():
+    assert TopK(2).select(SCREENED) == ["b", "c"]
+    assert TopK(3).select(SCREENED) == ["b", "c", "d"]  # tie broken by fewer params
+    assert TopFraction(0.5).select(SCREENED) == ["b", "c", "d"]  # ceil(2.5)
+    assert TopFraction(0.01).select(SCREENED) == ["b"]
+    assert Pareto("params").select(SCREENED) == ["b", "c", "a"]  # d and e are dominated by c
+
+
+def test_asha_rungs_and_decisions():
+    asha = ASHA(max_epochs=10, grace=1, eta=2)
+    assert asha.rungs == [1, 2, 4, 8]
+    assert asha.on_epoch("x", 1, 0.5)  # first at the rung continues
+    assert not asha.on_epoch("y", 1, 0.4)  # below the top half of [0.5, 0.4]
+    assert asha.on_epoch("z", 1, 0.9)
+    assert asha.on_epoch("z", 3, 0.1)  # not a rung
+
+
+# -- end to end ---------------------------------------------------------------------------
+def test_tiny_search_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = run_search(load_config(tiny()), out)
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert {"candidate", "plan", "params", "manifold_metric", "stage", "final_accuracy"} <= set(board.columns)
+    cands = board[board["candidate"] != "base"]
+    assert len(cands) == 5 and cands["candidate"].is_unique
+    trained = cands[cands["stage"].isin(["completed", "stopped_early"])]
+    assert 1 <= len(trained) <= 2 and trained["final_accuracy"].notna().all()
+    assert set(cands["stage"]) <= {"completed", "stopped_early", "screened", "rejected", "failed"}
+    assert (board["candidate"] == "base").sum() == 1
+    for name in ("leaderboard.md", "config.yaml", "plots/surrogate_vs_accuracy.png", "plots/accuracy_vs_params.png",
+                 "best/model.safetensors", "best/spec.json"):
+        assert (out / name).exists(), name
+    # the best model loads with growsearch and with plain PyTorch
+    from safetensors.torch import load_file
+
+    from growsearch.checkpoint import load_checkpoint
+    from growsearch.models import build
+
+    model, spec, meta = load_checkpoint(out / "best")
+    plain = build(json.loads((out / "best" / "spec.json").read_text()))
+    plain.load_state_dict(load_file(out / "best" / "model.safetensors"))
+    assert meta["candidate"] == result.best["id"]
+    # re-rendering from the records gives the same leaderboard
+    before = (out / "leaderboard.csv").read_text()
+    (out / "leaderboard.csv").unlink()
+    from growsearch.cli import main
+
+    assert main(["report", str(out)]) == 0
+    assert (out / "leaderboard.csv").read_text() == before
+
+
+def test_existing_results_need_resume(tmp_path):
+    out = tmp_path / "run"
+    run_search(load_config(tiny(candidates=2, promotion={"policy": "top_k", "k": 1}, reference=False)), out)
+    with pytest.raises(ConfigError, match="already holds a search; pass --resume"):
+        run_search(load_config(tiny(candidates=2, promotion={"policy": "top_k", "k": 1}, reference=False)), out)
+    with pytest.raises(ConfigError, match="config key 'candidates' differs"):
+        run_search(load_config(tiny(candidates=3, promotion={"policy": "top_k", "k": 1}, reference=False)), out,
+                   resume=True)
+
+
+def test_diverging_candidates_fail_and_the_search_completes(tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny(training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0})
+    run_search(load_config(cfg), out)
+    board = pd.read_csv(out / "leaderboard.csv")
+    failed = board[board["stage"] == "failed"]
+    assert len(failed) >= 2  # the promoted candidates (and the reference) diverged
+    assert all(re.search(r"TrainingError: loss became (nan|inf)", r) for r in failed["reason"])
+    assert "## Rejected and failed" in (out / "leaderboard.md").read_text()
+
+
+def test_rejected_candidates(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"family": "mlp", "knobs": {"width": {"low": 1.0, "high": 4.0}},
+                                     "constraints": {"max_params": 5000}}))
+    out = tmp_path / "run"
+    run_search(load_config(tiny(space=str(space), reference=False, promotion={"policy": "top_fraction",
+                                                                             "fraction": 1.0})), out)
+    board = pd.read_csv(out / "leaderboard.csv")
+    rejected = board[board["stage"] == "rejected"]
+    assert len(rejected) >= 1 and rejected["reason"].str.contains("max_params 5000").all()
+    assert rejected["manifold_metric"].isna().all()  # no compute was spent on them
+
+
+def _run_cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "growsearch.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_resume_after_kill_9(tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg = tiny(candidates=8, training={"epochs": 4, "batch_size": 32})
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "killed"
+    proc = _run_cli(["run", cfg_path, "--out", out])
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / "candidates").glob("c*.json"))) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(list((out / "candidates").glob("c*.json"))) < 8  # really interrupted mid-screening
+    done = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    resumed = pd.read_csv(out / "leaderboard.csv")
+    fresh_out = tmp_path / "fresh"
+    run_search(load_config(cfg), fresh_out)
+    fresh = pd.read_csv(fresh_out / "leaderboard.csv")
+    for board in (resumed, fresh):
+        assert board["candidate"].is_unique and len(board) == 9  # 8 candidates + the reference
+    key = ["candidate", "plan", "init", "stage"]
+    assert resumed.sort_values("candidate")[key].values.tolist() == fresh.sort_values("candidate")[key].values.tolist()
