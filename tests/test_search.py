@@ -167,7 +167,9 @@ def test_tiny_search_end_to_end(tmp_path):
     model, spec, meta = load_checkpoint(out / "best")
     plain = build(json.loads((out / "best" / "spec.json").read_text()))
     plain.load_state_dict(load_file(out / "best" / "model.safetensors"))
-    assert meta["candidate"] == result.best["id"]
+    assert meta["candidate"] == result.best["id"] and spec["family"] == "mlp"
+    x = torch.randn(4, 8, 8)
+    assert torch.equal(model.eval()(x), plain.eval()(x))
     # re-rendering from the records gives the same leaderboard
     before = (out / "leaderboard.csv").read_text()
     (out / "leaderboard.csv").unlink()
