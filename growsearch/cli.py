@@ -179,6 +179,25 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_growth(args: argparse.Namespace) -> int:
+    from growsearch.bench.growth import run_growth_benchmark
+    from growsearch.bench.pools import get_pool
+    from growsearch.checkpoint import write_json
+
+    pool = get_pool(args.pool, quick=args.quick)
+    progress, task = _progress_bar(f"growth vs scratch, {pool.name}")
+    with progress:
+        result = run_growth_benchmark(
+            pool, progress=lambda d, t, n: progress.update(task, completed=d, total=t, last=n))
+    result["command"] = "growsearch bench growth " + " ".join(sys.argv[3:])
+    write_json(args.out, result)
+    for row in result["plans"]:
+        _console().print(f"{row['plan_name']}: scratch {row['scratch_final_score']:.4f}; net2net reaches it with "
+                         f"{row['net2net_compute_ratio']} of scratch compute, random with "
+                         f"{row['random_compute_ratio']}")
+    return 0
+
+
 # -- run / demo / report ----------------------------------------------------------------
 class RichProgress:
     """Stage, candidates done/total, best so far and ETA, on stderr."""
@@ -390,6 +409,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="candidates evaluated in parallel processes")
     p.add_argument("--manifold", metavar="FILE.yaml", help="override manifold-metric hyperparameters")
     p.set_defaults(func=cmd_bench_predictors)
+
+    p = bsub.add_parser(
+        "growth", formatter_class=_Formatter, help="growing vs. training the same model from scratch",
+        description=(
+            "For one width, one depth and one mixed plan of a pool: train the target architecture\n"
+            "from scratch and grow the pretrained base into it (net2net and random init), all with\n"
+            "the pool's recipe over its seeds. Reports test score per epoch and the compute\n"
+            "(forward+backward examples) growth needs to reach the scratch model's final score,\n"
+            "with the base's pretraining compute reported separately.\n\n"
+            "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json"))
+    p.add_argument("--pool", required=True, help="a pool name (see bench predictors)")
+    p.add_argument("--out", required=True, metavar="FILE.json")
+    p.add_argument("--quick", action="store_true", help="a small version for tests")
+    p.set_defaults(func=cmd_bench_growth)
     return parser
 
 

@@ -62,3 +62,17 @@ def test_within_group_concordance():
     assert pairs == 4 and tau == 1.0
     tau, _ = stats.within_group_kendall([2, 1, 0, 1, 2, 3], [1, 2, 5, 3, 2, 1], groups)
     assert tau == -1.0
+
+
+def test_growth_benchmark_quick(tmp_path):
+    out = tmp_path / "growth.json"
+    assert main(["bench", "growth", "--pool", "mnist1d-mlp", "--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["plans"][0]
+    assert set(row["curves"]) == {"scratch", "net2net", "random"}
+    assert len(row["curves"]["scratch"]) == 1  # one epoch in the quick pool
+    assert row["scratch_compute"] == 4000  # one epoch of MNIST-1D's 4000 training examples
+    for init in ("net2net", "random"):
+        ratio = row[f"{init}_compute_ratio"]
+        assert ratio is None or 0 < ratio <= 1
+    assert result["base"]["pretrain_compute"] == 2 * 4000

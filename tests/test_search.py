@@ -241,3 +241,25 @@ def test_resume_after_kill_9(tmp_path):
         assert board["candidate"].is_unique and len(board) == 9  # 8 candidates + the reference
     key = ["candidate", "plan", "init", "stage"]
     assert resumed.sort_values("candidate")[key].values.tolist() == fresh.sort_values("candidate")[key].values.tolist()
+
+
+@pytest.mark.parametrize("name", ["demo", "cnn", "gpt", "multi_objective"])
+def test_example_configs_validate(name):
+    from pathlib import Path
+
+    from growsearch.search import DEMO_CONFIG
+
+    path = Path(__file__).parent.parent / "examples" / f"{name}.yaml"
+    cfg = load_config(path)
+    load_space(cfg.space)
+    if name == "demo":
+        assert yaml.safe_load(path.read_text()) == DEMO_CONFIG
+
+
+def test_multi_objective_search(tmp_path):
+    cfg = tiny(objectives=["manifold_metric", "params"], sampler={"name": "nsga2", "seed": 0},
+               promotion={"policy": "pareto"}, reference=False)
+    run_search(load_config(cfg), tmp_path / "run")
+    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "run" / "study.journal"))))
+    assert len(study.directions) == 2 and len(study.best_trials) >= 1

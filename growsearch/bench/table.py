@@ -1,0 +1,128 @@
+"""Render benchmark JSON files as the markdown tables of docs/benchmarks.md.
+
+    python -m growsearch.bench.table docs/results > docs/benchmarks.md
+
+Numbers are copied from the JSON files exactly as measured; nothing is edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from growsearch.bench.predictors import PREDICTORS
+
+ORDER = ("mnist1d-mlp", "mnist1d-cnn", "text-gpt", "digits-mlp")
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:+.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def predictor_table(result: dict[str, Any]) -> list[str]:
+    role = "**tuning pool** (in-sample: the metric's defaults were chosen here)" if result["tuning_pool"] \
+        else "result pool"
+    noise = result["noise"]
+    score = "test accuracy" if result["score"] == "test_accuracy" else "−test loss (nats/char)"
+    lines = [
+        f"### {result['pool']} (v{result['version']}) — {role}",
+        "",
+        f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
+        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs.",
+        "",
+        f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
+        f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
+        f"median std of a candidate's score over seeds {noise['median_candidate_score_std']:.4f} (the noise). "
+        f"Manifold-metric cost ÷ full training (median, forward+backward examples): "
+        f"**{result['metric_cost_ratio']:.4f}**.",
+        "",
+        "| predictor | Kendall τ | 95% CI | Spearman ρ | τ within equal-params groups (pairs) |",
+        "|---|---|---|---|---|",
+    ]
+    table = result["predictors"]
+    for name in sorted(table, key=lambda n: -table[n]["kendall"]):
+        t = table[name]
+        bold = "**" if name == "manifold_metric" else ""
+        lines.append(f"| {bold}{name}{bold} | {bold}{t['kendall']:+.3f}{bold} | [{t['kendall_ci'][0]:+.2f}, "
+                     f"{t['kendall_ci'][1]:+.2f}] | {t['spearman']:+.3f} | {_f(t['kendall_equal_params'])} "
+                     f"({t['equal_param_pairs']}) |")
+    lines += ["", "<details><summary>candidates</summary>", "",
+              "| candidate | params | FLOPs | gain (mean ± std) | manifold | shrink s | L0 | short-train |",
+              "|---|---|---|---|---|---|---|---|"]
+    for c in sorted(result["candidates"], key=lambda c: -c["gain_mean"]):
+        p = c["predictors"]
+        lines.append(f"| {c['name']} | {c['params']} | {c['flops']} | {c['gain_mean']:+.4f} ± {c['gain_std']:.4f} "
+                     f"| {p['manifold_metric']:+.3f} | {c['manifold']['shrink']:.3f} | {c['manifold']['loss0']:.3f} "
+                     f"| {p['short_training']:+.3f} |")
+    lines += ["", "Equal-parameter groups (within 10%): " +
+              "; ".join("{" + ", ".join(g) + "}" for g in result["equal_param_groups"]), "", "</details>", ""]
+    return lines
+
+
+def growth_table(result: dict[str, Any]) -> list[str]:
+    lines = [f"### growth vs. scratch — {result['pool']}", "",
+             f"`{result.get('command', '')}` — recipe {result['recipe']['epochs']} epochs, seeds {result['seeds']}; "
+             f"base pretraining compute {result['base']['pretrain_compute']} examples (not included in the ratios "
+             "unless stated).", "",
+             "| plan | params | scratch final | net2net final | random final | net2net: compute to scratch's "
+             "final (ratio) | random: compute to scratch's final (ratio) | ratio incl. pretraining (net2net / random) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in result["plans"]:
+        def ratio(init: str, key: str = "compute_ratio") -> str:
+            v = row[f"{init}_{key}"]
+            return "not reached" if v is None else f"{v:.2f}"
+
+        lines.append(
+            f"| {row['plan_name']} | {row['params']} | {row['scratch_final_score']:.4f} | {row['net2net_final_score']:.4f} "
+            f"| {row['random_final_score']:.4f} | {_f(row['net2net_compute_to_scratch_score'])} ({ratio('net2net')}) "
+            f"| {_f(row['random_compute_to_scratch_score'])} ({ratio('random')}) "
+            f"| {ratio('net2net', 'compute_ratio_with_pretraining')} / {ratio('random', 'compute_ratio_with_pretraining')} |")
+    return [*lines, ""]
+
+
+def summary_table(results: list[dict[str, Any]]) -> list[str]:
+    names = ("manifold_metric", "params", "naswot", "short_training")
+    lines = ["| pool | role | " + " | ".join(f"τ {n}" for n in names) + " | best predictor (τ) | metric cost ratio |",
+             "|---|---|" + "---|" * (len(names) + 2)]
+    for r in results:
+        t = r["predictors"]
+        best = max(t, key=lambda n: t[n]["kendall"])
+        lines.append(f"| {r['pool']} | {'tuning' if r['tuning_pool'] else 'result'} | "
+                     + " | ".join(f"{t[n]['kendall']:+.3f}" for n in names)
+                     + f" | {best} ({t[best]['kendall']:+.3f}) | {r['metric_cost_ratio']:.4f} |")
+    return [*lines, ""]
+
+
+def render(folder: Path) -> str:
+    results = {}
+    growth = {}
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "predictors" in data and "candidates" in data:
+            results[data["pool"]] = data
+        elif "plans" in data and "curves" in data["plans"][0]:
+            growth[data["pool"]] = data
+    ordered = [results[p] for p in ORDER if p in results]
+    out = ["# Benchmarks", "",
+           "Generated by `python -m growsearch.bench.table docs/results > docs/benchmarks.md` from the JSON files "
+           "in `docs/results/`, exactly as measured. How the metric is built and judged: docs/metric.md.", "",
+           "## Predictor benchmark: summary", "", *summary_table(ordered),
+           f"Predictors compared on identical inputs: {', '.join(PREDICTORS)}.", "",
+           "## Predictor benchmark: per pool", ""]
+    for r in ordered:
+        out += predictor_table(r)
+    if growth:
+        out += ["## Is growing worth it? Growth vs. training from scratch", ""]
+        for p in ORDER:
+            if p in growth:
+                out += growth_table(growth[p])
+    extra = folder.parent / "benchmarks-extra.md"
+    if extra.exists():
+        out += [extra.read_text()]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results")))
