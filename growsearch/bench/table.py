@@ -67,18 +67,21 @@ def growth_table(result: dict[str, Any]) -> list[str]:
              f"base pretraining compute {result['base']['pretrain_compute']} examples (not included in the ratios "
              "unless stated).", "",
              "| plan | params | scratch final | net2net final | random final | net2net: compute to scratch's "
-             "final (ratio) | random: compute to scratch's final (ratio) | ratio incl. pretraining (net2net / random) |",
+             "final (ratio) | random: compute to scratch's final (ratio) "
+             "| ratio incl. pretraining (net2net / random) |",
              "|---|---|---|---|---|---|---|---|"]
-    for row in result["plans"]:
-        def ratio(init: str, key: str = "compute_ratio") -> str:
-            v = row[f"{init}_{key}"]
-            return "not reached" if v is None else f"{v:.2f}"
+    def ratio(row: dict[str, Any], init: str, key: str = "compute_ratio") -> str:
+        v = row[f"{init}_{key}"]
+        return "not reached" if v is None else f"{v:.2f}"
 
+    with_pre = "compute_ratio_with_pretraining"
+    for row in result["plans"]:
         lines.append(
-            f"| {row['plan_name']} | {row['params']} | {row['scratch_final_score']:.4f} | {row['net2net_final_score']:.4f} "
-            f"| {row['random_final_score']:.4f} | {_f(row['net2net_compute_to_scratch_score'])} ({ratio('net2net')}) "
-            f"| {_f(row['random_compute_to_scratch_score'])} ({ratio('random')}) "
-            f"| {ratio('net2net', 'compute_ratio_with_pretraining')} / {ratio('random', 'compute_ratio_with_pretraining')} |")
+            f"| {row['plan_name']} | {row['params']} | {row['scratch_final_score']:.4f} "
+            f"| {row['net2net_final_score']:.4f} | {row['random_final_score']:.4f} "
+            f"| {_f(row['net2net_compute_to_scratch_score'])} ({ratio(row, 'net2net')}) "
+            f"| {_f(row['random_compute_to_scratch_score'])} ({ratio(row, 'random')}) "
+            f"| {ratio(row, 'net2net', with_pre)} / {ratio(row, 'random', with_pre)} |")
     return [*lines, ""]
 
 
