@@ -37,7 +37,7 @@ from growsearch.errors import ConfigError
 from growsearch.models import config_from_spec
 from growsearch.pretrain import pretrain
 from growsearch.search.config import OBJECTIVES, SearchConfig
-from growsearch.search.executors import Executor, LocalExecutor, ScreenJob, TrainJob
+from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import make_scheduler
 from growsearch.search.space import load_space
@@ -178,6 +178,69 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     return SearchResult(out, records, reference, best)
 
 
+class Proposer:
+    """The engine's half of screening, shared by every executor.
+
+    ``suggest(trial)`` turns an Optuna trial into a candidate: the next id, a plan from
+    the space, and -- if the plan breaks a constraint -- a ``rejected`` record, before any
+    compute. ``done(number, record, told)`` persists a finished record and, unless the
+    executor's searcher already did (Ray's OptunaSearch), tells the study.
+    """
+
+    def __init__(self, cfg: SearchConfig, space, base_cfg, example: torch.Tensor, study: optuna.Study,
+                 state: SearchState, progress: Progress, tracker: Any) -> None:
+        self.cfg, self.space, self.base_cfg, self.example = cfg, space, base_cfg, example
+        self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
+        self.issued = self.recorded()
+
+    def recorded(self) -> int:
+        return sum(1 for r in self.state.records() if r.get("stage"))
+
+    def remaining(self) -> int:
+        return self.cfg.candidates - self.recorded()
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        # seeded by the count of issued candidates, not of trials: an interrupted trial
+        # (dropped on resume) must not shift the proposals of a resumed search
+        return make_sampler(self.cfg, self.issued)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        # numbered like the sampler's seed, so a resumed search names them as a fresh one
+        cid = f"c{self.issued:04d}"
+        self.issued += 1
+        plan, init = self.space.suggest(trial, self.base_cfg)
+        trial.set_user_attr("candidate", cid)
+        record = {"id": cid, "trial": trial.number, "plan": plan.to_dict(), "init": init,
+                  "plan_name": plan.describe(), "kind": plan.kind}
+        try:
+            why = self.space.violation(self.base_cfg, plan, self.example)
+        except ConfigError as exc:  # a plan the space allows but the model cannot take
+            why = str(exc)
+        return {**record, "stage": "rejected", "reason": why} if why is not None else record
+
+    def values(self, record: dict[str, Any]) -> list[float]:
+        """Objective values of a record; rejected and failed candidates get the worst."""
+        out = []
+        for name in self.cfg.objectives:
+            v = record.get(name)
+            worst = -1e9 if OBJECTIVES[name] == "maximize" else 1e18
+            out.append(v if isinstance(v, (int, float)) and math.isfinite(v) else worst)
+        return out
+
+    def done(self, number: int, record: dict[str, Any], told: bool = False) -> None:
+        record = self.state.save(record)
+        if not told:
+            if record["stage"] == "screened":
+                self.study.tell(number, self.values(record))
+            else:
+                state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
+                    else optuna.trial.TrialState.FAIL
+                self.study.tell(number, state=state)
+        if self.tracker is not None:
+            self.tracker.candidate(record)
+        self.progress.advance(self.recorded(), f"{record['id']} {record['plan_name']} {record['stage']}")
+
+
 def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Executor, state: SearchState,
             progress: Progress, tracker: Any) -> None:
     storage = cfg.storage or optuna.storages.JournalStorage(
@@ -186,65 +249,20 @@ def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Execu
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, study_name=STUDY_NAME, directions=directions,
                                 load_if_exists=True)
-
-    def values(record: dict[str, Any]) -> list[float]:
-        return [record[o] if math.isfinite(record[o]) else -1e9 for o in cfg.objectives]
-
-    def finish(trial_number: int, record: dict[str, Any]) -> None:
-        if record["stage"] == "screened":
-            study.tell(trial_number, values(record))
-        else:
-            study.tell(trial_number, state=optuna.trial.TrialState.PRUNED if record["stage"] == "rejected"
-                       else optuna.trial.TrialState.FAIL)
-        if tracker is not None:
-            tracker.candidate(record)
-
+    proposer = Proposer(cfg, space, base_cfg, task.x_train[:1], study, state, progress, tracker)
     # trials left RUNNING by an interrupted run: told from their record, or dropped
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         cid = t.user_attrs.get("candidate")
         record = state.record(cid) if cid else None
         if record is not None and record.get("trial") == t.number and \
                 record.get("stage") in ("screened", "rejected", "failed"):
-            finish(t.number, record)
+            proposer.done(t.number, record)
         else:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-
-    def recorded() -> int:
-        return sum(1 for r in state.records() if r.get("stage"))
-
     progress.stage("screening", cfg.candidates)
-    progress.advance(recorded())
-    example = task.x_train[:1]
-    while recorded() < cfg.candidates:
-        batch = []
-        for _ in range(min(executor.parallelism, cfg.candidates - recorded())):
-            # seeded by the count of finished candidates, not of trials: an interrupted
-            # trial (dropped above) must not shift the proposals of a resumed search
-            study.sampler = make_sampler(cfg, recorded() + len(batch))
-            trial = study.ask()
-            # candidates are numbered by finished count, like the sampler's seed, so an
-            # interrupted trial leaves no gap: a resumed search names them as a fresh one
-            cid = f"c{recorded() + len(batch):04d}"
-            plan, init = space.suggest(trial, base_cfg)
-            trial.set_user_attr("candidate", cid)
-            base_record = {"id": cid, "trial": trial.number, "plan": plan.to_dict(), "init": init,
-                           "plan_name": plan.describe(), "kind": plan.kind}
-            try:
-                why = space.violation(base_cfg, plan, example)
-            except ConfigError as exc:  # a plan the space allows but the model cannot take
-                why = str(exc)
-            if why is not None:
-                finish(trial.number, state.save({**base_record, "stage": "rejected", "reason": why}))
-                progress.advance(recorded(), f"{cid} rejected")
-                continue
-            batch.append((trial.number, base_record))
-        jobs = [ScreenJob(r["id"], r["plan"], r["init"]) for _, r in batch]
-        numbers = {r["id"]: (n, r) for n, r in batch}
-        for result in executor.screen(jobs):
-            number, base_record = numbers[result["id"]]
-            record = state.save({**base_record, **result})
-            finish(number, record)
-            progress.advance(recorded(), f"{record['id']} {record['plan_name']} {record['stage']}")
+    progress.advance(proposer.recorded())
+    if proposer.remaining() > 0:
+        executor.screen(study, proposer, storage)
 
 
 def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState, progress: Progress,

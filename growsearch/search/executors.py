@@ -1,8 +1,10 @@
 """Executors run trials; the search logic above them is the same for all.
 
-An executor has two verbs: ``screen(jobs)`` runs surrogate-screening trials and
-``train(jobs, scheduler)`` runs full trainings under an early-stopping scheduler. Both
-yield records as they finish, so the engine can persist each one at once.
+An executor has two verbs. ``screen(study, proposer, storage)`` runs surrogate-screening
+trials until the engine's proposer has all its candidates: the Optuna study proposes,
+the proposer turns a trial into a candidate (or a rejection) and persists each finished
+record at once. ``train(jobs, scheduler)`` runs full trainings under an early-stopping
+scheduler and yields records as they finish.
 :class:`LocalExecutor` runs in-process, one trial at a time (debugging, unit tests, and
 machines without Ray); :mod:`growsearch.search.ray_executor` runs trials with Ray Tune.
 """
@@ -15,13 +17,6 @@ from typing import Any
 
 from growsearch.search.schedulers import Scheduler
 from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
-
-
-@dataclass
-class ScreenJob:
-    id: str
-    plan: dict[str, Any]
-    init: str
 
 
 @dataclass
@@ -40,7 +35,7 @@ class Executor:
         self.ctx = ctx
         self.device = device
 
-    def screen(self, jobs: list[ScreenJob]) -> Iterator[dict[str, Any]]:
+    def screen(self, study: Any, proposer: Any, storage: Any) -> None:
         raise NotImplementedError
 
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
@@ -56,9 +51,15 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def screen(self, jobs: list[ScreenJob]) -> Iterator[dict[str, Any]]:
-        for job in jobs:
-            yield screen_candidate(self.ctx, job.id, job.plan, job.init, self.device)
+    def screen(self, study: Any, proposer: Any, storage: Any) -> None:
+        while proposer.remaining() > 0:
+            study.sampler = proposer.sampler()  # Optuna does not store samplers: re-seeded per ask
+            trial = study.ask()
+            record = proposer.suggest(trial)
+            if record.get("stage") != "rejected":
+                record = {**record, **screen_candidate(self.ctx, record["id"], record["plan"], record["init"],
+                                                       self.device)}
+            proposer.done(trial.number, record)
 
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
               on_epoch: Callable[[str, dict[str, float]], None] | None = None) -> Iterator[dict[str, Any]]:
