@@ -251,6 +251,11 @@ def _print_leaderboard(out: Path, rows: int = 15) -> None:
 def _run(cfg, out: Path, resume: bool, args: argparse.Namespace) -> int:
     from growsearch.search import run_search
 
+    if getattr(args, "executor", None):
+        cfg.executor.name = args.executor
+    if getattr(args, "ray_address", None):
+        cfg.executor.name, cfg.executor.address = "ray", args.ray_address
+
     with RichProgress() as progress:
         run_search(cfg, out, resume=resume, progress=progress)
     _print_leaderboard(out)
@@ -299,6 +304,15 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
                    help="how new units and layers are initialised")
     p.add_argument("--seed", type=int, default=0, help="seed for unit duplication and fresh weights")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("ray", "local"), default=None,
+                   help="ray: trials run as Ray Tune trials (default; a local Ray instance on 127.0.0.1 is "
+                        "started and stopped unless an address is given); local: in-process, sequential")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="join an existing Ray cluster: 'auto' (on a cluster node, e.g. inside `ray job "
+                        "submit`) or ray://HOST:PORT")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG.yaml", help="experiment config (see examples/)")
     p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the search already in --out")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -368,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
             "again continues (or re-reports) the same search."))
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="results folder")
     p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    _add_executor_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("report", formatter_class=_Formatter, help="re-render a results folder",

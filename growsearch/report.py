@@ -91,7 +91,8 @@ def plot(df: pd.DataFrame, out: Path) -> list[Path]:
     front = _pareto_front(points)
     if front:
         ax.plot([p for p, _ in front], [a for _, a in front], "r--", label="Pareto front")
-    ax.set_xscale("log")
+    if points:
+        ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("final test accuracy")
     ax.set_title("accuracy vs. size")

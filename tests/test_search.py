@@ -29,6 +29,7 @@ TINY = {
     "training": {"epochs": 3, "batch_size": 64},
     "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
     "manifold": {"probe_size": 32, "steps": 2},
+    "executor": {"name": "local"},  # deterministic and fast; tests/test_ray.py covers Ray
 }
 
 

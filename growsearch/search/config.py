@@ -56,7 +56,7 @@ class EarlyStoppingSpec:
 
 @dataclass
 class ExecutorSpec:
-    name: Literal["local", "ray"] = "local"
+    name: Literal["ray", "local"] = "ray"  # ray: Ray Tune (local instance unless address); local: in-process
     address: str | None = None  # ray: None starts a local instance; "auto" or "ray://host:port"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0

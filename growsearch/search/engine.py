@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -130,6 +131,23 @@ def _load_base(cfg: SearchConfig, out: Path) -> tuple[torch.nn.Module, dict[str,
     return model, spec, dataset
 
 
+def default_executor(ctx: SearchContext, cfg: SearchConfig) -> Executor:
+    if cfg.executor.name == "ray":
+        from growsearch.search.ray_executor import RayExecutor
+
+        return RayExecutor(ctx, cfg)
+    return LocalExecutor(ctx, cfg.executor.device)
+
+
+def _connect_ray(cfg: SearchConfig) -> bool:
+    """Reach Ray before anything is written or computed; True if we started it."""
+    if cfg.executor.name != "ray":
+        return False
+    from growsearch.search.ray_executor import connect
+
+    return connect(cfg.executor, lambda msg: print(f"growsearch: {msg}", file=sys.stderr))
+
+
 def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
                progress: Progress | None = None, tracker: Any = None,
                make_executor: Callable[[SearchContext, SearchConfig], Executor] | None = None) -> SearchResult:
@@ -140,6 +158,18 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     if cfg.dataset:
         load_dataset(cfg.dataset)
     _check_out(cfg, out, resume)
+    started_ray = _connect_ray(cfg)
+    try:
+        return _run(cfg, out, space, progress, tracker, make_executor, started_ray)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _run(cfg: SearchConfig, out: Path, space, progress: Progress, tracker: Any,
+         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None, started_ray: bool) -> SearchResult:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.yaml").exists():
         from growsearch.checkpoint import atomic_write
@@ -156,7 +186,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     progress.advance(1, f"{base_cfg.family}, test accuracy {base_test['accuracy']:.3f}")
     ctx = SearchContext(base_spec, {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
                         dataset, cfg.training, cfg.manifold, cfg.seed, str(out))
-    executor = (make_executor or (lambda c, s: LocalExecutor(c, s.executor.device)))(ctx, cfg)
+    executor = (make_executor or default_executor)(ctx, cfg)
     state = SearchState(out)
     if tracker is not None:
         tracker.start(cfg, out, base_spec, base_test)

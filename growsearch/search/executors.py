@@ -67,7 +67,7 @@ class LocalExecutor(Executor):
             def keep_going(epoch: int, score: float, job: TrainJob = job) -> bool:
                 return scheduler.on_epoch(job.id, epoch, score) if job.schedule else True
 
-            def report(rec: dict[str, float], job: TrainJob = job) -> None:
+            def report(rec: dict[str, float], model: Any = None, spec: Any = None, job: TrainJob = job) -> None:
                 if on_epoch is not None:
                     on_epoch(job.id, rec)
 

@@ -24,6 +24,7 @@ import torch
 from growsearch.checkpoint import save_checkpoint
 from growsearch.data import Task, load_dataset
 from growsearch.errors import GrowsearchError, TrainingError
+from growsearch.faults import maybe_inject
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.metrics import ManifoldConfig, score_model
 from growsearch.models import build
@@ -80,6 +81,7 @@ def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: s
                               "kind": ExpansionPlan.from_dict(plan).kind}
     start = time.perf_counter()
     try:
+        maybe_inject("screen", cid)
         grown, task = grow_candidate(ctx, plan, init, device)
         scores = score_model(grown.model, task, ctx.manifold)
         if not math.isfinite(scores["manifold_metric"]) and scores["manifold_metric"] != -math.inf:
@@ -98,18 +100,22 @@ def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: s
 
 def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, init: str,
                     keep_going: Callable[[int, float], bool] | None = None,
-                    on_epoch: Callable[[dict[str, float]], None] | None = None,
-                    device: str | torch.device | None = None) -> dict[str, Any]:
+                    on_epoch: Callable[..., None] | None = None,
+                    device: str | torch.device | None = None,
+                    checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Fully train one candidate (``plan=None``: the base itself, as the reference).
 
     ``keep_going(epoch, score)`` is the early-stopping scheduler's decision after each
-    epoch; ``on_epoch(record)`` receives every per-epoch record (tracking, Ray reports).
+    epoch; ``on_epoch(record, model, spec)`` receives every per-epoch record with the
+    model (tracking, Ray reports and checkpoints). The trained model is saved to
+    ``checkpoint_dir`` (default: ``<results>/candidates/<id>``).
     """
     device = resolve_device(device)
     out: dict[str, Any] = {"id": cid}
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     try:
+        maybe_inject("train", cid)
         if plan is None:
             model, task, spec = ctx.base(device), ctx.task(), ctx.base_spec
         else:
@@ -120,13 +126,13 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
             rec = {**rec, "score": score_of(rec, task)}
             history.append(rec)
             if on_epoch is not None:
-                on_epoch(rec)
+                on_epoch(rec, model, spec)
             if keep_going is not None and not keep_going(int(rec["epoch"]), rec["score"]):
                 raise StopTraining
 
         result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report])
         final = evaluate(model, task.x_test, task.y_test)
-        checkpoint = Path(ctx.out) / "candidates" / cid
+        checkpoint = Path(checkpoint_dir or Path(ctx.out) / "candidates" / cid)
         save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
                                                   "init": init, "test_accuracy": final["accuracy"],
                                                   "test_loss": final["loss"]})

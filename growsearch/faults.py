@@ -1,0 +1,40 @@
+"""Fault injection for tests and ``growsearch bench faults``: really cause the fault.
+
+Set ``GROWSEARCH_INJECT_FAULT`` to ``STAGE:CANDIDATE:ACTION[:MARKER]``, e.g.
+``train:c0001:raise`` or ``train:c0001:kill-once:/tmp/marker``. At the start of that
+stage for that candidate the trial raises, returns a NaN loss, or its process kills
+itself with SIGKILL (``kill-once`` only while MARKER does not exist, so a retry
+succeeds). Unset in normal use: the check is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+ENV = "GROWSEARCH_INJECT_FAULT"
+
+
+class InjectedFaultError(RuntimeError):
+    pass
+
+
+def maybe_inject(stage: str, cid: str) -> None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    for item in spec.split(","):
+        parts = item.split(":")
+        if len(parts) < 3 or parts[0] != stage or parts[1] != cid:
+            continue
+        action = parts[2]
+        if action == "raise":
+            raise InjectedFaultError(f"injected fault in {stage} of {cid}")
+        if action in ("kill", "kill-once"):
+            marker = Path(parts[3]) if len(parts) > 3 else None
+            if action == "kill-once" and marker is not None:
+                if marker.exists():
+                    continue
+                marker.write_text("killed once")
+            os.kill(os.getpid(), signal.SIGKILL)

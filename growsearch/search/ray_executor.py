@@ -1,0 +1,282 @@
+"""Ray Tune as the executor: screening and full training as Tune trials.
+
+* Screening: Optuna proposes through Ray Tune's ``OptunaSearch`` -- the search's own
+  sampler (seeded) on the search's own study (the journal in the results folder), with
+  the engine's :class:`~growsearch.search.engine.Proposer` as the define-by-run space, so
+  ids, constraint rejections and records are exactly those of the local path.
+* Training: one Tune trial per promoted candidate, scheduled by ``ASHAScheduler`` over
+  epochs; every epoch is reported with ``ray.tune.report(metrics, checkpoint=...)`` from
+  the training loop's callback, so an early-stopped trial still leaves its last model.
+* Resources per trial (``cpus_per_trial``, fractional ``gpus_per_trial``),
+  ``max_concurrent_trials``, ``reuse_actors`` and ``FailureConfig(max_failures)`` come
+  from the config. A trial on a GPU trains on the GPU Ray assigned to it.
+* Local by default: ``ray.init()`` in this process, listening on 127.0.0.1, a private
+  temp dir, dashboard off, auth disabled for that instance; started and shut down here.
+  With ``executor.address`` (``auto``, ``ray://host:port``) it joins an existing cluster.
+
+Order: records arrive in completion order, so with several concurrent trials the
+sampler's view of finished trials (and ASHA's rung statistics) depend on timing; the
+local executor is the deterministic path. Resume is the engine's: finished trials are
+read back from the results folder and only unfinished ones are run again (the
+equivalent of ``Tuner.restore``, which also covers trials lost with a killed driver).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from growsearch.checkpoint import save_checkpoint
+from growsearch.errors import ConfigError
+from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig
+from growsearch.search.executors import Executor, TrainJob
+from growsearch.search.schedulers import ASHA, Scheduler
+from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
+
+
+def trial_device(gpu_ids: list[Any]) -> torch.device:
+    """The device of a trial given ``ray.get_gpu_ids()``: Ray restricts
+    CUDA_VISIBLE_DEVICES to the GPUs it assigned, so the first visible one is ours
+    (shared with other trials when the trial holds a fraction of it)."""
+    return torch.device("cuda:0") if gpu_ids else torch.device("cpu")
+
+
+class DriverOnly:
+    """Holds driver-side objects (the proposer with its progress bar and tracker).
+
+    Tune pickles its searcher and callbacks into the experiment folder for
+    ``Tuner.restore``; these objects never leave the driver, so they pickle as empty."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.obj = None
+
+
+class ProposerSpace:
+    """OptunaSearch's define-by-run space: the engine's proposer turns each Optuna trial
+    into a candidate record (module-level, because OptunaSearch saves it with pickle)."""
+
+    def __init__(self, driver: DriverOnly, numbers: dict[str, int]) -> None:
+        self.driver, self.numbers = driver, numbers
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        record = self.driver.obj.suggest(trial)
+        self.numbers[record["id"]] = trial.number
+        return {"record": record}
+
+
+def _first_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "unknown error"
+
+
+def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) -> bool:
+    """Connect to (or start) Ray; True when this call started a local instance."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the local instance only; clusters keep theirs
+    # one small checkpoint per epoch is the point (early-stopped trials keep their model)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's new console output ignores verbose=0 and writes to stdout; growsearch shows its own
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if spec.address:
+        try:
+            ray.init(address=spec.address, log_to_driver=False, configure_logging=False)
+        except Exception as exc:
+            raise ConfigError(f"executor.address: cannot reach a Ray cluster at {spec.address!r} "
+                              f"({type(exc).__name__}); start one or leave address unset for a "
+                              "local instance") from None
+        return False
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
+    if console is not None:
+        console("started a local Ray instance on 127.0.0.1 (dashboard off, auth disabled); "
+                "set executor.address to use a cluster")
+    return True
+
+
+def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[str]) -> None:
+    import ray
+    from ray import tune
+
+    record = config["record"]
+    if record.get("stage") != "rejected":
+        device = trial_device(ray.get_gpu_ids())
+        record = {**record, **screen_candidate(ctx, record["id"], record["plan"], record["init"], device)}
+    metrics = {}
+    for name in objectives:
+        v = record.get(name)
+        worst = -1e9 if OBJECTIVES[name] == "maximize" else 1e18
+        metrics[name] = v if isinstance(v, (int, float)) and v == v and abs(v) != float("inf") else worst
+    tune.report({**metrics, "record": json.dumps(record)})
+
+
+def _train_trial(config: dict[str, Any], ctx: SearchContext) -> None:
+    import ray
+    from ray import tune
+
+    job = config["job"]
+    device = trial_device(ray.get_gpu_ids())
+    workdir = Path(tempfile.mkdtemp(prefix="growsearch-trial-"))
+
+    def report(rec: dict[str, float], model: torch.nn.Module, spec: dict[str, Any]) -> None:
+        ckpt = workdir / f"epoch{int(rec['epoch'])}"
+        save_checkpoint(ckpt, model, spec, {"dataset": ctx.dataset, "candidate": job["id"], "epoch": rec["epoch"]})
+        tune.report({k: float(v) for k, v in rec.items()}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+    record = train_candidate(ctx, job["id"], job["plan"], job["init"], on_epoch=report, device=device,
+                             checkpoint_dir=workdir / "final")
+    record.pop("checkpoint", None)  # a worker-local path: the driver keeps Tune's checkpoint instead
+    last = record["history"][-1] if record["history"] else {"epoch": 0, "score": float("-inf")}
+    final = workdir / "final"
+    tune.report({"epoch": float(last["epoch"]), "score": float(last["score"]), "growsearch_final": 1.0,
+                 "record": json.dumps(record)},
+                checkpoint=tune.Checkpoint.from_directory(str(final)) if final.exists() else None)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+class RayExecutor(Executor):
+    name = "ray"
+
+    def __init__(self, ctx: SearchContext, cfg: SearchConfig, console: Callable[[str], None] | None = None) -> None:
+        super().__init__(ctx)
+        self.cfg = cfg
+        self.spec = cfg.executor
+        self.parallelism = self.spec.max_concurrent_trials
+        self.started = connect(self.spec, console)  # False when the engine connected already
+        self.storage = Path(self.spec.storage_path or Path(ctx.out).resolve() / "ray")
+
+    def _resources(self) -> dict[str, float]:
+        return {"cpu": self.spec.cpus_per_trial, "gpu": self.spec.gpus_per_trial}
+
+    def _run_config(self, name: str, callback: Any) -> Any:
+        from ray import tune
+
+        return tune.RunConfig(name=name, storage_path=str(self.storage), verbose=0, callbacks=[callback],
+                              failure_config=tune.FailureConfig(max_failures=self.spec.max_failures),
+                              checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+
+    # -- screening --------------------------------------------------------------------
+    def screen(self, study: Any, proposer: Any, storage: Any) -> None:
+        from ray import tune
+        from ray.tune.search.optuna import OptunaSearch
+
+        objectives = self.cfg.objectives
+        modes = ["max" if OBJECTIVES[o] == "maximize" else "min" for o in objectives]
+        driver = DriverOnly(proposer)
+        numbers: dict[str, int] = {}
+        single = len(objectives) == 1
+        searcher = OptunaSearch(space=ProposerSpace(driver, numbers), metric=objectives[0] if single else objectives,
+                                mode=modes[0] if single else modes, sampler=proposer.sampler(),
+                                study_name=study.study_name, storage=storage)
+
+        class Records(tune.Callback):
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                record = json.loads(trial.last_result["record"])
+                driver.obj.done(numbers[record["id"]], record, told=True)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                record = {**trial.config["record"], "stage": "failed",
+                          "reason": _first_line(trial.get_error() or "worker died")}
+                driver.obj.done(numbers[record["id"]], record, told=True)
+
+        trainable = tune.with_resources(tune.with_parameters(_screen_trial, ctx=self.ctx, objectives=objectives),
+                                        self._resources())
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=proposer.remaining(), reuse_actors=True,
+            max_concurrent_trials=self.spec.max_concurrent_trials),
+            run_config=self._run_config(f"screen-{proposer.issued:04d}", Records()))
+        tuner.fit()
+
+    # -- training ---------------------------------------------------------------------
+    def train(self, jobs: list[TrainJob], scheduler: Scheduler,
+              on_epoch: Callable[[str, dict[str, float]], None] | None = None) -> Iterator[dict[str, Any]]:
+        from ray import tune
+        from ray.tune.schedulers import FIFOScheduler
+
+        results: list[dict[str, Any]] = []
+        out = Path(self.ctx.out)
+        driver = DriverOnly(on_epoch)
+        epochs = self.cfg.training.epochs
+
+        class Records(tune.Callback):
+            def __init__(self) -> None:
+                self.history: dict[str, list[dict[str, float]]] = {}
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                job = trial.config["job"]
+                if "growsearch_final" not in result:
+                    rec = {k: result[k] for k in ("epoch", "step", "train_loss", "test_loss", "test_accuracy",
+                                                  "score", "forward_backward", "seconds") if k in result}
+                    self.history.setdefault(job["id"], []).append(rec)
+                    if driver.obj is not None:
+                        driver.obj(job["id"], rec)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                job = trial.config["job"]
+                if "record" in trial.last_result:
+                    record = json.loads(trial.last_result["record"])
+                else:  # stopped by the scheduler after an epoch (ASHA also stops at max_t)
+                    history = self.history.get(job["id"], [])
+                    last = history[-1] if history else {}
+                    full = len(history) >= epochs
+                    record = {"id": job["id"], "stage": "completed" if full else "stopped_early", "history": history,
+                              "epochs": len(history), "final_accuracy": last.get("test_accuracy"),
+                              "final_loss": last.get("test_loss"), "final_score": last.get("score"),
+                              "train_cost": last.get("forward_backward")}
+                record["retries"] = trial.num_failures
+                if trial.checkpoint is not None and record.get("stage") != "failed":
+                    target = out / "candidates" / job["id"]
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(trial.checkpoint.path, target)
+                    record["checkpoint"] = str(target)
+                results.append(record)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                job = trial.config["job"]
+                results.append({"id": job["id"], "stage": "failed", "history": self.history.get(job["id"], []),
+                                "reason": _first_line(trial.get_error() or "worker died")})
+
+        groups = [([j for j in jobs if not j.schedule], FIFOScheduler()),
+                  ([j for j in jobs if j.schedule], self._asha(scheduler))]
+        for group, tune_scheduler in groups:
+            if not group:
+                continue
+            trainable = tune.with_resources(tune.with_parameters(_train_trial, ctx=self.ctx), self._resources())
+            param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init} for j in group])}
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
+                scheduler=tune_scheduler, reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
+                run_config=self._run_config(f"train-{group[0].id}", Records()))
+            tuner.fit()
+            yield from results
+            results.clear()
+
+    def _asha(self, scheduler: Scheduler) -> Any:
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+        if not isinstance(scheduler, ASHA):
+            return FIFOScheduler()
+        es = self.cfg.early_stopping
+        return ASHAScheduler(time_attr="epoch", metric="score", mode="max", max_t=self.cfg.training.epochs,
+                             grace_period=es.grace_epochs, reduction_factor=es.reduction_factor)
+
+    def close(self) -> None:
+        import ray
+
+        if self.started and ray.is_initialized():
+            ray.shutdown()

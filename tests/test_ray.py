@@ -1,0 +1,125 @@
+"""Ray Tune as the executor, on a real local Ray instance and a real two-node cluster."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from growsearch.search import load_config, run_search
+from growsearch.search.ray_executor import trial_device
+
+pytestmark = pytest.mark.slow
+
+RAY_TINY = {
+    "name": "tiny-ray",
+    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
+    "space": "mlp.yaml",
+    "candidates": 4,
+    "promotion": {"policy": "top_k", "k": 2},
+    "training": {"epochs": 3, "batch_size": 64},
+    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
+    "manifold": {"probe_size": 32, "steps": 2},
+    "executor": {"name": "ray", "max_concurrent_trials": 2, "max_failures": 1},
+}
+
+
+def test_trial_device_follows_ray_gpu_assignment():
+    assert trial_device([]) == torch.device("cpu")
+    assert trial_device([3]) == torch.device("cuda:0")  # CUDA_VISIBLE_DEVICES holds only the assigned GPU
+
+
+@pytest.fixture()
+def fault_env(monkeypatch):
+    def set_fault(spec):
+        monkeypatch.setenv("GROWSEARCH_INJECT_FAULT", spec)
+    return set_fault
+
+
+def test_search_on_local_ray_with_a_raising_trial_and_a_killed_worker(tmp_path, fault_env):
+    marker = tmp_path / "killed-once"
+    # c0001's screening raises; the reference training's worker is SIGKILLed once, then retried
+    fault_env(f"screen:c0001:raise,train:base:kill-once:{marker}")
+    out = tmp_path / "run"
+    result = run_search(load_config(RAY_TINY), out)
+    board = pd.read_csv(out / "leaderboard.csv")
+    cands = board[board["candidate"] != "base"]
+    assert len(cands) == 4 and cands["candidate"].is_unique
+    failed = board[board["candidate"] == "c0001"].iloc[0]
+    assert failed["stage"] == "failed" and "InjectedFaultError" in failed["reason"]
+    trained = cands[cands["stage"].isin(["completed", "stopped_early"])]
+    assert len(trained) == 2 and trained["final_accuracy"].notna().all()
+    assert marker.exists()  # the worker really was killed ...
+    base = json.loads((out / "candidates" / "base.json").read_text())
+    assert base["stage"] == "completed" and base["retries"] == 1  # ... and the retry finished it
+    assert (out / "best" / "model.safetensors").exists() and result.best is not None
+    # Tune's own experiment folders are where the config says
+    assert (out / "ray").is_dir()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_node_cluster_with_ray_job_submit(tmp_path):
+    """A head and a worker node on loopback; the search is submitted as a Ray job."""
+    ray = shutil.which("ray")
+    temp = Path(tempfile.mkdtemp(prefix="gsc-"))  # short: Ray's socket paths are length-limited
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
+                    "--temp-dir", str(temp), *common], check=True, env=env, capture_output=True, timeout=180)
+    try:
+        subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
+                        *common], check=True, env=env, capture_output=True, timeout=180)
+        cfg = {**RAY_TINY, "candidates": 3, "promotion": {"policy": "top_k", "k": 1},
+               "executor": {"name": "ray", "address": "auto", "max_concurrent_trials": 2}}
+        cfg_path = tmp_path / "cluster.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        out = tmp_path / "cluster-run"
+        deadline = time.time() + 60
+        while True:  # the job server comes up a little after `ray start` returns
+            status = subprocess.run([ray, "job", "list", "--address", f"http://127.0.0.1:{dash}"],
+                                    env=env, capture_output=True, text=True)
+            if status.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(1)
+        job = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
+                              sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out", str(out)],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "succeeded" in (job.stdout + job.stderr).lower()
+        board = pd.read_csv(out / "leaderboard.csv")
+        assert len(board[board["candidate"] != "base"]) == 3
+        assert (board["stage"] == "completed").sum() >= 1
+        nodes = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='auto'); "
+                                "print(len([n for n in ray.nodes() if n['Alive']]))"],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert nodes.stdout.strip().splitlines()[-1] == "2"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_unreachable_ray_address_is_one_line(tmp_path, capsys):
+    from growsearch.cli import main
+
+    cfg = {**RAY_TINY, "executor": {"name": "ray", "address": "ray://127.0.0.1:1"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "executor.address: cannot reach a Ray cluster at 'ray://127.0.0.1:1'" in err
