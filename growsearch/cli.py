@@ -198,6 +198,21 @@ def cmd_bench_growth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from growsearch.bench.overhead import run_overhead_benchmark
+    from growsearch.checkpoint import write_json
+
+    with _console().status("running the same trials in-process and through Ray Tune"):
+        result = run_overhead_benchmark(epochs=args.epochs, out_dir=args.workdir)
+    result["command"] = "growsearch bench overhead " + " ".join(sys.argv[3:])
+    write_json(args.out, result)
+    _console().print(f"Ray start-up {result['ray_startup_seconds']:.1f}s; per-trial overhead "
+                     f"{result['overhead_per_trial_seconds']:.2f}s ({result['overhead_percent_of_trial']:.1f}% of "
+                     f"{result['local']['mean_trial_seconds']:.1f}s trials in-process); peak Ray RSS "
+                     f"{result['ray_peak_rss_mb']:.0f} MB")
+    return 0
+
+
 # -- run / demo / report ----------------------------------------------------------------
 class RichProgress:
     """Stage, candidates done/total, best so far and ETA, on stderr."""
@@ -255,6 +270,8 @@ def _run(cfg, out: Path, resume: bool, args: argparse.Namespace) -> int:
         cfg.executor.name = args.executor
     if getattr(args, "ray_address", None):
         cfg.executor.name, cfg.executor.address = "ray", args.ray_address
+    if getattr(args, "tracking_uri", None):
+        cfg.tracking.enabled, cfg.tracking.uri = True, args.tracking_uri
 
     with RichProgress() as progress:
         run_search(cfg, out, resume=resume, progress=progress)
@@ -277,6 +294,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     resume = args.resume or (out / "config.yaml").exists()  # the demo continues where it stopped
     return _run(cfg, out, resume, args)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from growsearch.tracking import sync
+
+    result = sync(args.results)
+    _console().print(f"synced {args.results}: {result['uploaded']} record stage(s) uploaded, "
+                     f"{result['pending']} still pending")
+    return 0 if result["pending"] == 0 else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import subprocess
+
+    from growsearch.tracking import default_uri
+
+    results = Path(args.results)
+    uri = args.tracking_uri or default_uri(results)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise ConfigError(f"ui: {results} has no MLflow store (mlflow.db); run a search there first")
+    mlflow = shutil.which("mlflow")
+    if mlflow is None:
+        raise ConfigError("ui: the mlflow command is not on PATH; install growsearch's dependencies")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # a viewer: no job runner
+    cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+           "--workers", "1"]
+    console = _console()
+    console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}  (listening on {args.host} only; "
+                  "Ctrl-C stops it)")
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        console.print("MLflow UI stopped")
+        return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -313,6 +372,9 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="join an existing Ray cluster: 'auto' (on a cluster node, e.g. inside `ray job "
                         "submit`) or ray://HOST:PORT")
+    p.add_argument("--tracking-uri", metavar="URI", default=None,
+                   help="MLflow tracking server (e.g. http://mlflow:5000); default: a SQLite store "
+                        "DIR/mlflow.db in the results folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,6 +455,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
+        "ui", formatter_class=_Formatter, help="open the MLflow UI on a search's runs",
+        description=(
+            "Start the MLflow UI for a results folder's tracking store (mlflow.db) on 127.0.0.1,\n"
+            "print its URL, and stop cleanly on Ctrl-C. The experiment holds one parent run per\n"
+            "search and one child run per candidate: select the children and 'Compare' to see\n"
+            "manifold metric, parameters and final accuracy side by side.\n\n"
+            "example:\n  growsearch ui runs/demo"))
+    p.add_argument("results", metavar="DIR", nargs="?", default="runs/demo", help="results folder")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (others only if you ask)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri", default=None, help="a tracking store other than DIR/mlflow.db")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser(
+        "sync", formatter_class=_Formatter, help="upload to MLflow what a search could not log",
+        description=(
+            "When the tracking server was unreachable during a search, the results folder is\n"
+            "still complete; this uploads every record the MLflow runs lack (idempotent)."))
+    p.add_argument("results", metavar="DIR", help="results folder")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser(
         "score", formatter_class=_Formatter, help="score one expansion with the manifold metric",
         description=(
             "Grow a checkpoint by a plan and score the grown model, before any training, with\n"
@@ -439,6 +523,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.json")
     p.add_argument("--quick", action="store_true", help="a small version for tests")
     p.set_defaults(func=cmd_bench_growth)
+
+    p = bsub.add_parser(
+        "overhead", formatter_class=_Formatter, help="Ray Tune orchestration overhead vs. in-process",
+        description=(
+            "Run the same training trials (one at a time) through the in-process executor and the\n"
+            "Ray Tune executor; report per-trial orchestration overhead (seconds and % of trial\n"
+            "time), Ray start-up time and the peak memory of Ray's processes."))
+    p.add_argument("--out", required=True, metavar="FILE.json")
+    p.add_argument("--epochs", type=int, default=40, help="epochs per trial (40 CNN epochs: ~10 s on one core)")
+    p.add_argument("--workdir", default="runs/bench-overhead", help="where trial checkpoints go")
+    p.set_defaults(func=cmd_bench_overhead)
     return parser
 
 

@@ -30,6 +30,7 @@ RAY_TINY = {
     "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
     "manifold": {"probe_size": 32, "steps": 2},
     "executor": {"name": "ray", "max_concurrent_trials": 2, "max_failures": 1},
+    "tracking": {"enabled": False},
 }
 
 

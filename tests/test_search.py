@@ -30,6 +30,7 @@ TINY = {
     "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
     "manifold": {"probe_size": 32, "steps": 2},
     "executor": {"name": "local"},  # deterministic and fast; tests/test_ray.py covers Ray
+    "tracking": {"enabled": False},  # tests/test_tracking.py covers MLflow
 }
 
 

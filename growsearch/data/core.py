@@ -50,13 +50,46 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool 
         yield x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
 
 
-@functools.lru_cache(maxsize=4)
-def _mnist1d(seed: int) -> Task:
+def cache_dir() -> Path:
+    """Where generated datasets are cached (``GROWSEARCH_CACHE``, default ~/.cache/growsearch)."""
+    return Path(os.environ.get("GROWSEARCH_CACHE", Path.home() / ".cache" / "growsearch"))
+
+
+def _generate_mnist1d(seed: int) -> dict[str, np.ndarray]:
+    """MNIST-1D from the package's generator, cached as .npz: generating takes ~2 s, and
+    every Ray worker process would otherwise pay it again. The cache key holds the seed and
+    the package version; the file is written atomically."""
+    from importlib.metadata import version
+
     from mnist1d.data import get_dataset_args, make_dataset
 
+    path = cache_dir() / f"mnist1d-{version('mnist1d')}-seed{seed}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is regenerated
     args = get_dataset_args()
     args.seed = seed
     data = make_dataset(args)  # the generator; never the download path
+    arrays = {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test")}
+    try:
+        import io
+
+        from growsearch.checkpoint import atomic_write
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write(path, buffer.getvalue())
+    except OSError:
+        pass  # a read-only home: no cache, same data
+    return arrays
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d(seed: int) -> Task:
+    data = _generate_mnist1d(seed)
     return Task(
         name="mnist1d", kind="classification",
         x_train=torch.tensor(data["x"], dtype=torch.float32),

@@ -158,6 +158,14 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     if cfg.dataset:
         load_dataset(cfg.dataset)
     _check_out(cfg, out, resume)
+    if tracker is None and cfg.tracking.enabled:
+        from growsearch.tracking import default_experiment, make_tracker
+
+        tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
+    if tracker is not None:
+        if not cfg.tracking.uri:
+            out.mkdir(parents=True, exist_ok=True)  # the default store lives in the results folder
+        tracker.check()  # an unreachable server is an error before any compute
     started_ray = _connect_ray(cfg)
     try:
         return _run(cfg, out, space, progress, tracker, make_executor, started_ray)
@@ -204,7 +212,7 @@ def _run(cfg: SearchConfig, out: Path, space, progress: Progress, tracker: Any,
     best = write_report(out, records, reference, base_score,
                         {"base_test": base_test, "dataset": dataset, "version": __version__})
     if tracker is not None:
-        tracker.finish(out, records, best)
+        tracker.finish(out, records, best, base_score)
     return SearchResult(out, records, reference, best)
 
 

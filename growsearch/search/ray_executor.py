@@ -134,9 +134,15 @@ def _train_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="growsearch-trial-"))
 
     def report(rec: dict[str, float], model: torch.nn.Module, spec: dict[str, Any]) -> None:
+        metrics = {k: float(v) for k, v in rec.items()}
+        if int(rec["epoch"]) not in config["checkpoint_epochs"]:
+            tune.report(metrics)
+            return
+        # ASHA stops a trial only right after a rung (or max_t) report: a checkpoint there
+        # keeps the model of every stopped trial without paying for one every epoch
         ckpt = workdir / f"epoch{int(rec['epoch'])}"
         save_checkpoint(ckpt, model, spec, {"dataset": ctx.dataset, "candidate": job["id"], "epoch": rec["epoch"]})
-        tune.report({k: float(v) for k, v in rec.items()}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
         shutil.rmtree(ckpt, ignore_errors=True)
 
     record = train_candidate(ctx, job["id"], job["plan"], job["init"], on_epoch=report, device=device,
@@ -258,7 +264,9 @@ class RayExecutor(Executor):
             if not group:
                 continue
             trainable = tune.with_resources(tune.with_parameters(_train_trial, ctx=self.ctx), self._resources())
-            param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init} for j in group])}
+            rungs = scheduler.rungs if isinstance(scheduler, ASHA) and tune_scheduler is not groups[0][1] else []
+            param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init} for j in group]),
+                           "checkpoint_epochs": sorted({*rungs, epochs})}
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 scheduler=tune_scheduler, reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
                 run_config=self._run_config(f"train-{group[0].id}", Records()))

@@ -1,0 +1,309 @@
+"""MLflow tracking: one parent run per search, one child run per candidate.
+
+Everything goes through ``MlflowClient`` with explicit run ids -- no fluent "active
+run" state -- and children carry the parent id in the ``mlflow.parentRunId`` tag
+explicitly (``nested=True`` does not cross process boundaries; all logging happens in
+the driver, which receives every trial's records, Ray's included).
+
+What a child run holds: flattened plan params (``plan.width``, ``plan.depth``, ...),
+``init``, ``params``, ``flops``; metrics: the manifold metric and its pieces, the
+function-preservation deviation, screening and training cost, per-epoch train/test
+curves with steps, final accuracy/loss and gain; tags ``stage`` and ``reason``.
+Statuses: FINISHED (screened, rejected, completed), KILLED (stopped early by the
+scheduler), FAILED (with the error), RUNNING only while a promoted candidate trains.
+
+Idempotent: ``mlflow.json`` in the results folder is a ledger of what was logged
+(parent id, child ids, stages, epochs). A resumed search reuses its parent and children;
+a tracking server that goes away mid-search costs nothing but a warning -- the results
+folder is complete -- and ``growsearch sync DIR`` uploads whatever the ledger lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from growsearch import __version__
+from growsearch.checkpoint import write_json
+from growsearch.errors import ConfigError
+
+STATUS = {"completed": "FINISHED", "screened": "FINISHED", "rejected": "FINISHED",
+          "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING"}
+PIECES = ("loss0", "tau", "log_volume", "shrink", "check_loss", "cost", "seconds", "metric_per_param")
+
+
+def default_uri(out: str | Path) -> str:
+    return f"sqlite:///{Path(out).resolve() / 'mlflow.db'}"
+
+
+def flatten(prefix: str, obj: Any) -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [2, 3]}`` -> ``{"p.a.b": 1, "p.c": "[2, 3]"}``."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: json.dumps(obj) if isinstance(obj, list) else obj}
+
+
+def git_revision() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class MLflowTracker:
+    def __init__(self, uri: str, experiment: str, out: str | Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri, self.experiment_name, self.out = uri, experiment, Path(out)
+        self.client = MlflowClient(tracking_uri=uri)
+        self.ledger_path = self.out / "mlflow.json"
+        self.ledger: dict[str, Any] = {"parent": None, "children": {}}
+        self.pending: set[str] = set()
+        self.offline = False
+
+    # -- reachability ------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail before any compute when the tracking server cannot be reached."""
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            raise ConfigError(f"tracking.uri: cannot reach the MLflow tracking server at {self.uri!r} "
+                              f"({type(exc).__name__}); start it, fix the URI, or set tracking.enabled: "
+                              "false") from None
+
+    def _save(self) -> None:
+        write_json(self.ledger_path, self.ledger)
+
+    def _guard(self, what: str, fn, *args: Any) -> bool:
+        """Run an MLflow call; on failure go offline (the client retries each call for
+        minutes, which would stall the search), remember what is missing, and go on."""
+        if self.offline:
+            self.pending.add(what)
+            return False
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:  # a lost server must not stop the search
+            self.offline = True
+            print(f"growsearch: warning: MLflow unreachable ({type(exc).__name__}); results stay in "
+                  f"{self.out}; run 'growsearch sync {self.out}' when it is back", file=sys.stderr)
+            self.pending.add(what)
+            return False
+
+    # -- the engine's hooks ----------------------------------------------------------------
+    def start(self, cfg: Any, out: Path, base_spec: dict[str, Any], base_test: dict[str, float]) -> None:
+        if self.ledger_path.exists():
+            self.ledger = json.loads(self.ledger_path.read_text())
+        self._guard("parent", self._start_parent, cfg, base_spec, base_test)
+
+    def _start_parent(self, cfg: Any, base_spec: dict[str, Any], base_test: dict[str, float]) -> None:
+        if self.ledger["parent"] is not None:
+            self.client.update_run(self.ledger["parent"], status="RUNNING")
+            return
+        exp = self.client.get_experiment_by_name(self.experiment_name)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment_name)
+        run = self.client.create_run(exp_id, run_name=cfg.name or self.out.name, tags={
+            "growsearch.version": __version__, "growsearch.git_revision": git_revision(),
+            "growsearch.results": str(self.out.resolve()), "growsearch.role": "search"})
+        self.ledger["parent"] = run.info.run_id
+        self.ledger["experiment_id"] = exp_id
+        self._save()
+        from mlflow.entities import Metric, Param
+
+        params = {**flatten("config", json.loads(json.dumps(cfg.to_dict()))), **flatten("base", base_spec)}
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                              metrics=[Metric(f"base_test_{k}", float(v), 0, 0) for k, v in base_test.items()])
+        self.client.log_dict(run.info.run_id, cfg.to_dict(), "config.json")
+        self.client.log_dict(run.info.run_id, base_spec, "base_spec.json")
+
+    def candidate(self, record: dict[str, Any]) -> None:
+        if self.ledger["parent"] is None:
+            self.pending.add(record["id"])
+            return
+        self._guard(record["id"], self._log_candidate, record)
+
+    def _log_candidate(self, r: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        entry = self.ledger["children"].get(r["id"])
+        if entry is None:
+            run = self.client.create_run(self.ledger["experiment_id"], run_name=f"{r['id']} {r.get('plan_name', '')}",
+                                         tags={"mlflow.parentRunId": self.ledger["parent"],
+                                               "growsearch.candidate": r["id"]})
+            entry = {"run_id": run.info.run_id, "stages": [], "epochs": 0}
+            self.ledger["children"][r["id"]] = entry
+            self._save()
+            params = {**flatten("plan", r.get("plan") or {}), "init": r.get("init", ""), "kind": r.get("kind", ""),
+                      "plan_name": r.get("plan_name", "")}
+            self.client.log_batch(entry["run_id"], params=[Param(k, str(v)) for k, v in params.items()])
+        run_id, stage = entry["run_id"], r.get("stage", "")
+        if stage in entry["stages"]:
+            return
+        metrics = {"params": r.get("params"), "flops": r.get("flops"),
+                   "manifold_metric": r.get("manifold_metric"), "manifold_per_param": r.get("manifold_per_param"),
+                   "max_abs_output_diff": r.get("max_abs_output_diff"), "screen_cost": r.get("screen_cost"),
+                   "screen_seconds": r.get("screen_seconds"), "final_accuracy": r.get("final_accuracy"),
+                   "final_loss": r.get("final_loss"), "train_cost": r.get("train_cost"),
+                   "train_seconds": r.get("train_seconds"), "gain": r.get("gain")}
+        metrics.update({f"manifold.{k}": (r.get("manifold") or {}).get(k) for k in PIECES})
+        batch = [Metric(k, float(v), 0, 0) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and math.isfinite(v)]
+        history = r.get("history") or []
+        for h in history[entry["epochs"]:]:
+            batch += [Metric(k, float(h[k]), 0, int(h["epoch"])) for k in ("train_loss", "test_loss", "test_accuracy")
+                      if k in h]
+        tags = [RunTag("stage", stage)] + ([RunTag("reason", r["reason"][:5000])] if r.get("reason") else [])
+        for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 entries
+            self.client.log_batch(run_id, metrics=batch[i:i + 900], tags=tags if i == 0 else [])
+        if not batch:
+            self.client.log_batch(run_id, tags=tags)
+        if STATUS.get(stage) == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status=STATUS.get(stage, "FINISHED"))
+        entry["epochs"] = max(entry["epochs"], len(history))
+        entry["stages"].append(stage)
+        self._save()
+
+    def epoch(self, cid: str, rec: dict[str, float]) -> None:
+        entry = self.ledger["children"].get(cid)
+        if entry is None or cid in self.pending:
+            return  # the reference (base) has no child run; gaps are filled from the record
+
+        def log() -> None:
+            from mlflow.entities import Metric
+
+            step = int(rec["epoch"])
+            self.client.log_batch(entry["run_id"], metrics=[
+                Metric(k, float(rec[k]), 0, step) for k in ("train_loss", "test_loss", "test_accuracy") if k in rec])
+            entry["epochs"] = step
+            self._save()
+
+        self._guard(cid, log)
+
+    def finish(self, out: Path, records: list[dict[str, Any]], best: dict[str, Any] | None,
+               base_score: float | None = None) -> None:
+        for r in records:
+            if r.get("stage") and r["id"] != "base":
+                if base_score is not None and r.get("final_score") is not None:
+                    r = {**r, "gain": r["final_score"] - base_score}
+                self.candidate(r)
+        self._guard("artifacts", self._finish_parent, out, best)
+        missing = sorted(self.pending)
+        if missing:
+            print(f"growsearch: warning: {len(missing)} item(s) not in MLflow yet ({', '.join(missing[:8])}); "
+                  f"run 'growsearch sync {out}' when the tracking server is back", file=sys.stderr)
+
+    def _finish_parent(self, out: Path, best: dict[str, Any] | None) -> None:
+        parent = self.ledger["parent"]
+        for name in ("leaderboard.csv", "leaderboard.md", "config.yaml"):
+            if (out / name).exists():
+                self.client.log_artifact(parent, str(out / name))
+        if (out / "plots").is_dir():
+            self.client.log_artifacts(parent, str(out / "plots"), "plots")
+        if best is not None and (out / "best").is_dir():
+            self.client.log_artifacts(parent, str(out / "best"), "best_model_checkpoint")
+            self.client.set_tag(parent, "growsearch.best_candidate", best["id"])
+            if self.ledger.get("best_model_logged") != best["id"]:
+                self._log_pytorch_model(parent, out / "best")
+                self.ledger["best_model_logged"] = best["id"]
+        self.client.set_terminated(parent, status="FINISHED")
+        self._save()
+
+    def _log_pytorch_model(self, parent: str, checkpoint: Path) -> None:
+        """The best model in MLflow's pytorch flavour, as a ``pt2`` (torch.export) program --
+        loadable with ``mlflow.pytorch.load_model`` without unpickling anything."""
+        import mlflow
+
+        from growsearch.checkpoint import load_checkpoint
+        from growsearch.data import load_dataset
+
+        model, _, meta = load_checkpoint(checkpoint)
+        example = load_dataset(meta["dataset"]).x_train[:2].numpy()
+        mlflow.set_tracking_uri(self.uri)
+        with warnings.catch_warnings(), mlflow.start_run(run_id=parent):
+            warnings.simplefilter("ignore")
+            try:
+                # requirements given explicitly: inferring them imports and times the whole environment
+                mlflow.pytorch.log_model(model.eval(), name="best_model", input_example=example,
+                                         serialization_format="pt2", pip_requirements=["torch", "growsearch"])
+            except Exception as exc:
+                print(f"growsearch: warning: could not log the best model in MLflow's pytorch flavour "
+                      f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its safetensors checkpoint "
+                      "is logged as best_model_checkpoint", file=sys.stderr)
+
+
+def make_tracker(spec: Any, out: str | Path, default_name: str) -> MLflowTracker | None:
+    """The tracker a config asks for (None when tracking is off)."""
+    if not spec.enabled:
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    return MLflowTracker(spec.uri or default_uri(out), spec.experiment or default_name, out)
+
+
+def load_model_from_run(run_id: str, tracking_uri: str) -> Any:
+    """The best model of a search run, rebuilt from its safetensors checkpoint artifact
+    (no unpickling): ``(model, spec, meta)``."""
+    from mlflow.artifacts import download_artifacts
+
+    from growsearch.checkpoint import load_checkpoint
+
+    path = download_artifacts(run_id=run_id, artifact_path="best_model_checkpoint", tracking_uri=tracking_uri)
+    return load_checkpoint(path)
+
+
+def sync(out: str | Path) -> dict[str, int]:
+    """Upload whatever a results folder has that its MLflow run lacks."""
+    import yaml
+
+    from growsearch.report import rerender
+    from growsearch.search.config import load_config
+    from growsearch.search.engine import SearchState
+
+    out = Path(out)
+    if not (out / "config.yaml").exists():
+        raise ConfigError(f"sync: {out} holds no growsearch search")
+    cfg = load_config(yaml.safe_load((out / "config.yaml").read_text()))
+    tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
+    if tracker is None:
+        raise ConfigError("sync: tracking is disabled in this search's config")
+    tracker.check()
+    if tracker.ledger_path.exists():
+        tracker.ledger = json.loads(tracker.ledger_path.read_text())
+    before = sum(len(c["stages"]) for c in tracker.ledger["children"].values())
+    if tracker.ledger["parent"] is None:
+        from growsearch.checkpoint import load_checkpoint
+
+        base = out / "base"
+        spec = load_checkpoint(base)[1] if (base / "spec.json").exists() else {}
+        tracker._start_parent(cfg, spec, {})
+    state = SearchState(out)
+    records = state.records()
+    reference = state.record("base")
+    best = rerender(out) if (out / "leaderboard.csv").exists() else None
+    base_score = reference.get("final_score") if reference else None
+    tracker.finish(out, records, best, base_score)
+    after = sum(len(c["stages"]) for c in tracker.ledger["children"].values())
+    return {"uploaded": after - before, "pending": len(tracker.pending)}
+
+
+def default_experiment(cfg: Any) -> str:
+    """Experiment name: the config's, else derived from the base model and the space."""
+    if cfg.tracking.experiment:
+        return cfg.tracking.experiment
+    if cfg.name:
+        return cfg.name
+    base = cfg.base.pretrain.family + "-" + (cfg.base.pretrain.dataset or "default") if cfg.base.pretrain \
+        else Path(cfg.base.checkpoint).name
+    return f"growsearch-{base}-{Path(cfg.space).stem}"
