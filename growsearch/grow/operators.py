@@ -17,7 +17,7 @@ Init methods (``INITS``):
 Exactness: duplication keeps a LayerNorm's mean and variance only when every unit is
 replicated equally often, i.e. at integer multiples of the width. Other sizes replicate
 a random subset once more; the function then changes slightly and ``grow`` reports the
-measured ``max_abs_output_diff`` (see docs/growth.md).
+measured ``max_abs_output_diff`` (README, "Growth, exactly").
 """
 
 from __future__ import annotations
