@@ -1,10 +1,11 @@
 """Fault injection for tests and ``growsearch bench faults``: really cause the fault.
 
 Set ``GROWSEARCH_INJECT_FAULT`` to ``STAGE:CANDIDATE:ACTION[:MARKER]``, e.g.
-``train:c0001:raise`` or ``train:c0001:kill-once:/tmp/marker``. At the start of that
-stage for that candidate the trial raises, returns a NaN loss, or its process kills
-itself with SIGKILL (``kill-once`` only while MARKER does not exist, so a retry
-succeeds). Unset in normal use: the check is one dictionary lookup.
+``train:c0001:raise`` or ``train:c0001:kill-once:/tmp/marker``. Stages: ``screen`` and
+``train`` (per candidate), ``promote`` and ``report`` (candidate ``-``; in the search
+process). There the trial raises, its weights become inf so training really diverges
+(``nan``), or the process kills itself with SIGKILL (``kill-once`` only while MARKER does
+not exist, so a retry or resume goes through). Unset in normal use: one dict lookup.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ class InjectedFaultError(RuntimeError):
     pass
 
 
-def maybe_inject(stage: str, cid: str) -> None:
+def maybe_inject(stage: str, cid: str) -> str | None:
+    """Cause the configured fault here, if any; returns ``"nan"`` when the caller should
+    poison its model's weights (so that the training loop really meets a NaN loss)."""
     spec = os.environ.get(ENV)
     if not spec:
-        return
+        return None
     for item in spec.split(","):
         parts = item.split(":")
         if len(parts) < 3 or parts[0] != stage or parts[1] != cid:
@@ -31,6 +34,8 @@ def maybe_inject(stage: str, cid: str) -> None:
         action = parts[2]
         if action == "raise":
             raise InjectedFaultError(f"injected fault in {stage} of {cid}")
+        if action == "nan":
+            return "nan"
         if action in ("kill", "kill-once"):
             marker = Path(parts[3]) if len(parts) > 3 else None
             if action == "kill-once" and marker is not None:
@@ -38,3 +43,4 @@ def maybe_inject(stage: str, cid: str) -> None:
                     continue
                 marker.write_text("killed once")
             os.kill(os.getpid(), signal.SIGKILL)
+    return None

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from growsearch.checkpoint import atomic_write, write_json
+from growsearch.faults import maybe_inject
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
 COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
@@ -111,6 +112,7 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     all_records = records + ([reference] if reference else [])
     df = leaderboard(all_records, base_score)
     atomic_write(out / "leaderboard.csv", df.to_csv(index=False))
+    maybe_inject("report", "-")  # between two files: a kill here must not leave a torn leaderboard
     shown = df.drop(columns=["reason"]).copy()
     for col in ("manifold_metric", "final_accuracy", "final_loss", "gain"):
         shown[col] = shown[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")

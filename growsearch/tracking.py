@@ -74,9 +74,14 @@ class MLflowTracker:
 
     # -- reachability ------------------------------------------------------------------
     def check(self) -> None:
-        """Fail before any compute when the tracking server cannot be reached."""
+        """Fail before any compute when the tracking server cannot be reached (a plain
+        health request with a short timeout: MLflow's client would retry for minutes)."""
+        if not self.uri.startswith(("http://", "https://")):
+            return  # a local store (SQLite) is created with the results folder
+        import urllib.request
+
         try:
-            self.client.search_experiments(max_results=1)
+            urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=10)
         except Exception as exc:
             raise ConfigError(f"tracking.uri: cannot reach the MLflow tracking server at {self.uri!r} "
                               f"({type(exc).__name__}); start it, fix the URI, or set tracking.enabled: "

@@ -265,3 +265,17 @@ def test_multi_objective_search(tmp_path):
     study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "run" / "study.journal"))))
     assert len(study.directions) == 2 and len(study.best_trials) >= 1
+
+
+@pytest.mark.slow
+def test_fault_benchmark_kills_and_failures(tmp_path):
+    """SIGKILL at screening, promotion, training and report writing, then resume; a raising
+    and a diverging candidate: nothing lost, nothing duplicated, identical to a clean run."""
+    from growsearch.bench.faults import run_fault_benchmark
+
+    result = run_fault_benchmark(tmp_path, ray=False)  # the Ray worker kill is in tests/test_ray.py
+    for s in result["scenarios"]:
+        assert s["injected"] and s["survived"] and s["lost"] == 0 and s["duplicates"] == 0, s
+        if "identical" in s:
+            assert s["identical"], s
+    assert len(result["scenarios"]) == 6

@@ -16,6 +16,6 @@ with ``x_train``, ``y_train``, ``x_test``, ``y_test``; or an image folder (``tra
 
 from __future__ import annotations
 
-from growsearch.data.core import DATASETS, Task, batches, load_dataset
+from growsearch.data.core import DATASETS, Task, batches, check_dataset_name, load_dataset
 
-__all__ = ["DATASETS", "Task", "batches", "load_dataset"]
+__all__ = ["DATASETS", "Task", "batches", "check_dataset_name", "load_dataset"]

@@ -205,6 +205,15 @@ def _image_folder(path: str, size: int = 32) -> Task:
 DATASETS = ("mnist1d", "digits", "text")
 
 
+def check_dataset_name(name: str) -> None:
+    """Refuse an unknown dataset before anything is loaded, written or computed."""
+    if name in DATASETS or (name.endswith((".pt", ".npz")) and os.path.isfile(name)) or os.path.isdir(name):
+        return
+    if name.endswith((".pt", ".npz")):
+        raise ConfigError(f"dataset: file {name} does not exist")
+    raise ConfigError(f"dataset: got {name!r}; allowed: {', '.join(DATASETS)}, a .pt/.npz file, or an image folder")
+
+
 def load_dataset(name: str, seed: int | None = None, **options: Any) -> Task:
     """Load a built-in dataset by name, or user data from a file or folder path.
 

@@ -35,6 +35,7 @@ from growsearch import __version__
 from growsearch.checkpoint import load_checkpoint, write_json
 from growsearch.data import load_dataset
 from growsearch.errors import ConfigError
+from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
 from growsearch.pretrain import pretrain
 from growsearch.search.config import OBJECTIVES, SearchConfig
@@ -114,6 +115,29 @@ def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
         raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
 
 
+def _check_base(cfg: SearchConfig, space_family: str) -> None:
+    """The base's family and dataset, from the config or the checkpoint's JSON alone."""
+    from growsearch.data import check_dataset_name
+
+    if cfg.base.checkpoint is not None:
+        spec_path = Path(cfg.base.checkpoint) / "spec.json"
+        if not spec_path.is_file():
+            raise ConfigError(f"base.checkpoint: {cfg.base.checkpoint} is not a growsearch checkpoint "
+                              "(no spec.json)")
+        try:
+            family = json.loads(spec_path.read_text()).get("family")
+        except (json.JSONDecodeError, AttributeError):
+            raise ConfigError(f"base.checkpoint: {spec_path} is not valid JSON") from None
+    else:
+        family = cfg.base.pretrain.family
+        if cfg.base.pretrain.dataset:
+            check_dataset_name(cfg.base.pretrain.dataset)
+    if cfg.dataset:
+        check_dataset_name(cfg.dataset)
+    if family != space_family:
+        raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
+
+
 def _load_base(cfg: SearchConfig, out: Path) -> tuple[torch.nn.Module, dict[str, Any], str]:
     if cfg.base.checkpoint is not None:
         model, spec, meta = load_checkpoint(cfg.base.checkpoint)
@@ -154,17 +178,15 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     """Run (or resume) the search described by ``cfg`` into the results folder ``out``."""
     out = Path(out)
     progress = progress or Progress()
-    space = load_space(cfg.space)  # validated before anything is written
-    if cfg.dataset:
-        load_dataset(cfg.dataset)
+    # everything that can be checked is checked before anything is written or computed
+    space = load_space(cfg.space)
+    _check_base(cfg, space.family)
     _check_out(cfg, out, resume)
     if tracker is None and cfg.tracking.enabled:
         from growsearch.tracking import default_experiment, make_tracker
 
         tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
     if tracker is not None:
-        if not cfg.tracking.uri:
-            out.mkdir(parents=True, exist_ok=True)  # the default store lives in the results folder
         tracker.check()  # an unreachable server is an error before any compute
     started_ray = _connect_ray(cfg)
     try:
@@ -187,8 +209,6 @@ def _run(cfg: SearchConfig, out: Path, space, progress: Progress, tracker: Any,
     progress.stage("base model", 1)
     base_model, base_spec, dataset = _load_base(cfg, out)
     base_cfg = config_from_spec(base_spec)
-    if space.family != base_cfg.family:
-        raise ConfigError(f"space: {cfg.space} is for {space.family} models; the base is {base_cfg.family}")
     task = load_dataset(dataset)
     base_test = evaluate(base_model, task.x_test, task.y_test)
     progress.advance(1, f"{base_cfg.family}, test accuracy {base_test['accuracy']:.3f}")
@@ -317,6 +337,7 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
                 seen.add(key)
                 unique.append(r)
         promoted = make_policy(cfg.promotion).select(unique)
+        maybe_inject("promote", "-")
         write_json(promo_path, {"policy": asdict(cfg.promotion), "promoted": promoted})
     for r in screened:
         if r["id"] in promoted and r["stage"] == "screened":

@@ -82,6 +82,23 @@ def _first_line(text: str) -> str:
     return lines[-1][:500] if lines else "unknown error"
 
 
+def _probe(address: str) -> None:
+    """A quick TCP check of ``ray://host:port`` / ``host:port`` (Ray's client would retry for
+    ~30 s); ``auto`` is left to Ray, which answers at once when no cluster runs here."""
+    import socket
+
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return
+    except (OSError, ValueError):
+        raise ConfigError(f"executor.address: cannot reach a Ray cluster at {address!r} (nothing answers at "
+                          f"{host}:{port}); start one or leave address unset for a local instance") from None
+
+
 def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started a local instance."""
     import ray
@@ -94,6 +111,7 @@ def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) ->
     # Tune's new console output ignores verbose=0 and writes to stdout; growsearch shows its own
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if spec.address:
+        _probe(spec.address)
         try:
             ray.init(address=spec.address, log_to_driver=False, configure_logging=False)
         except Exception as exc:

@@ -115,12 +115,16 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     try:
-        maybe_inject("train", cid)
+        fault = maybe_inject("train", cid)
         if plan is None:
             model, task, spec = ctx.base(device), ctx.task(), ctx.base_spec
         else:
             grown, task = grow_candidate(ctx, plan, init, device)
             model, spec = grown.model, grown.spec
+        if fault == "nan":
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("inf"))
 
         def report(rec: dict[str, float]) -> None:
             rec = {**rec, "score": score_of(rec, task)}

@@ -1,0 +1,150 @@
+"""Fault scenarios, each really caused, each checked against an uninterrupted run.
+
+Every scenario runs the same small search (same seed) in a separate ``growsearch run``
+process with ``GROWSEARCH_INJECT_FAULT`` set, resumes it when the fault killed the
+process, and compares the final leaderboard with an uninterrupted reference run:
+
+* ``injected``: the fault really happened (the process died with SIGKILL, or the
+  faulty candidate carries the fault's reason);
+* ``survived``: the search finished with a complete leaderboard;
+* ``lost``: reference candidates missing from the final leaderboard (must be 0);
+* ``duplicates``: repeated candidates in the leaderboard plus repeated MLflow child runs
+  of one candidate (must be 0);
+* ``identical``: candidates, plans, inits and stages equal the reference (kills only:
+  a killed search must end exactly where an uninterrupted one does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+FAULT_CONFIG = {
+    "name": "faults",
+    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
+    "space": "mlp.yaml",
+    "candidates": 6,
+    "promotion": {"policy": "top_k", "k": 3},
+    "training": {"epochs": 4, "batch_size": 64},
+    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 3},
+    "manifold": {"probe_size": 32, "steps": 2},
+    "executor": {"name": "local"},
+}
+KEY = ["candidate", "plan", "init", "stage"]
+
+
+def _run(cfg_path: Path, out: Path, fault: str | None, resume: bool = False) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GROWSEARCH_INJECT_FAULT"}
+    if fault:
+        env["GROWSEARCH_INJECT_FAULT"] = fault
+    cmd = [sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out", str(out)]
+    return subprocess.run(cmd + (["--resume"] if resume else []), env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _mlflow_duplicates(out: Path) -> int:
+    db = out / "mlflow.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT value, COUNT(*) FROM tags WHERE key = 'growsearch.candidate' "
+                           "GROUP BY value HAVING COUNT(*) > 1").fetchall()
+    return sum(n - 1 for _, n in rows)
+
+
+def _board(out: Path) -> pd.DataFrame | None:
+    path = out / "leaderboard.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def run_fault_benchmark(workdir: str | Path | None = None, ray: bool = True, progress: Any = None) -> dict[str, Any]:
+    work = Path(workdir or tempfile.mkdtemp(prefix="growsearch-faults-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg_path = work / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(FAULT_CONFIG))
+    start = time.perf_counter()
+    ref_out = work / "reference"
+    ref = _run(cfg_path, ref_out, None)
+    if ref.returncode != 0:
+        raise RuntimeError(f"reference run failed: {ref.stderr[-2000:]}")
+    reference = _board(ref_out)
+    promoted = json.loads((ref_out / "promotion.json").read_text())["promoted"]
+    ref_rows = reference.sort_values("candidate")[KEY].values.tolist()
+
+    kills = {
+        "kill -9 during screening": "screen:c0003:kill-once:{m}",
+        "kill -9 during promotion": "promote:-:kill-once:{m}",
+        "kill -9 during full training": f"train:{promoted[1]}:kill-once:{{m}}",
+        "kill -9 while writing the leaderboard": "report:-:kill-once:{m}",
+    }
+    scenarios = []
+    for i, (name, fault) in enumerate(kills.items()):
+        out, marker = work / f"kill{i}", work / f"kill{i}.marker"
+        first = _run(cfg_path, out, fault.format(m=marker))
+        second = _run(cfg_path, out, None, resume=True)
+        board = _board(out)
+        rows = board.sort_values("candidate")[KEY].values.tolist() if board is not None else []
+        scenarios.append({
+            "scenario": name, "fault": fault.split(":{")[0],
+            "injected": first.returncode == -9 and marker.exists(),
+            "survived": second.returncode == 0 and board is not None,
+            "lost": len(set(reference["candidate"]) - set(board["candidate"] if board is not None else [])),
+            "duplicates": (int(board["candidate"].duplicated().sum()) if board is not None else 0)
+                          + _mlflow_duplicates(out),
+            "identical": rows == ref_rows,
+        })
+        if progress:
+            progress(len(scenarios), name)
+
+    for name, fault, cid in (("candidate raises during screening", "screen:c0001:raise", "c0001"),
+                             ("candidate training diverges (NaN loss)", f"train:{promoted[0]}:nan", promoted[0])):
+        out = work / cid.replace("c", "x") / name.split()[1]
+        proc = _run(cfg_path, out, fault)
+        board = _board(out)
+        row = board[board["candidate"] == cid].iloc[0] if board is not None else None
+        reason = str(row["reason"]) if row is not None else ""
+        scenarios.append({
+            "scenario": name, "fault": fault,
+            "injected": ("InjectedFaultError" in reason) or ("loss became" in reason),
+            "survived": proc.returncode == 0 and row is not None and row["stage"] == "failed",
+            "lost": len(set(reference["candidate"]) - set(board["candidate"] if board is not None else [])),
+            "duplicates": int(board["candidate"].duplicated().sum()) + _mlflow_duplicates(out) if board is not None
+                          else 0,
+            "reason": reason,
+        })
+        if progress:
+            progress(len(scenarios), name)
+
+    if ray:
+        ray_cfg = work / "ray.yaml"
+        ray_cfg.write_text(yaml.safe_dump({**FAULT_CONFIG, "executor": {"name": "ray", "max_failures": 1,
+                                                                          "max_concurrent_trials": 2}}))
+        out, marker = work / "ray-worker", work / "ray-worker.marker"
+        proc = _run(ray_cfg, out, f"train:{promoted[0]}:kill-once:{marker}")
+        board = _board(out)
+        record = json.loads((out / "candidates" / f"{promoted[0]}.json").read_text()) if board is not None else {}
+        scenarios.append({
+            "scenario": "Ray worker killed mid-trial (max_failures=1)", "fault": f"train:{promoted[0]}:kill-once",
+            "injected": marker.exists(), "survived": proc.returncode == 0 and record.get("retries") == 1
+            and record.get("stage") in ("completed", "stopped_early"),
+            "lost": len(set(reference["candidate"]) - set(board["candidate"] if board is not None else [])),
+            "duplicates": int(board["candidate"].duplicated().sum()) + _mlflow_duplicates(out) if board is not None
+                          else 0,
+        })
+        if progress:
+            progress(len(scenarios), "ray worker")
+    return {"config": FAULT_CONFIG, "scenarios": scenarios,
+            "all_survived": all(s["survived"] for s in scenarios),
+            "total_lost": sum(s["lost"] for s in scenarios),
+            "total_duplicates": sum(s["duplicates"] for s in scenarios),
+            "seconds": time.perf_counter() - start, "workdir": str(work)}
