@@ -64,17 +64,32 @@ class DriverOnly:
         self.obj = None
 
 
+def seeded_optuna_search(driver: DriverOnly, **kwargs: Any) -> Any:
+    """Ray Tune's OptunaSearch, with the sampler re-created before every ask exactly as the
+    local executor does (seed + finished candidates): with one trial at a time both paths
+    propose the same candidates."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class _Seeded(OptunaSearch):
+        def suggest(self, trial_id: str) -> Any:
+            if self._ot_study is not None and driver.obj is not None:
+                self._ot_study.sampler = driver.obj.sampler()
+            return super().suggest(trial_id)
+
+    return _Seeded(**kwargs)
+
+
 class ProposerSpace:
     """OptunaSearch's define-by-run space: the engine's proposer turns each Optuna trial
     into a candidate record (module-level, because OptunaSearch saves it with pickle)."""
 
-    def __init__(self, driver: DriverOnly, numbers: dict[str, int]) -> None:
-        self.driver, self.numbers = driver, numbers
+    def __init__(self, driver: DriverOnly, numbers: dict[str, int], cpus: float = 1.0) -> None:
+        self.driver, self.numbers, self.cpus = driver, numbers, cpus
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         record = self.driver.obj.suggest(trial)
         self.numbers[record["id"]] = trial.number
-        return {"record": record}
+        return {"record": record, "cpus": self.cpus}
 
 
 def _first_line(text: str) -> str:
@@ -131,6 +146,7 @@ def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[s
     import ray
     from ray import tune
 
+    torch.set_num_threads(max(1, int(config["cpus"])))
     record = config["record"]
     if record.get("stage") != "rejected":
         device = trial_device(ray.get_gpu_ids())
@@ -147,6 +163,7 @@ def _train_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     import ray
     from ray import tune
 
+    torch.set_num_threads(max(1, int(config["cpus"])))
     job = config["job"]
     device = trial_device(ray.get_gpu_ids())
     workdir = Path(tempfile.mkdtemp(prefix="growsearch-trial-"))
@@ -198,16 +215,16 @@ class RayExecutor(Executor):
     # -- screening --------------------------------------------------------------------
     def screen(self, study: Any, proposer: Any, storage: Any) -> None:
         from ray import tune
-        from ray.tune.search.optuna import OptunaSearch
 
         objectives = self.cfg.objectives
         modes = ["max" if OBJECTIVES[o] == "maximize" else "min" for o in objectives]
         driver = DriverOnly(proposer)
         numbers: dict[str, int] = {}
         single = len(objectives) == 1
-        searcher = OptunaSearch(space=ProposerSpace(driver, numbers), metric=objectives[0] if single else objectives,
-                                mode=modes[0] if single else modes, sampler=proposer.sampler(),
-                                study_name=study.study_name, storage=storage)
+        searcher = seeded_optuna_search(driver, space=ProposerSpace(driver, numbers, self.spec.cpus_per_trial),
+                                        metric=objectives[0] if single else objectives,
+                                        mode=modes[0] if single else modes, sampler=proposer.sampler(),
+                                        study_name=study.study_name, storage=storage)
 
         class Records(tune.Callback):
             def on_trial_complete(self, iteration, trials, trial, **info):
@@ -284,7 +301,7 @@ class RayExecutor(Executor):
             trainable = tune.with_resources(tune.with_parameters(_train_trial, ctx=self.ctx), self._resources())
             rungs = scheduler.rungs if isinstance(scheduler, ASHA) and tune_scheduler is not groups[0][1] else []
             param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init} for j in group]),
-                           "checkpoint_epochs": sorted({*rungs, epochs})}
+                           "checkpoint_epochs": sorted({*rungs, epochs}), "cpus": self.spec.cpus_per_trial}
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 scheduler=tune_scheduler, reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
                 run_config=self._run_config(f"train-{group[0].id}", Records()))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from growsearch.search.config import EarlyStoppingSpec
 
 
@@ -40,8 +42,8 @@ class ASHA(Scheduler):
             return True
         scores = self.recorded[epoch]
         scores.append(score if math.isfinite(score) else -math.inf)
-        keep = max(1, len(scores) // self.eta)
-        cutoff = sorted(scores, reverse=True)[keep - 1]
+        # Ray Tune's rule (so both executors decide alike): stop below the (1 - 1/eta) quantile
+        cutoff = float(np.nanpercentile(scores, (1 - 1 / self.eta) * 100))
         return score >= cutoff
 
 
