@@ -237,6 +237,25 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    from growsearch.bench.pools import get_pool
+    from growsearch.bench.search_efficiency import run_search_benchmark
+    from growsearch.checkpoint import write_json
+
+    pool = get_pool(args.pool, quick=args.quick)
+    progress, task = _progress_bar(f"search efficiency, {pool.name}")
+    with progress:
+        result = run_search_benchmark(
+            pool, progress=lambda d, t, n: progress.update(task, completed=d, total=t, last=n))
+    result["command"] = "growsearch bench search " + " ".join(sys.argv[3:])
+    write_json(args.out, result)
+    for name, s in result["strategies"].items():
+        ratio = s["compute_to_target_vs_train_all"]
+        _console().print(f"{name}: to target {'never' if ratio is None else f'{ratio:.1%} of train-all'}, "
+                         f"regret at budget {s['regret_at_budget']:.4f}")
+    return 0
+
+
 # -- run / demo / report ----------------------------------------------------------------
 class RichProgress:
     """Stage, candidates done/total, best so far and ETA, on stderr."""
@@ -571,6 +590,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
     p.set_defaults(func=cmd_bench_faults)
+
+    p = bsub.add_parser(
+        "search", formatter_class=_Formatter, help="compute to find a good candidate, per strategy",
+        description=(
+            "Train every candidate of a pool once (recording per-epoch curves), then replay four\n"
+            "strategies on the same curves: train-all, random-k, early stopping only (ASHA), and\n"
+            "surrogate pruning + early stopping (growsearch). Reports the compute to reach a candidate\n"
+            "within 0.5 accuracy points of the pool's best, and regret at 25% of train-all's budget."))
+    p.add_argument("--pool", default="mnist1d-mlp", help="a pool name (see bench predictors)")
+    p.add_argument("--out", required=True, metavar="FILE.json")
+    p.add_argument("--quick", action="store_true", help="a small version for tests")
+    p.set_defaults(func=cmd_bench_search)
     return parser
 
 

@@ -76,3 +76,17 @@ def test_growth_benchmark_quick(tmp_path):
         ratio = row[f"{init}_compute_ratio"]
         assert ratio is None or 0 < ratio <= 1
     assert result["base"]["pretrain_compute"] == 2 * 4000
+
+
+def test_search_efficiency_quick(tmp_path):
+    out = tmp_path / "search.json"
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    s = result["strategies"]
+    assert set(s) == {"train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"}
+    n = len(result["candidates"])
+    # train-all pays every candidate's full training: 1 epoch of 1437 digits images each
+    assert s["train_all"]["total_compute"] == n * 1437
+    assert s["train_all"]["compute_to_target"] is not None and s["train_all"]["regret_at_budget"] >= 0
+    ours = s["surrogate_and_early_stopping"]
+    assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
