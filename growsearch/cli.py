@@ -163,41 +163,40 @@ def _progress_bar(description: str):
 
 
 def cmd_bench_predictors(args: argparse.Namespace) -> int:
-    from growsearch.bench.pools import get_pool
     from growsearch.bench.predictors import run_predictor_benchmark
-    from growsearch.checkpoint import write_json
     from growsearch.metrics import ManifoldConfig
 
-    pool = get_pool(args.pool, quick=args.quick)
-    manifold = None
-    if args.manifold:
-        manifold = ManifoldConfig.from_dict({**pool.manifold, **(read_yaml(args.manifold, "--manifold") or {})})
-    progress, task = _progress_bar(f"pool {pool.name}")
-    with progress:
-        def report(done: int, total: int, name: str) -> None:
-            progress.update(task, completed=done, total=total, last=name)
+    overrides = (read_yaml(args.manifold, "--manifold") or {}) if args.manifold else None
 
-        result = run_predictor_benchmark(pool, manifold, jobs=args.jobs, progress=report)
-    result["command"] = "growsearch bench predictors " + " ".join(sys.argv[3:])
-    write_json(args.out, result)
+    def runner(pool, progress):
+        manifold = ManifoldConfig.from_dict({**pool.manifold, **overrides}) if overrides is not None else None
+        return run_predictor_benchmark(pool, manifold, jobs=args.jobs, progress=progress)
+
+    result = _run_pool_bench(args, "pool", runner)
     table = {k: round(v["kendall"], 3) for k, v in result["predictors"].items()}
     _console().print(f"[green]wrote[/] {args.out}: Kendall tau vs gain {table}; "
                      f"metric cost ratio {result['metric_cost_ratio']:.3f}")
     return 0
 
 
-def cmd_bench_growth(args: argparse.Namespace) -> int:
-    from growsearch.bench.growth import run_growth_benchmark
+def _run_pool_bench(args: argparse.Namespace, title: str, runner: Any) -> dict[str, Any]:
+    """Run ``runner(pool, progress=...)`` on ``--pool`` with a progress bar; write ``--out``."""
     from growsearch.bench.pools import get_pool
     from growsearch.checkpoint import write_json
 
     pool = get_pool(args.pool, quick=args.quick)
-    progress, task = _progress_bar(f"growth vs scratch, {pool.name}")
+    progress, task = _progress_bar(f"{title}, {pool.name}")
     with progress:
-        result = run_growth_benchmark(
-            pool, progress=lambda d, t, n: progress.update(task, completed=d, total=t, last=n))
-    result["command"] = "growsearch bench growth " + " ".join(sys.argv[3:])
+        result = runner(pool, progress=lambda d, t, n: progress.update(task, completed=d, total=t, last=n))
+    result["command"] = f"growsearch bench {args.bench} " + " ".join(sys.argv[3:])
     write_json(args.out, result)
+    return result
+
+
+def cmd_bench_growth(args: argparse.Namespace) -> int:
+    from growsearch.bench.growth import run_growth_benchmark
+
+    result = _run_pool_bench(args, "growth vs scratch", run_growth_benchmark)
     for row in result["plans"]:
         _console().print(f"{row['plan_name']}: scratch {row['scratch_final_score']:.4f}; net2net reaches it with "
                          f"{row['net2net_compute_ratio']} of scratch compute, random with "
@@ -238,21 +237,13 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_search(args: argparse.Namespace) -> int:
-    from growsearch.bench.pools import get_pool
     from growsearch.bench.search_efficiency import run_search_benchmark
-    from growsearch.checkpoint import write_json
 
-    pool = get_pool(args.pool, quick=args.quick)
-    progress, task = _progress_bar(f"search efficiency, {pool.name}")
-    with progress:
-        result = run_search_benchmark(
-            pool, progress=lambda d, t, n: progress.update(task, completed=d, total=t, last=n))
-    result["command"] = "growsearch bench search " + " ".join(sys.argv[3:])
-    write_json(args.out, result)
-    for name, s in result["strategies"].items():
-        ratio = s["compute_to_target_vs_train_all"]
+    result = _run_pool_bench(args, "search efficiency", run_search_benchmark)
+    for name, st in result["strategies"].items():
+        ratio = st["compute_to_target_vs_train_all"]
         _console().print(f"{name}: to target {'never' if ratio is None else f'{ratio:.1%} of train-all'}, "
-                         f"regret at budget {s['regret_at_budget']:.4f}")
+                         f"regret at budget {st['regret_at_budget']:.4f}")
     return 0
 
 
@@ -420,6 +411,18 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
                         "DIR/mlflow.db in the results folder")
 
 
+def _bench_parser(bsub: Any, name: str, func: Any, help_text: str, description: str, pool: str | None = None,
+                  default_pool: str | None = None) -> argparse.ArgumentParser:
+    """A ``growsearch bench NAME`` parser with ``--out`` (and ``--pool``/``--quick``)."""
+    p = bsub.add_parser(name, formatter_class=_Formatter, help=help_text, description=description)
+    if pool is not None:
+        p.add_argument("--pool", required=default_pool is None, default=default_pool, help=pool)
+        p.add_argument("--quick", action="store_true", help="a small version of the pool, for tests")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the results")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="growsearch", formatter_class=_Formatter,
@@ -538,70 +541,52 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", formatter_class=_Formatter, help="run a benchmark, write JSON",
                            description="Benchmarks print measured numbers and write them as JSON.")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    p = bsub.add_parser(
-        "predictors", formatter_class=_Formatter, help="rank correlation of predictors with gain",
-        description=(
-            "Run a candidate pool: grow every candidate, compute every predictor, train every\n"
-            "candidate with the pool's fixed recipe over 2 seeds, and report Kendall/Spearman\n"
-            "of each predictor against the measured gain (with bootstrap intervals and within\n"
-            "equal-parameter groups) and the metric's cost relative to full training.\n\n"
-            "example:\n  growsearch bench predictors --pool mnist1d-mlp --out docs/results/mnist1d-mlp.json"))
-    p.add_argument("--pool", required=True, help="digits-mlp (tuning), mnist1d-mlp, mnist1d-cnn, text-gpt")
-    p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the results")
-    p.add_argument("--quick", action="store_true", help="a small version (3 plans, 1 epoch) for tests")
+    p = _bench_parser(
+        bsub, "predictors", cmd_bench_predictors, "rank correlation of predictors with gain",
+        "Run a candidate pool: grow every candidate, compute every predictor, train every\n"
+        "candidate with the pool's fixed recipe over 2 seeds, and report Kendall/Spearman\n"
+        "of each predictor against the measured gain (with bootstrap intervals and within\n"
+        "equal-parameter groups) and the metric's cost relative to full training.\n\n"
+        "example:\n  growsearch bench predictors --pool mnist1d-mlp --out docs/results/mnist1d-mlp.json",
+        pool="digits-mlp (tuning), mnist1d-mlp, mnist1d-cnn, text-gpt")
     p.add_argument("--jobs", type=int, default=1, help="candidates evaluated in parallel processes")
     p.add_argument("--manifold", metavar="FILE.yaml", help="override manifold-metric hyperparameters")
-    p.set_defaults(func=cmd_bench_predictors)
 
-    p = bsub.add_parser(
-        "growth", formatter_class=_Formatter, help="growing vs. training the same model from scratch",
-        description=(
-            "For one width, one depth and one mixed plan of a pool: train the target architecture\n"
-            "from scratch and grow the pretrained base into it (net2net and random init), all with\n"
-            "the pool's recipe over its seeds. Reports test score per epoch and the compute\n"
-            "(forward+backward examples) growth needs to reach the scratch model's final score,\n"
-            "with the base's pretraining compute reported separately.\n\n"
-            "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json"))
-    p.add_argument("--pool", required=True, help="a pool name (see bench predictors)")
-    p.add_argument("--out", required=True, metavar="FILE.json")
-    p.add_argument("--quick", action="store_true", help="a small version for tests")
-    p.set_defaults(func=cmd_bench_growth)
+    _bench_parser(
+        bsub, "growth", cmd_bench_growth, "growing vs. training the same model from scratch",
+        "For one width, one depth and one mixed plan of a pool: train the target architecture\n"
+        "from scratch and grow the pretrained base into it (net2net and random init), all with\n"
+        "the pool's recipe over its seeds. Reports test score per epoch and the compute\n"
+        "(forward+backward examples) growth needs to reach the scratch model's final score,\n"
+        "with the base's pretraining compute reported separately.\n\n"
+        "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
+        pool="a pool name (see bench predictors)")
 
-    p = bsub.add_parser(
-        "overhead", formatter_class=_Formatter, help="Ray Tune orchestration overhead vs. in-process",
-        description=(
-            "Run the same training trials (one at a time) through the in-process executor and the\n"
-            "Ray Tune executor; report per-trial orchestration overhead (seconds and % of trial\n"
-            "time), Ray start-up time and the peak memory of Ray's processes."))
-    p.add_argument("--out", required=True, metavar="FILE.json")
+    _bench_parser(
+        bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",
+        "Train every candidate of a pool once (recording per-epoch curves), then replay four\n"
+        "strategies on the same curves: train-all, random-k, early stopping only (ASHA), and\n"
+        "surrogate pruning + early stopping (growsearch). Reports the compute to reach a candidate\n"
+        "within 0.5 accuracy points of the pool's best, and regret at 25% of train-all's budget.",
+        pool="a pool name (see bench predictors)", default_pool="mnist1d-mlp")
+
+    p = _bench_parser(
+        bsub, "overhead", cmd_bench_overhead, "Ray Tune orchestration overhead vs. in-process",
+        "Run the same training trials (one at a time) through the in-process executor and the\n"
+        "Ray Tune executor; report per-trial orchestration overhead (seconds and % of trial\n"
+        "time), Ray start-up time and the peak memory of Ray's processes.")
     p.add_argument("--epochs", type=int, default=40, help="epochs per trial (40 CNN epochs: ~10 s on one core)")
     p.add_argument("--workdir", default="runs/bench-overhead", help="where trial checkpoints go")
-    p.set_defaults(func=cmd_bench_overhead)
 
-    p = bsub.add_parser(
-        "faults", formatter_class=_Formatter, help="inject real faults, check nothing is lost",
-        description=(
-            "Run a small search under real faults -- SIGKILL of the search process during\n"
-            "screening, promotion, full training and leaderboard writing (then --resume), a\n"
-            "candidate that raises, a candidate whose training diverges to NaN, a Ray worker\n"
-            "killed mid-trial -- and report for each: injected, survived, results lost (must be 0),\n"
-            "duplicates in the leaderboard and MLflow (must be 0), identical to an uninterrupted run."))
-    p.add_argument("--out", required=True, metavar="FILE.json")
+    p = _bench_parser(
+        bsub, "faults", cmd_bench_faults, "inject real faults, check nothing is lost",
+        "Run a small search under real faults -- SIGKILL of the search process during\n"
+        "screening, promotion, full training and leaderboard writing (then --resume), a\n"
+        "candidate that raises, a candidate whose training diverges to NaN, a Ray worker\n"
+        "killed mid-trial -- and report for each: injected, survived, results lost (must be 0),\n"
+        "duplicates in the leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
-    p.set_defaults(func=cmd_bench_faults)
-
-    p = bsub.add_parser(
-        "search", formatter_class=_Formatter, help="compute to find a good candidate, per strategy",
-        description=(
-            "Train every candidate of a pool once (recording per-epoch curves), then replay four\n"
-            "strategies on the same curves: train-all, random-k, early stopping only (ASHA), and\n"
-            "surrogate pruning + early stopping (growsearch). Reports the compute to reach a candidate\n"
-            "within 0.5 accuracy points of the pool's best, and regret at 25% of train-all's budget."))
-    p.add_argument("--pool", default="mnist1d-mlp", help="a pool name (see bench predictors)")
-    p.add_argument("--out", required=True, metavar="FILE.json")
-    p.add_argument("--quick", action="store_true", help="a small version for tests")
-    p.set_defaults(func=cmd_bench_search)
     return parser
 
 

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -26,3 +28,24 @@ def mlp_base(tmp_path_factory):
     out = tmp_path_factory.mktemp("base") / "mlp"
     pretrain("mlp", "mnist1d", out=out, epochs=3)
     return out
+
+
+TINY_SEARCH = {
+    "name": "tiny",
+    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
+    "space": "mlp.yaml",
+    "candidates": 5,
+    "promotion": {"policy": "top_k", "k": 2},
+    "training": {"epochs": 3, "batch_size": 64},
+    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
+    "manifold": {"probe_size": 32, "steps": 2},
+    "executor": {"name": "local"},  # deterministic and fast; tests/test_ray.py covers Ray
+    "tracking": {"enabled": False},  # tests/test_tracking.py covers MLflow
+}
+
+
+def tiny_search_config(**changes):
+    """A search that runs in seconds on digits (a fresh copy, top-level keys replaced)."""
+    cfg = copy.deepcopy(TINY_SEARCH)
+    cfg.update(copy.deepcopy(changes))
+    return cfg

@@ -14,24 +14,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import tiny_search_config
 
 from growsearch.search import load_config, run_search
 from growsearch.search.ray_executor import trial_device
 
 pytestmark = pytest.mark.slow
 
-RAY_TINY = {
-    "name": "tiny-ray",
-    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
-    "space": "mlp.yaml",
-    "candidates": 4,
-    "promotion": {"policy": "top_k", "k": 2},
-    "training": {"epochs": 3, "batch_size": 64},
-    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
-    "manifold": {"probe_size": 32, "steps": 2},
-    "executor": {"name": "ray", "max_concurrent_trials": 2, "max_failures": 1},
-    "tracking": {"enabled": False},
-}
+RAY_TINY = tiny_search_config(name="tiny-ray", candidates=4,
+                              executor={"name": "ray", "max_concurrent_trials": 2, "max_failures": 1})
 
 
 def test_trial_device_follows_ray_gpu_assignment():

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import tiny_search_config
 
 from growsearch.errors import ConfigError
 from growsearch.models import config_from_spec
@@ -20,24 +21,9 @@ from growsearch.search import load_config, load_space, run_search
 from growsearch.search.promote import Pareto, TopFraction, TopK
 from growsearch.search.schedulers import ASHA
 
-TINY = {
-    "name": "tiny",
-    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
-    "space": "mlp.yaml",
-    "candidates": 5,
-    "promotion": {"policy": "top_k", "k": 2},
-    "training": {"epochs": 3, "batch_size": 64},
-    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
-    "manifold": {"probe_size": 32, "steps": 2},
-    "executor": {"name": "local"},  # deterministic and fast; tests/test_ray.py covers Ray
-    "tracking": {"enabled": False},  # tests/test_tracking.py covers MLflow
-}
-
 
 def tiny(**changes):
-    cfg = json.loads(json.dumps(TINY))
-    cfg.update(changes)
-    return cfg
+    return tiny_search_config(**changes)
 
 
 # -- config and space validation -------------------------------------------------------

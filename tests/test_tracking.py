@@ -13,6 +13,7 @@ import urllib.request
 import mlflow
 import pytest
 import torch
+from conftest import tiny_search_config
 from mlflow.tracking import MlflowClient
 
 from growsearch.cli import main
@@ -22,17 +23,9 @@ from growsearch.tracking import default_uri, load_model_from_run
 
 pytestmark = pytest.mark.slow
 
-TRACKED = {
-    "name": "tracked",
-    "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
-    "space": "mlp.yaml",
-    "candidates": 5,
-    "promotion": {"policy": "top_k", "k": 3},
-    "training": {"epochs": 4, "batch_size": 64},
-    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 3},
-    "manifold": {"probe_size": 32, "steps": 2},
-    "executor": {"name": "local"},
-}
+TRACKED = tiny_search_config(name="tracked", promotion={"policy": "top_k", "k": 3},
+                             training={"epochs": 4, "batch_size": 64}, tracking={"enabled": True},
+                             early_stopping={"policy": "asha", "grace_epochs": 1, "reduction_factor": 3})
 
 
 def runs_of(uri, name="tracked"):

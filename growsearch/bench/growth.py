@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from growsearch.bench.pools import Pool
-from growsearch.bench.predictors import pretrain_base, task_score
+from growsearch.bench.predictors import pool_base_model, pretrain_base, task_score
 from growsearch.data import load_dataset
 from growsearch.grow import ExpansionPlan, grow
-from growsearch.models import build, config_from_spec
+from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_RECIPES
 from growsearch.search.space import planned_config
 from growsearch.train import train
@@ -62,8 +62,7 @@ def run_growth_benchmark(pool: Pool, progress: Any = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = load_dataset(pool.dataset)
     state, spec, pretrain_final = pretrain_base(pool)
-    base = build(spec)
-    base.load_state_dict(state)
+    base = pool_base_model(state, spec)
     pretrain_recipe = dataclasses.replace(DEFAULT_RECIPES[pool.dataset], epochs=pool.base_epochs)
     pretrain_fb = pool.base_epochs * len(task.x_train)
     plans = pick_plans(pool)

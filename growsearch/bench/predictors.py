@@ -53,6 +53,13 @@ def pretrain_base(pool: Pool) -> tuple[dict[str, torch.Tensor], dict[str, Any], 
     return {k: v.clone() for k, v in model.state_dict().items()}, cfg.to_spec(), result.final
 
 
+def pool_base_model(state: dict[str, torch.Tensor], spec: dict[str, Any]) -> torch.nn.Module:
+    """The base model from :func:`pretrain_base`'s state and spec."""
+    base = build(spec)
+    base.load_state_dict(state)
+    return base
+
+
 def _train_seeds(model: torch.nn.Module, task: Task, recipe: TrainRecipe,
                  seeds: tuple[int, ...]) -> tuple[list[float], int, float]:
     scores, fb, seconds = [], 0, 0.0
@@ -66,8 +73,7 @@ def _train_seeds(model: torch.nn.Module, task: Task, recipe: TrainRecipe,
 def _base_job(pool: Pool, state: dict, spec: dict) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = load_dataset(pool.dataset)
-    base = build(spec)
-    base.load_state_dict(state)
+    base = pool_base_model(state, spec)
     scores, fb, seconds = _train_seeds(base, task, pool.recipe, pool.seeds)
     return {"scores": scores, "full_training_cost": fb, "full_training_seconds": seconds}
 
@@ -76,8 +82,7 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
                    manifold: ManifoldConfig, train_candidates: bool = True) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = load_dataset(pool.dataset)
-    base = build(spec)
-    base.load_state_dict(state)
+    base = pool_base_model(state, spec)
     grown, scores = score_candidate(base, spec, task, ExpansionPlan.from_dict(plan), init,
                                     manifold=manifold, proxies=True, short_recipe=pool.recipe,
                                     variants=True)

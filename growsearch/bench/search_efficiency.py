@@ -29,11 +29,10 @@ from typing import Any
 import torch
 
 from growsearch.bench.pools import Pool
-from growsearch.bench.predictors import pretrain_base, task_score
+from growsearch.bench.predictors import pool_base_model, pretrain_base, task_score
 from growsearch.data import load_dataset
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.metrics import ManifoldConfig, manifold_metric
-from growsearch.models import build
 from growsearch.search.schedulers import ASHA
 from growsearch.train import train
 
@@ -73,8 +72,7 @@ def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int 
     torch.set_num_threads(1)
     task = load_dataset(pool.dataset)
     state, spec, _ = pretrain_base(pool)
-    base = build(spec)
-    base.load_state_dict(state)
+    base = pool_base_model(state, spec)
     manifold = ManifoldConfig(**pool.manifold)
     candidates = []
     for i, (plan, init) in enumerate(pool.candidates()):

@@ -23,13 +23,12 @@ import torch
 
 from growsearch.bench import stats
 from growsearch.bench.pools import get_pool
-from growsearch.bench.predictors import pretrain_base
+from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.checkpoint import write_json
 from growsearch.data import load_dataset
 from growsearch.errors import ConfigError
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.metrics import ManifoldConfig, manifold_metric
-from growsearch.models import build
 
 
 def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed: int = 0) -> dict:
@@ -42,8 +41,7 @@ def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed
     torch.set_num_threads(1)
     task = load_dataset(pool.dataset)
     state, spec, _ = pretrain_base(pool)
-    base = build(spec)
-    base.load_state_dict(state)
+    base = pool_base_model(state, spec)
     candidates = results["candidates"]
     grown = [grow(base, spec, ExpansionPlan.from_dict(c["plan"]), c["init"]).model for c in candidates]
     gains = [c["gain_mean"] for c in candidates]
