@@ -21,6 +21,7 @@ folder is complete -- and ``growsearch sync DIR`` uploads whatever the ledger la
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -254,6 +255,8 @@ def make_tracker(spec: Any, out: str | Path, default_name: str) -> MLflowTracker
     if not spec.enabled:
         return None
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    for name in ("mlflow", "alembic"):  # their INFO lines (schema migrations) are not the user's business
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MLflowTracker(spec.uri or default_uri(out), spec.experiment or default_name, out)
 
 
