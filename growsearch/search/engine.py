@@ -250,6 +250,7 @@ class Proposer:
         self.cfg, self.space, self.base_cfg, self.example = cfg, space, base_cfg, example
         self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
         self.issued = self.recorded()
+        self.best: tuple[str, float] = ("", -math.inf)  # best surrogate so far, for the progress line
 
     def recorded(self) -> int:
         return sum(1 for r in self.state.records() if r.get("stage"))
@@ -296,7 +297,11 @@ class Proposer:
                 self.study.tell(number, state=state)
         if self.tracker is not None:
             self.tracker.candidate(record)
-        self.progress.advance(self.recorded(), f"{record['id']} {record['plan_name']} {record['stage']}")
+        value = record.get("manifold_metric")
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > self.best[1]:
+            self.best = (f"{record['id']} {record['plan_name']}", value)
+        best = f"best {self.best[0]} ({self.best[1]:.3f})" if self.best[0] else ""
+        self.progress.advance(self.recorded(), f"{record['id']} {record['stage']}; {best}")
 
 
 def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Executor, state: SearchState,
@@ -357,6 +362,7 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
     progress.stage("training", len(promoted) + int(cfg.reference))
     done = len(promoted) + int(cfg.reference) - len(jobs)
     progress.advance(done)
+    best = ("", -math.inf)
 
     def on_epoch(cid: str, rec: dict[str, float]) -> None:
         if tracker is not None:
@@ -370,4 +376,8 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
             if tracker is not None:
                 tracker.candidate(record)
         done += 1
-        progress.advance(done, f"{result['id']} {result['stage']}")
+        score = result.get("final_score")
+        if result["id"] != "base" and score is not None and score > best[1]:
+            best = (result["id"], score)
+        progress.advance(done, f"{result['id']} {result['stage']}" + (f"; best {best[0]} ({best[1]:.4f})"
+                                                                       if best[0] else ""))

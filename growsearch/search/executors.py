@@ -29,7 +29,6 @@ class TrainJob:
 
 class Executor:
     name = "base"
-    parallelism = 1
 
     def __init__(self, ctx: SearchContext, device: str = "auto") -> None:
         self.ctx = ctx

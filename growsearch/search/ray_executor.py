@@ -198,7 +198,6 @@ class RayExecutor(Executor):
         super().__init__(ctx)
         self.cfg = cfg
         self.spec = cfg.executor
-        self.parallelism = self.spec.max_concurrent_trials
         self.started = connect(self.spec, console)  # False when the engine connected already
         self.storage = Path(self.spec.storage_path or Path(ctx.out).resolve() / "ray")
 
