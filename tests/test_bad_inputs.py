@@ -56,6 +56,8 @@ def env(tmp_path, monkeypatch):
     for name in ("space_empty_range", "space_unknown_knob"):
         (tmp_path / f"cfg_{name}.yaml").write_text(
             (CORPUS / "config_with_space.tmpl").read_text().replace("SPACE", str(CORPUS / f"{name}.yaml")))
+    (tmp_path / "cfg_truncated_base.yaml").write_text(
+        f"base: {{checkpoint: {trunc}}}\nspace: mlp.yaml\ntracking: {{enabled: false}}\n")
     (tmp_path / "cfg_other_family.yaml").write_text(
         f"base: {{checkpoint: {cnn}}}\nspace: mlp.yaml\ntracking: {{enabled: false}}\n")
     return tmp_path
@@ -75,6 +77,7 @@ CASES = [
      "gpt.yaml is for gpt models; the base model is mlp"),
     (["run", "{t}/cfg_other_family.yaml", "--out", "{t}/out"], "mlp.yaml is for mlp models; the base model is cnn"),
     (["run", "{c}/unknown_dataset.yaml", "--out", "{t}/out"], "dataset: got 'imagenet'; allowed: mnist1d"),
+    (["run", "{t}/cfg_truncated_base.yaml", "--out", "{t}/out"], "is corrupted or truncated"),
     (["run", "{c}/unreachable_ray.yaml", "--out", "{t}/out"], "executor.address: cannot reach a Ray cluster"),
     (["run", "{c}/unreachable_tracking.yaml", "--out", "{t}/out"], "tracking.uri: cannot reach the MLflow"),
     (["run", "{t}/missing.yaml", "--out", "{t}/out"], "config: file"),

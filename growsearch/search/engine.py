@@ -32,12 +32,12 @@ import torch
 import yaml
 
 from growsearch import __version__
-from growsearch.checkpoint import load_checkpoint, write_json
+from growsearch.checkpoint import atomic_write, load_checkpoint, write_json
 from growsearch.data import load_dataset
 from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
-from growsearch.pretrain import pretrain
+from growsearch.pretrain import DEFAULT_DATASET, pretrain
 from growsearch.search.config import OBJECTIVES, SearchConfig
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
@@ -115,42 +115,40 @@ def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
         raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
 
 
-def _check_base(cfg: SearchConfig, space_family: str) -> None:
-    """The base's family and dataset, from the config or the checkpoint's JSON alone."""
+BaseModel = tuple[torch.nn.Module, dict[str, Any], str]  # model, spec, dataset
+
+
+def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
+    """Validate the base before anything is written: a checkpoint base is loaded (and
+    returned), a pretrain base is checked from the config alone."""
     from growsearch.data import check_dataset_name
 
-    if cfg.base.checkpoint is not None:
-        spec_path = Path(cfg.base.checkpoint) / "spec.json"
-        if not spec_path.is_file():
-            raise ConfigError(f"base.checkpoint: {cfg.base.checkpoint} is not a growsearch checkpoint "
-                              "(no spec.json)")
-        try:
-            family = json.loads(spec_path.read_text()).get("family")
-        except (json.JSONDecodeError, AttributeError):
-            raise ConfigError(f"base.checkpoint: {spec_path} is not valid JSON") from None
-    else:
-        family = cfg.base.pretrain.family
-        if cfg.base.pretrain.dataset:
-            check_dataset_name(cfg.base.pretrain.dataset)
     if cfg.dataset:
         check_dataset_name(cfg.dataset)
-    if family != space_family:
-        raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
-
-
-def _load_base(cfg: SearchConfig, out: Path) -> tuple[torch.nn.Module, dict[str, Any], str]:
     if cfg.base.checkpoint is not None:
         model, spec, meta = load_checkpoint(cfg.base.checkpoint)
-        dataset = cfg.dataset or meta.get("dataset", "")
+        family, dataset = spec["family"], cfg.dataset or meta.get("dataset", "")
         if not dataset:
             raise ConfigError(f"dataset: {cfg.base.checkpoint}/meta.json names no dataset; set dataset:")
-        return model, spec, dataset
+        check_dataset_name(dataset)
+        loaded: BaseModel | None = (model, spec, dataset)
+    else:
+        family, loaded = cfg.base.pretrain.family, None
+        if cfg.base.pretrain.dataset:
+            check_dataset_name(cfg.base.pretrain.dataset)
+    if family != space_family:
+        raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
+    return loaded
+
+
+def _pretrained_base(cfg: SearchConfig, out: Path) -> BaseModel:
+    """The ``pretrain:`` base, trained once and cached in the results folder."""
     p = cfg.base.pretrain
     cache = out / "base"
     if (cache / "spec.json").exists():
         model, spec, meta = load_checkpoint(cache)
         return model, spec, meta["dataset"]
-    dataset = p.dataset or {"mlp": "mnist1d", "cnn": "mnist1d", "gpt": "text"}[p.family]
+    dataset = p.dataset or DEFAULT_DATASET[p.family]
     model, spec, _ = pretrain(p.family, dataset, out=cache, epochs=p.epochs, seed=p.seed, device="cpu")
     return model, spec, dataset
 
@@ -180,7 +178,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     progress = progress or Progress()
     # everything that can be checked is checked before anything is written or computed
     space = load_space(cfg.space)
-    _check_base(cfg, space.family)
+    base = _check_base(cfg, space.family)
     _check_out(cfg, out, resume)
     if tracker is None and cfg.tracking.enabled:
         from growsearch.tracking import default_experiment, make_tracker
@@ -190,7 +188,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
         tracker.check()  # an unreachable server is an error before any compute
     started_ray = _connect_ray(cfg)
     try:
-        return _run(cfg, out, space, progress, tracker, make_executor, started_ray)
+        return _run(cfg, out, space, base, progress, tracker, make_executor)
     finally:
         if started_ray:
             import ray
@@ -198,16 +196,14 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
             ray.shutdown()
 
 
-def _run(cfg: SearchConfig, out: Path, space, progress: Progress, tracker: Any,
-         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None, started_ray: bool) -> SearchResult:
+def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: Progress, tracker: Any,
+         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None) -> SearchResult:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.yaml").exists():
-        from growsearch.checkpoint import atomic_write
-
         atomic_write(out / "config.yaml", yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
 
     progress.stage("base model", 1)
-    base_model, base_spec, dataset = _load_base(cfg, out)
+    base_model, base_spec, dataset = base or _pretrained_base(cfg, out)
     base_cfg = config_from_spec(base_spec)
     task = load_dataset(dataset)
     base_test = evaluate(base_model, task.x_test, task.y_test)
