@@ -64,7 +64,8 @@ class RaySampler:
 
 def _stage(executor: Any, jobs: list[TrainJob]) -> dict[str, Any]:
     start = time.perf_counter()
-    records = list(executor.train(jobs, NoStopping()))
+    records: list[dict[str, Any]] = []
+    executor.train(jobs, NoStopping(), on_record=records.append)
     wall = time.perf_counter() - start
     inside = [r["train_seconds"] for r in records if "train_seconds" in r]
     if len(inside) != len(jobs):  # Ray: trial seconds come from the last reported epoch

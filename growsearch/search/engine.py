@@ -364,7 +364,8 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         if tracker is not None:
             tracker.epoch(cid, rec)
 
-    for result in executor.train(jobs, scheduler, on_epoch):
+    def on_record(result: dict[str, Any]) -> None:  # persisted as soon as a training finishes
+        nonlocal done, best
         if result["id"] == "base":
             state.save({"id": "base", "plan_name": "base (same budget)", "kind": "reference", **result})
         else:
@@ -377,3 +378,5 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
             best = (result["id"], score)
         progress.advance(done, f"{result['id']} {result['stage']}" + (f"; best {best[0]} ({best[1]:.4f})"
                                                                        if best[0] else ""))
+
+    executor.train(jobs, scheduler, on_epoch, on_record)

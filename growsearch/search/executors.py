@@ -3,15 +3,16 @@
 An executor has two verbs. ``screen(study, proposer, storage)`` runs surrogate-screening
 trials until the engine's proposer has all its candidates: the Optuna study proposes,
 the proposer turns a trial into a candidate (or a rejection) and persists each finished
-record at once. ``train(jobs, scheduler)`` runs full trainings under an early-stopping
-scheduler and yields records as they finish.
+record at once. ``train(jobs, scheduler, on_epoch, on_record)`` runs full trainings under
+an early-stopping scheduler and hands every record to ``on_record`` as soon as its trial
+finishes, so that the engine persists it at once.
 :class:`LocalExecutor` runs in-process, one trial at a time (debugging, unit tests, and
 machines without Ray); :mod:`growsearch.search.ray_executor` runs trials with Ray Tune.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,8 @@ class Executor:
         raise NotImplementedError
 
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
-              on_epoch: Callable[[str, dict[str, float]], None] | None = None) -> Iterator[dict[str, Any]]:
+              on_epoch: Callable[[str, dict[str, float]], None] | None = None,
+              on_record: Callable[[dict[str, Any]], None] = lambda r: None) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -61,7 +63,8 @@ class LocalExecutor(Executor):
             proposer.done(trial.number, record)
 
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
-              on_epoch: Callable[[str, dict[str, float]], None] | None = None) -> Iterator[dict[str, Any]]:
+              on_epoch: Callable[[str, dict[str, float]], None] | None = None,
+              on_record: Callable[[dict[str, Any]], None] = lambda r: None) -> None:
         for job in jobs:
             def keep_going(epoch: int, score: float, job: TrainJob = job) -> bool:
                 return scheduler.on_epoch(job.id, epoch, score) if job.schedule else True
@@ -70,4 +73,4 @@ class LocalExecutor(Executor):
                 if on_epoch is not None:
                     on_epoch(job.id, rec)
 
-            yield train_candidate(self.ctx, job.id, job.plan, job.init, keep_going, report, self.device)
+            on_record(train_candidate(self.ctx, job.id, job.plan, job.init, keep_going, report, self.device))

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,13 +245,13 @@ class RayExecutor(Executor):
 
     # -- training ---------------------------------------------------------------------
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
-              on_epoch: Callable[[str, dict[str, float]], None] | None = None) -> Iterator[dict[str, Any]]:
+              on_epoch: Callable[[str, dict[str, float]], None] | None = None,
+              on_record: Callable[[dict[str, Any]], None] = lambda r: None) -> None:
         from ray import tune
         from ray.tune.schedulers import FIFOScheduler
 
-        results: list[dict[str, Any]] = []
         out = Path(self.ctx.out)
-        driver = DriverOnly(on_epoch)
+        driver = DriverOnly((on_epoch, on_record))
         epochs = self.cfg.training.epochs
 
         class Records(tune.Callback):
@@ -264,8 +264,8 @@ class RayExecutor(Executor):
                     rec = {k: result[k] for k in ("epoch", "step", "train_loss", "test_loss", "test_accuracy",
                                                   "score", "forward_backward", "seconds") if k in result}
                     self.history.setdefault(job["id"], []).append(rec)
-                    if driver.obj is not None:
-                        driver.obj(job["id"], rec)
+                    if driver.obj is not None and driver.obj[0] is not None:
+                        driver.obj[0](job["id"], rec)
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 job = trial.config["job"]
@@ -285,34 +285,32 @@ class RayExecutor(Executor):
                     shutil.rmtree(target, ignore_errors=True)
                     shutil.copytree(trial.checkpoint.path, target)
                     record["checkpoint"] = str(target)
-                results.append(record)
+                driver.obj[1](record)
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 job = trial.config["job"]
-                results.append({"id": job["id"], "stage": "failed", "history": self.history.get(job["id"], []),
-                                "reason": _first_line(trial.get_error() or "worker died")})
+                driver.obj[1]({"id": job["id"], "stage": "failed", "history": self.history.get(job["id"], []),
+                               "reason": _first_line(trial.get_error() or "worker died")})
 
-        groups = [([j for j in jobs if not j.schedule], FIFOScheduler()),
-                  ([j for j in jobs if j.schedule], self._asha(scheduler))]
-        for group, tune_scheduler in groups:
+        # the reference (not early-stopped) and the promoted candidates (under ASHA) are two Tune runs
+        for scheduled in (False, True):
+            group = [j for j in jobs if j.schedule == scheduled]
             if not group:
                 continue
+            asha = scheduled and isinstance(scheduler, ASHA)
+            tune_scheduler = self._asha() if asha else FIFOScheduler()
+            rungs = scheduler.rungs if asha else []
             trainable = tune.with_resources(tune.with_parameters(_train_trial, ctx=self.ctx), self._resources())
-            rungs = scheduler.rungs if isinstance(scheduler, ASHA) and tune_scheduler is not groups[0][1] else []
             param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init} for j in group]),
                            "checkpoint_epochs": sorted({*rungs, epochs}), "cpus": self.spec.cpus_per_trial}
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 scheduler=tune_scheduler, reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
                 run_config=self._run_config(f"train-{group[0].id}", Records()))
             tuner.fit()
-            yield from results
-            results.clear()
 
-    def _asha(self, scheduler: Scheduler) -> Any:
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    def _asha(self) -> Any:
+        from ray.tune.schedulers import ASHAScheduler
 
-        if not isinstance(scheduler, ASHA):
-            return FIFOScheduler()
         es = self.cfg.early_stopping
         return ASHAScheduler(time_attr="epoch", metric="score", mode="max", max_t=self.cfg.training.epochs,
                              grace_period=es.grace_epochs, reduction_factor=es.reduction_factor)
