@@ -63,6 +63,7 @@ def plot(df: pd.DataFrame, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out.mkdir(parents=True, exist_ok=True)
     trained = df[df["final_accuracy"].notna() & (df["candidate"] != "base")]
@@ -94,6 +95,7 @@ def plot(df: pd.DataFrame, out: Path) -> list[Path]:
         ax.plot([p for p, _ in front], [a for _, a in front], "r--", label="Pareto front")
     if points:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
     ax.set_xlabel("parameters")
     ax.set_ylabel("final test accuracy")
     ax.set_title("accuracy vs. size")
