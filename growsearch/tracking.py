@@ -13,7 +13,7 @@ Statuses: FINISHED (screened, rejected, completed), KILLED (stopped early by the
 scheduler), FAILED (with the error), RUNNING only while a promoted candidate trains.
 
 Idempotent: ``mlflow.json`` in the results folder is a ledger of what was logged
-(parent id, child ids, stages, epochs). A resumed search reuses its parent and children;
+(parent id, child ids, stages, epochs), one per tracking URI. A resumed search reuses its parent and children;
 a tracking server that goes away mid-search costs nothing but a warning -- the results
 folder is complete -- and ``growsearch sync DIR`` uploads whatever the ledger lacks.
 """
@@ -69,7 +69,9 @@ class MLflowTracker:
         self.uri, self.experiment_name, self.out = uri, experiment, Path(out)
         self.client = MlflowClient(tracking_uri=uri)
         self.ledger_path = self.out / "mlflow.json"
-        self.ledger: dict[str, Any] = {"parent": None, "children": {}}
+        # one ledger per tracking URI: a search resumed against another server starts fresh there
+        self._ledgers: dict[str, Any] = {}
+        self.ledger: dict[str, Any] = self._ledgers.setdefault(uri, {"parent": None, "children": {}})
         self.pending: set[str] = set()
         self.offline = False
 
@@ -88,8 +90,13 @@ class MLflowTracker:
                               f"({type(exc).__name__}); start it, fix the URI, or set tracking.enabled: "
                               "false") from None
 
+    def load_ledger(self) -> None:
+        if self.ledger_path.exists():
+            self._ledgers = json.loads(self.ledger_path.read_text())
+        self.ledger = self._ledgers.setdefault(self.uri, {"parent": None, "children": {}})
+
     def _save(self) -> None:
-        write_json(self.ledger_path, self.ledger)
+        write_json(self.ledger_path, self._ledgers)
 
     def _guard(self, what: str, fn, *args: Any) -> bool:
         """Run an MLflow call; on failure go offline (the client retries each call for
@@ -109,8 +116,7 @@ class MLflowTracker:
 
     # -- the engine's hooks ----------------------------------------------------------------
     def start(self, cfg: Any, out: Path, base_spec: dict[str, Any], base_test: dict[str, float]) -> None:
-        if self.ledger_path.exists():
-            self.ledger = json.loads(self.ledger_path.read_text())
+        self.load_ledger()
         self._guard("parent", self._start_parent, cfg, base_spec, base_test)
 
     def _start_parent(self, cfg: Any, base_spec: dict[str, Any], base_test: dict[str, float]) -> None:
@@ -287,8 +293,7 @@ def sync(out: str | Path) -> dict[str, int]:
     if tracker is None:
         raise ConfigError("sync: tracking is disabled in this search's config")
     tracker.check()
-    if tracker.ledger_path.exists():
-        tracker.ledger = json.loads(tracker.ledger_path.read_text())
+    tracker.load_ledger()
     before = sum(len(c["stages"]) for c in tracker.ledger["children"].values())
     if tracker.ledger["parent"] is None:
         from growsearch.checkpoint import load_checkpoint

@@ -203,3 +203,12 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         _, err = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}" in err and "stopped" in err
+
+
+def test_resume_against_another_tracking_store_starts_fresh_there(tmp_path):
+    out = tmp_path / "run"
+    run_search(load_config(TRACKED), out)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    run_search(load_config(dict(TRACKED, tracking={"uri": other})), out, resume=True)
+    check_search_runs(other, out)  # a parent and all five children, with final statuses, on the new store
+    check_search_runs(default_uri(out), out)  # the first store is untouched and still complete
