@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from growsearch._validate import read_yaml
 from growsearch.errors import ConfigError, GrowsearchError
 
 EXIT_USAGE = 2
@@ -41,20 +40,6 @@ def _console():  # rich is imported lazily: `growsearch --help` should be instan
     if not console.is_terminal:  # logs and pipes: wide enough for the leaderboard
         console = Console(stderr=True, width=140)
     return console
-
-
-def read_yaml(path: str | Path, what: str) -> Any:
-    """Parse a YAML file; a missing or malformed file is a one-line ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what}: file {path} does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{what}: {path} is not valid YAML{where}: {problem}") from None
 
 
 # -- pretrain -------------------------------------------------------------------------

@@ -104,6 +104,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     return {"loss": total_loss / count, "accuracy": correct / count}
 
 
+def task_score(record: dict[str, float], task: Task) -> float:
+    """The score a search and the benchmarks rank by (higher is better): test accuracy,
+    or -test loss for language models."""
+    return -record["test_loss"] if task.kind == "lm" else record["test_accuracy"]
+
+
 def _lr_factor(step: int, total: int, recipe: TrainRecipe) -> float:
     if recipe.warmup_steps and step < recipe.warmup_steps:
         return (step + 1) / recipe.warmup_steps

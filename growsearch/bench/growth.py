@@ -19,13 +19,13 @@ from typing import Any
 import torch
 
 from growsearch.bench.pools import Pool
-from growsearch.bench.predictors import pool_base_model, pretrain_base, task_score
+from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.data import load_dataset
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_RECIPES
 from growsearch.search.space import planned_config
-from growsearch.train import train
+from growsearch.train import task_score, train
 
 GROWTH_PLANS = 3  # the first plans of each kind: width, depth, mixed
 

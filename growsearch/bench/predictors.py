@@ -30,16 +30,11 @@ from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, score_candidate
 from growsearch.models import build
 from growsearch.pretrain import DEFAULT_RECIPES, default_config
-from growsearch.train import TrainRecipe, train
+from growsearch.train import TrainRecipe, task_score, train
 
 PREDICTORS = ("manifold_metric", "manifold_per_param", "manifold_ray", "params", "flops",
               "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot",
               "short_training")
-
-
-def task_score(record: dict[str, float], task: Task) -> float:
-    """Higher is better: test accuracy, or -test loss for language models."""
-    return -record["test_loss"] if task.kind == "lm" else record["test_accuracy"]
 
 
 def pretrain_base(pool: Pool) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, float]]:

@@ -29,12 +29,12 @@ from typing import Any
 import torch
 
 from growsearch.bench.pools import Pool
-from growsearch.bench.predictors import pool_base_model, pretrain_base, task_score
+from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.data import load_dataset
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.metrics import ManifoldConfig, manifold_metric
 from growsearch.search.schedulers import ASHA
-from growsearch.train import train
+from growsearch.train import task_score, train
 
 
 def _replay(order: list[int], curves: list[list[dict[str, float]]], asha: ASHA | None, start_cost: float,

@@ -57,11 +57,17 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     return out
 
 
+def grow_on_task(base: nn.Module, spec: dict[str, Any], task: Task, plan: ExpansionPlan,
+                 init: str = "net2net", seed: int = 0) -> GrowResult:
+    """Grow ``base``, measuring function preservation on 256 training examples of ``task``."""
+    probe_x = task.probe(256, seed=seed)[0].to(next(base.parameters()).device)
+    return grow(base, spec, plan, init=init, seed=seed, probe=probe_x)
+
+
 def score_candidate(base: nn.Module, spec: dict[str, Any], task: Task, plan: ExpansionPlan,
                     init: str = "net2net", seed: int = 0, **kwargs: Any) -> tuple[GrowResult, dict[str, Any]]:
     """Grow ``base`` by ``plan`` and score the grown model; returns ``(grown, scores)``."""
-    probe_x = task.probe(256, seed=seed)[0].to(next(base.parameters()).device)
-    grown = grow(base, spec, plan, init=init, seed=seed, probe=probe_x)
+    grown = grow_on_task(base, spec, task, plan, init, seed)
     report = grown.report()
     scores = score_model(grown.model, task, **kwargs)
     scores.update({k: report[k] for k in ("plan", "plan_name", "kind", "init", "params_before",
@@ -69,6 +75,6 @@ def score_candidate(base: nn.Module, spec: dict[str, Any], task: Task, plan: Exp
     return grown, scores
 
 
-__all__ = ["ZERO_COST", "ManifoldConfig", "ManifoldResult", "cost_figures", "flops_per_example",
+__all__ = ["ZERO_COST", "ManifoldConfig", "ManifoldResult", "cost_figures", "flops_per_example", "grow_on_task",
            "manifold_metric", "score_candidate", "score_model", "short_training", "simplex_log_volume",
            "zero_cost_proxies"]

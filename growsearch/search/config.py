@@ -7,11 +7,12 @@ allowed: int``). See examples/demo.yaml for an annotated file.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from growsearch._validate import from_dict
+from growsearch._validate import from_dict, read_yaml
 from growsearch.errors import ConfigError
 from growsearch.metrics import ManifoldConfig
 from growsearch.train import TrainRecipe
@@ -100,6 +101,17 @@ OBJECTIVES = {"manifold_metric": "maximize", "manifold_per_param": "maximize",
               "params": "minimize", "flops": "minimize"}
 
 
+def objective_values(record: dict[str, Any], objectives: list[str]) -> list[float]:
+    """A candidate's objective values for the study; rejected and failed candidates (and
+    a -inf volume) get the worst value in each direction."""
+    out = []
+    for name in objectives:
+        v = record.get(name)
+        worst = -1e9 if OBJECTIVES[name] == "maximize" else 1e18
+        out.append(float(v) if isinstance(v, (int, float)) and math.isfinite(v) else worst)
+    return out
+
+
 def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
     if (cfg.base.checkpoint is None) == (cfg.base.pretrain is None):
@@ -135,8 +147,6 @@ def load_config(source: str | Path | dict[str, Any]) -> SearchConfig:
     if isinstance(source, dict):
         data = source
     else:
-        from growsearch.cli import read_yaml
-
         data = read_yaml(source, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"config: got {type(data).__name__}; allowed: a mapping of settings")

@@ -38,13 +38,13 @@ from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
-from growsearch.search.config import OBJECTIVES, SearchConfig
+from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import make_scheduler
 from growsearch.search.space import load_space
-from growsearch.search.trials import SearchContext, score_of
-from growsearch.train import evaluate
+from growsearch.search.trials import SearchContext
+from growsearch.train import evaluate, task_score
 
 STUDY_NAME = "growsearch"
 
@@ -222,7 +222,7 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     records = state.records()
     reference = state.record("base") if cfg.reference else None
     base_score = reference["final_score"] if reference and "final_score" in reference else \
-        score_of({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task)
+        task_score({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task)
     from growsearch.report import write_report
 
     best = write_report(out, records, reference, base_score,
@@ -273,20 +273,11 @@ class Proposer:
             why = str(exc)
         return {**record, "stage": "rejected", "reason": why} if why is not None else record
 
-    def values(self, record: dict[str, Any]) -> list[float]:
-        """Objective values of a record; rejected and failed candidates get the worst."""
-        out = []
-        for name in self.cfg.objectives:
-            v = record.get(name)
-            worst = -1e9 if OBJECTIVES[name] == "maximize" else 1e18
-            out.append(v if isinstance(v, (int, float)) and math.isfinite(v) else worst)
-        return out
-
     def done(self, number: int, record: dict[str, Any], told: bool = False) -> None:
         record = self.state.save(record)
         if not told:
             if record["stage"] == "screened":
-                self.study.tell(number, self.values(record))
+                self.study.tell(number, objective_values(record, self.cfg.objectives))
             else:
                 state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
                     else optuna.trial.TrialState.FAIL

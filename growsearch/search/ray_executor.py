@@ -35,7 +35,7 @@ import torch
 
 from growsearch.checkpoint import save_checkpoint
 from growsearch.errors import ConfigError
-from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig
+from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig, objective_values
 from growsearch.search.executors import Executor, TrainJob
 from growsearch.search.schedulers import ASHA, Scheduler
 from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
@@ -151,11 +151,7 @@ def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[s
     if record.get("stage") != "rejected":
         device = trial_device(ray.get_gpu_ids())
         record = {**record, **screen_candidate(ctx, record["id"], record["plan"], record["init"], device)}
-    metrics = {}
-    for name in objectives:
-        v = record.get(name)
-        worst = -1e9 if OBJECTIVES[name] == "maximize" else 1e18
-        metrics[name] = v if isinstance(v, (int, float)) and v == v and abs(v) != float("inf") else worst
+    metrics = dict(zip(objectives, objective_values(record, objectives), strict=True))
     tune.report({**metrics, "record": json.dumps(record)})
 
 

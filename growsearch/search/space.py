@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 import torch
 
+from growsearch._validate import read_yaml
 from growsearch.errors import ConfigError
 from growsearch.grow import INITS, ExpansionPlan
 from growsearch.grow.plan import resolve
@@ -168,8 +169,6 @@ def load_space(source: str | Path | dict[str, Any], family: str | None = None) -
     """Load and validate a space from a YAML path, a bundled name (``mlp.yaml``) or a dict."""
     where = "space"
     if not isinstance(source, dict):
-        from growsearch.cli import read_yaml
-
         path = Path(source)
         if not path.exists() and (BUNDLED / path.name).exists():
             path = BUNDLED / path.name

@@ -25,10 +25,10 @@ from growsearch.checkpoint import save_checkpoint
 from growsearch.data import Task, load_dataset
 from growsearch.errors import GrowsearchError, TrainingError
 from growsearch.faults import maybe_inject
-from growsearch.grow import ExpansionPlan, grow
-from growsearch.metrics import ManifoldConfig, score_model
+from growsearch.grow import ExpansionPlan
+from growsearch.metrics import ManifoldConfig, grow_on_task, score_model
 from growsearch.models import build
-from growsearch.train import StopTraining, TrainRecipe, evaluate, resolve_device, train
+from growsearch.train import StopTraining, TrainRecipe, evaluate, resolve_device, task_score, train
 
 
 @dataclass
@@ -52,11 +52,6 @@ class SearchContext:
         return model.to(device)
 
 
-def score_of(record: dict[str, float], task: Task) -> float:
-    """The search's score (higher is better): test accuracy, or -test loss for LMs."""
-    return -record["test_loss"] if task.kind == "lm" else record["test_accuracy"]
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (GrowsearchError, TrainingError)):
         return f"{type(exc).__name__}: {exc}"
@@ -67,9 +62,7 @@ def _reason(exc: BaseException) -> str:
 
 def grow_candidate(ctx: SearchContext, plan: dict[str, Any], init: str, device: torch.device):
     task = ctx.task()
-    probe = task.probe(256, seed=ctx.seed)[0].to(device)
-    return grow(ctx.base(device), ctx.base_spec, ExpansionPlan.from_dict(plan), init=init, seed=ctx.seed,
-                probe=probe), task
+    return grow_on_task(ctx.base(device), ctx.base_spec, task, ExpansionPlan.from_dict(plan), init, ctx.seed), task
 
 
 def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: str,
@@ -127,7 +120,7 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
                     p.fill_(float("inf"))
 
         def report(rec: dict[str, float]) -> None:
-            rec = {**rec, "score": score_of(rec, task)}
+            rec = {**rec, "score": task_score(rec, task)}
             history.append(rec)
             if on_epoch is not None:
                 on_epoch(rec, model, spec)
@@ -142,7 +135,7 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
                                                   "test_loss": final["loss"]})
         out.update(stage="stopped_early" if result.stopped_early else "completed",
                    final_accuracy=final["accuracy"], final_loss=final["loss"],
-                   final_score=score_of({"test_accuracy": final["accuracy"], "test_loss": final["loss"]}, task),
+                   final_score=task_score({"test_accuracy": final["accuracy"], "test_loss": final["loss"]}, task),
                    epochs=len(history), train_cost=result.forward_backward, checkpoint=str(checkpoint))
     except Exception as exc:
         out.update(stage="failed", reason=_reason(exc), epochs=len(history))
