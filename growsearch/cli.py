@@ -186,7 +186,10 @@ def _run_pool_bench(args: argparse.Namespace, title: str, runner: Any) -> dict[s
 def cmd_bench_growth(args: argparse.Namespace) -> int:
     from growsearch.bench.growth import run_growth_benchmark
 
-    result = _run_pool_bench(args, "growth vs scratch", run_growth_benchmark)
+    def runner(pool, progress):
+        return run_growth_benchmark(pool, progress=progress, all_plans=args.all_plans)
+
+    result = _run_pool_bench(args, "growth vs scratch", runner)
     for init, s in result["summary"].items():
         _console().print(f"{init}: mean gain {s['mean_gain']:+.4f}; scratch's final reached with <= 50% of its "
                          f"compute on {s['plans_reaching_scratch_at_half_compute']}/{s['plans']} plans")
@@ -543,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="candidates evaluated in parallel processes")
     p.add_argument("--manifold", metavar="FILE.yaml", help="override manifold-metric hyperparameters")
 
-    _bench_parser(
+    p = _bench_parser(
         bsub, "growth", cmd_bench_growth, "growing vs. training the same model from scratch",
         "Which init, and is growing worth it? For every plan of a pool: train the target\n"
         "architecture from scratch and grow the pretrained base into it with random init and\n"
@@ -553,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
         "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n\n"
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
+    p.add_argument("--all-plans", action="store_true",
+                   help="every plan of the pool with its full recipe (default: the CNN and GPT pools run "
+                        "6 of their plans, the CNN for 4 epochs, to fit in minutes on 2 CPU cores)")
 
     _bench_parser(
         bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",

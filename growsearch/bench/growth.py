@@ -37,6 +37,14 @@ from growsearch.train import after_growth, task_score, train
 
 GROWTH_SEEDS = (0, 1, 2)
 GROWN_ARMS = ("random", *PRESERVING_INITS)
+#: Sized so that a pool runs in minutes on 2 shared CPU cores with one job: per pool,
+#: (epochs instead of the pool recipe's, or None; indices of the plans run, or None for
+#: all -- two width, two depth and two mixed plans of every size class otherwise).
+#: ``--all-plans`` runs every plan of the pool with the pool's recipe.
+GROWTH_SETTINGS: dict[str, tuple[int | None, tuple[int, ...] | None]] = {
+    "mnist1d-cnn": (4, (0, 2, 3, 5, 8, 9)),
+    "text-gpt": (None, (0, 3, 5, 6, 8, 11)),
+}
 
 
 #: Score units per "point": accuracy x 100; for language models (score = -test loss) a
@@ -152,11 +160,21 @@ def summarize(rows: list[dict[str, Any]], base_score: float, points: float) -> d
     return out
 
 
+def benchmark_pool(pool: Pool, all_plans: bool = False) -> Pool:
+    """``pool`` as the growth benchmark runs it (``GROWTH_SETTINGS``)."""
+    epochs, plans = (None, None) if all_plans else GROWTH_SETTINGS.get(pool.name, (None, None))
+    recipe = pool.recipe if epochs is None else dataclasses.replace(pool.recipe, epochs=epochs)
+    chosen = pool.plans if plans is None else tuple(pool.plans[i] for i in plans)
+    return dataclasses.replace(pool, recipe=recipe, plans=chosen)
+
+
 def run_growth_benchmark(pool: Pool, progress: Any = None, seeds: tuple[int, ...] | None = None,
-                         inits: tuple[str, ...] = GROWN_ARMS) -> dict[str, Any]:
+                         inits: tuple[str, ...] = GROWN_ARMS, all_plans: bool = False) -> dict[str, Any]:
+    """The growth benchmark on ``pool`` (see the module docstring); a JSON-ready dict."""
     start = time.perf_counter()
     torch.set_num_threads(1)
     seeds = seeds or (pool.seeds if pool.name.endswith("-quick") else GROWTH_SEEDS)
+    pool = benchmark_pool(pool, all_plans)
     task = load_dataset(pool.dataset)
     state, spec, pretrain_final = pretrain_base(pool)
     base = pool_base_model(state, spec)
