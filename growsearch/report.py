@@ -15,7 +15,9 @@ from typing import Any
 import pandas as pd
 
 from growsearch.checkpoint import atomic_write, write_json
+from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
+from growsearch.results import SearchState
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
 COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
@@ -146,9 +148,6 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
 
 def rerender(out: str | Path) -> dict[str, Any] | None:
     """``growsearch report DIR``: re-render the outputs from the records alone."""
-    from growsearch.errors import ConfigError
-    from growsearch.search.engine import SearchState
-
     out = Path(out)
     state = SearchState(out)
     records = state.records()

@@ -33,6 +33,8 @@ from typing import Any
 from growsearch import __version__
 from growsearch.checkpoint import write_json
 from growsearch.errors import ConfigError
+from growsearch.report import rerender
+from growsearch.results import SearchState
 
 STATUS = {"completed": "FINISHED", "screened": "FINISHED", "rejected": "FINISHED",
           "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING"}
@@ -281,9 +283,7 @@ def sync(out: str | Path) -> dict[str, int]:
     """Upload whatever a results folder has that its MLflow run lacks."""
     import yaml
 
-    from growsearch.report import rerender
     from growsearch.search.config import load_config
-    from growsearch.search.engine import SearchState
 
     out = Path(out)
     if not (out / "config.yaml").exists():

@@ -265,3 +265,15 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
         if "identical" in s:
             assert s["identical"], s
     assert len(result["scenarios"]) == 6
+
+
+def test_results_folder_module_sits_below_engine_report_and_tracking():
+    """The layers read top-down: report and tracking reach the results folder through
+    growsearch.results, never through the search engine (no import circle)."""
+    code = ("import sys, growsearch.report, growsearch.tracking\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('growsearch.search'))\n"
+            "assert not loaded, loaded\n"
+            "from growsearch.results import SearchState\n"
+            "import growsearch.search.engine as engine\n"
+            "assert engine.SearchState is SearchState\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

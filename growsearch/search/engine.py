@@ -1,14 +1,7 @@
 """The search loop: propose -> grow -> screen -> promote -> train -> leaderboard.
 
-Everything a search produces lives in one results folder, written atomically::
-
-    config.yaml          the resolved config (a resume must match it)
-    study.journal        Optuna's study (JournalStorage): one trial per candidate
-    base/                the base checkpoint, when the config pretrains one
-    candidates/cNNNN.json  one record per candidate (screening, then training)
-    candidates/cNNNN/    the trained model of each trained candidate
-    promotion.json       which candidates the policy promoted
-    leaderboard.csv/.md, plots/*.png, best/   the outputs
+Everything a search produces lives in one results folder (:mod:`growsearch.results`
+describes its layout), written atomically.
 
 Resume: running the same command again reads the records, never recomputes a finished
 candidate, and re-proposes nothing twice. The sampler is re-created before every ask
@@ -38,12 +31,15 @@ from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
+from growsearch.report import write_report
+from growsearch.results import SearchState
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import make_scheduler
 from growsearch.search.space import load_space
 from growsearch.search.trials import SearchContext
+from growsearch.tracking import default_experiment, make_tracker
 from growsearch.train import evaluate, task_score
 
 STUDY_NAME = "growsearch"
@@ -73,30 +69,6 @@ def make_sampler(cfg: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
     if cfg.sampler.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
-
-
-class SearchState:
-    """The results folder: records in, records out, each write atomic."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.cdir = out / "candidates"
-
-    def record(self, cid: str) -> dict[str, Any] | None:
-        path = self.cdir / f"{cid}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def save(self, record: dict[str, Any]) -> dict[str, Any]:
-        write_json(self.cdir / f"{record['id']}.json", record)
-        return record
-
-    def update(self, cid: str, **fields: Any) -> dict[str, Any]:
-        return self.save({**(self.record(cid) or {"id": cid}), **fields})
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.cdir.exists():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.cdir.glob("c*.json"))]
 
 
 def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
@@ -181,8 +153,6 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     base = _check_base(cfg, space.family)
     _check_out(cfg, out, resume)
     if tracker is None and cfg.tracking.enabled:
-        from growsearch.tracking import default_experiment, make_tracker
-
         tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
     if tracker is not None:
         tracker.check()  # an unreachable server is an error before any compute
@@ -223,8 +193,6 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     reference = state.record("base") if cfg.reference else None
     base_score = reference["final_score"] if reference and "final_score" in reference else \
         task_score({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task)
-    from growsearch.report import write_report
-
     best = write_report(out, records, reference, base_score,
                         {"base_test": base_test, "dataset": dataset, "version": __version__})
     if tracker is not None:
