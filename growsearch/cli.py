@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -422,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(the manifold metric), prunes weak candidates before training, trains the promising\n"
             "ones and reports a leaderboard with the best grown model."),
         epilog="Run 'growsearch COMMAND --help' for the options of each command.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks on errors and the libraries' INFO logs (MLflow)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -586,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): a return code, not an exception
         return int(exc.code or 0)
+    if args.debug:
+        os.environ["GROWSEARCH_DEBUG"] = "1"
     try:
         return int(args.func(args) or 0)
     except GrowsearchError as exc:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import tiny_search_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -88,6 +88,32 @@ def test_sqlite_store_parent_children_statuses_artifacts_and_resume(tmp_path):
     check_search_runs(uri, out)
 
 
+def test_search_from_an_empty_directory_writes_only_its_results_folder(tmp_path):
+    """The results folder is self-contained (MLflow's artifacts inside it, nothing in the
+    current directory), the experiment opens in MLflow's model-training view, and MLflow's
+    INFO lines stay quiet without --debug."""
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(tiny_search_config(name="tracked", candidates=2, tracking={"enabled": True},
+                                                    promotion={"policy": "top_k", "k": 1})))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", str(config), "--out", "out"], cwd=cwd,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(os.listdir(cwd)) == ["out"]
+    logs = run.stdout + run.stderr
+    assert "INFO" not in logs and "Creating initial MLflow database tables" not in logs, logs[:2000]
+    out = cwd / "out"
+    client = MlflowClient(default_uri(out))
+    exp = client.get_experiment_by_name("tracked")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    assert exp.artifact_location == (out / "mlartifacts").resolve().as_uri()
+    parent = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("growsearch.role") == "search")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "best_model_checkpoint"}
+    assert any((out / "mlartifacts").rglob("leaderboard.csv"))
+
+
 def test_failed_candidates_are_failed_runs(tmp_path):
     out = tmp_path / "run"
     cfg = dict(TRACKED, training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0})
