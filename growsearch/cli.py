@@ -331,9 +331,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import os
     import shutil
-    import subprocess
 
     from growsearch.tracking import default_uri
 
@@ -350,17 +348,56 @@ def cmd_ui(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}  (listening on {args.host} only; "
                   "Ctrl-C stops it)")
-    proc = subprocess.Popen(cmd, env=env)
+    return _serve_until_stopped(cmd, env, console)
+
+
+def _serve_until_stopped(cmd: list[str], env: dict[str, str], console: Any) -> int:
+    """Run a server (``mlflow ui`` and the uvicorn workers it spawns) in its own process
+    group and stop that whole group when we are told to stop: Ctrl-C, SIGTERM (a process
+    manager, ``docker stop``) or SIGHUP (a closed terminal). Stopping only the direct child
+    would leave its workers listening on the port."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc)
         console.print("MLflow UI stopped")
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # any other way out (an exception): never leave the server behind
+            _stop_group(proc)
+
+
+def _stop_group(proc: Any) -> None:
+    """SIGTERM the process group led by ``proc`` and wait until every member is gone;
+    SIGKILL what is left after 15 s."""
+    import signal
+    import time
+
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader: a zombie would keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+    proc.poll()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
