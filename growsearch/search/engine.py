@@ -200,6 +200,15 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     return SearchResult(out, records, reference, best)
 
 
+#: Proposals in a row that repeat an earlier candidate before the space counts as exhausted.
+MAX_REPEATS = 50
+
+
+def plan_key(record: dict[str, Any]) -> tuple[str, str]:
+    """What makes two proposals the same candidate: the expansion and its init."""
+    return record.get("plan_name", ""), record.get("init", "")
+
+
 class Proposer:
     """The engine's half of screening, shared by every executor.
 
@@ -207,6 +216,13 @@ class Proposer:
     the space, and -- if the plan breaks a constraint -- a ``rejected`` record, before any
     compute. ``done(number, record, told)`` persists a finished record and, unless the
     executor's searcher already did (Ray's OptunaSearch), tells the study.
+
+    A proposal equal to an earlier candidate (same plan and init) is no new candidate:
+    ``suggest`` returns None, the trial is told the earlier candidate's value (at once, or
+    when that candidate finishes) and carries ``duplicate_of``; the executor asks again.
+    After :data:`MAX_REPEATS` repeats in a row the space counts as exhausted. Every count
+    that seeds the sampler is read back from the study, so a resumed search proposes what
+    an uninterrupted one would.
     """
 
     def __init__(self, cfg: SearchConfig, space, base_cfg, example: torch.Tensor, study: optuna.Study,
@@ -215,31 +231,85 @@ class Proposer:
         self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
         self.issued = self.recorded()
         self.best: tuple[str, float] = ("", -math.inf)  # best surrogate so far, for the progress line
+        self.seen = {plan_key(r): r["id"] for r in self.state.records() if r.get("stage")}
+        self.waiting: dict[str, list[int]] = {}  # candidate id -> repeats to tell when it finishes
+        self.repeats = self.streak = 0
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            if "duplicate_of" in t.user_attrs:
+                self.repeats += 1
+                self.streak += 1
+            elif "candidate" in t.user_attrs:
+                self.streak = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.streak >= MAX_REPEATS
 
     def recorded(self) -> int:
         return sum(1 for r in self.state.records() if r.get("stage"))
 
     def remaining(self) -> int:
-        return self.cfg.candidates - self.recorded()
+        return 0 if self.exhausted else self.cfg.candidates - self.recorded()
 
     def sampler(self) -> optuna.samplers.BaseSampler:
-        # seeded by the count of issued candidates, not of trials: an interrupted trial
-        # (dropped on resume) must not shift the proposals of a resumed search
-        return make_sampler(self.cfg, self.issued)
+        # seeded by the count of issued candidates and of repeats, not of trials: an
+        # interrupted trial (dropped on resume) must not shift the proposals of a resumed search
+        return make_sampler(self.cfg, self.issued + self.repeats)
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+    def ask(self, study: optuna.Study) -> tuple[optuna.Trial, dict[str, Any]] | None:
+        """The next new candidate's trial and record, asking again over repeats; None when
+        the space is exhausted."""
+        while not self.exhausted:
+            study.sampler = self.sampler()  # Optuna does not store samplers: re-seeded per ask
+            trial = study.ask()
+            record = self.suggest(trial)
+            if record is not None:
+                return trial, record
+        return None
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any] | None:
+        plan, init = self.space.suggest(trial, self.base_cfg)
+        record = {"plan": plan.to_dict(), "init": init, "plan_name": plan.describe(), "kind": plan.kind}
+        earlier = self.seen.get(plan_key(record))
+        if earlier is not None:
+            self._repeat(trial, earlier)
+            return None
         # numbered like the sampler's seed, so a resumed search names them as a fresh one
         cid = f"c{self.issued:04d}"
         self.issued += 1
-        plan, init = self.space.suggest(trial, self.base_cfg)
+        self.streak = 0
+        self.seen[plan_key(record)] = cid
         trial.set_user_attr("candidate", cid)
-        record = {"id": cid, "trial": trial.number, "plan": plan.to_dict(), "init": init,
-                  "plan_name": plan.describe(), "kind": plan.kind}
+        record = {"id": cid, "trial": trial.number, **record}
         try:
             why = self.space.violation(self.base_cfg, plan, self.example)
         except ConfigError as exc:  # a plan the space allows but the model cannot take
             why = str(exc)
         return {**record, "stage": "rejected", "reason": why} if why is not None else record
+
+    def _repeat(self, trial: optuna.Trial, earlier: str) -> None:
+        trial.set_user_attr("duplicate_of", earlier)
+        self.repeats += 1
+        self.streak += 1
+        record = self.state.record(earlier)
+        if record is not None and record.get("stage"):
+            self.tell_repeat(trial.number, record)
+        else:  # still being screened (concurrent trials): told when it finishes
+            self.waiting.setdefault(earlier, []).append(trial.number)
+        self.progress.advance(self.recorded(), f"{record['plan_name'] if record else earlier} proposed again "
+                                               f"(= {earlier}): not screened twice")
+        if self.exhausted:
+            print(f"growsearch: the sampler proposed only earlier candidates {MAX_REPEATS} times in a row: the "
+                  f"space looks exhausted at {self.recorded()} distinct candidates (candidates: "
+                  f"{self.cfg.candidates}); screening stops here", file=sys.stderr)
+
+    def tell_repeat(self, number: int, record: dict[str, Any]) -> None:
+        """Tell the repeat trial ``number`` what its earlier candidate ``record`` got."""
+        if record["stage"] not in ("rejected", "failed"):
+            self.study.tell(number, objective_values(record, self.cfg.objectives))
+        else:
+            self.study.tell(number, state=optuna.trial.TrialState.PRUNED if record["stage"] == "rejected"
+                            else optuna.trial.TrialState.FAIL)
 
     def done(self, number: int, record: dict[str, Any], told: bool = False) -> None:
         record = self.state.save(record)
@@ -250,6 +320,8 @@ class Proposer:
                 state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
                     else optuna.trial.TrialState.FAIL
                 self.study.tell(number, state=state)
+        for repeat in self.waiting.pop(record["id"], []):
+            self.tell_repeat(repeat, record)
         if self.tracker is not None:
             self.tracker.candidate(record)
         value = record.get("manifold_metric")
@@ -272,9 +344,12 @@ def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Execu
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         cid = t.user_attrs.get("candidate")
         record = state.record(cid) if cid else None
+        earlier = state.record(t.user_attrs["duplicate_of"]) if "duplicate_of" in t.user_attrs else None
         if record is not None and record.get("trial") == t.number and \
                 record.get("stage") in ("screened", "rejected", "failed"):
             proposer.done(t.number, record)
+        elif earlier is not None and earlier.get("stage"):
+            proposer.tell_repeat(t.number, earlier)  # a repeat whose earlier candidate finished since
         else:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     progress.stage("screening", cfg.candidates)
