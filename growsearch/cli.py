@@ -188,10 +188,10 @@ def cmd_bench_growth(args: argparse.Namespace) -> int:
     from growsearch.bench.growth import run_growth_benchmark
 
     result = _run_pool_bench(args, "growth vs scratch", run_growth_benchmark)
-    for row in result["plans"]:
-        _console().print(f"{row['plan_name']}: scratch {row['scratch_final_score']:.4f}; net2net reaches it with "
-                         f"{row['net2net_compute_ratio']} of scratch compute, random with "
-                         f"{row['random_compute_ratio']}")
+    for init, s in result["summary"].items():
+        _console().print(f"{init}: mean gain {s['mean_gain']:+.4f}; scratch's final reached with <= 50% of its "
+                         f"compute on {s['plans_reaching_scratch_at_half_compute']}/{s['plans']} plans")
+    _console().print(f"best preserving init: {result['best_preserving_init']} (default: {result['default_init']})")
     return 0
 
 
@@ -410,7 +410,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
-    from growsearch.grow import INITS
+    from growsearch.grow import DEFAULT_INIT, INIT_INFO, INITS
 
     p.add_argument("checkpoint", metavar="DIR", help="checkpoint directory of the base model")
     p.add_argument("--width", type=float, default=None,
@@ -421,8 +421,9 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", metavar="PLAN.yaml",
                    help="a YAML ExpansionPlan (keys: width, widths, depth, insert_at, d_model, "
                         "n_heads, mlp_hidden); --width/--depth override its values")
-    p.add_argument("--init", choices=INITS, default="net2net",
-                   help="how new units and layers are initialised")
+    p.add_argument("--init", choices=INITS, default=DEFAULT_INIT,
+                   help="how new units and layers are initialised: "
+                        + "; ".join(f"{i.name}: {i.summary}" for i in INIT_INFO.values()))
     p.add_argument("--seed", type=int, default=0, help="seed for unit duplication and fresh weights")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -484,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "grow", formatter_class=_Formatter, help="grow a checkpoint by a plan",
         description=(
-            "Grow a model wider and/or deeper. With a function-preserving init (net2net, zero)\n"
+            "Grow a model wider and/or deeper. With a function-preserving init (all but random)\n"
             "the grown model computes the same function as the base; the measured deviation on\n"
             "a probe batch of training data is reported as max_abs_output_diff.\n\n"
             "examples:\n"
@@ -583,11 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _bench_parser(
         bsub, "growth", cmd_bench_growth, "growing vs. training the same model from scratch",
-        "For one width, one depth and one mixed plan of a pool: train the target architecture\n"
-        "from scratch and grow the pretrained base into it (net2net and random init), all with\n"
-        "the pool's recipe over its seeds. Reports test score per epoch and the compute\n"
-        "(forward+backward examples) growth needs to reach the scratch model's final score,\n"
-        "with the base's pretraining compute reported separately.\n\n"
+        "Which init, and is growing worth it? For every plan of a pool: train the target\n"
+        "architecture from scratch and grow the pretrained base into it with random init and\n"
+        "every function-preserving init, all with the pool's recipe over 3 seeds. Reports per\n"
+        "plan and init the final score (mean, std, per seed), the training FLOPs needed to reach\n"
+        "scratch's final score (and the ratio to scratch's), the paired-seed difference against\n"
+        "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n\n"
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
 

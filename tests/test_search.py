@@ -16,6 +16,7 @@ import yaml
 from conftest import tiny_search_config
 
 from growsearch.errors import ConfigError
+from growsearch.grow import DEFAULT_INIT
 from growsearch.models import config_from_spec
 from growsearch.search import load_config, load_space, run_search
 from growsearch.search.promote import Pareto, TopFraction, TopK
@@ -50,7 +51,7 @@ def test_bad_configs(changes, message):
     ({"family": "mlp", "knobs": {"width": {"low": 3, "high": 2}}}, "knobs.width: empty range 3..2"),
     ({"family": "mlp", "knobs": {"wide": {"low": 1, "high": 2}}}, "knobs.wide: unknown knob"),
     ({"family": "mlp", "knobs": {"width": {"low": 0.5, "high": 2}}}, "knobs.width.low: got 0.5"),
-    ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: net2net, zero, random"),
+    ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: split_signed, masked, zero_out"),
     ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt family only"),
     ({"family": "rnn", "knobs": {}}, "family: got 'rnn'"),
     ({"family": "mlp", "knobs": {}}, "knobs: missing or empty"),
@@ -87,7 +88,7 @@ def test_bundled_spaces_compile_and_propose_valid_plans(family, spec):
         plan, init = space.suggest(trial, base)
         resolve(base, plan)  # never an impossible plan
         kinds.add(plan.kind)
-        assert init in ("net2net", "random")
+        assert init in (DEFAULT_INIT, "random")
         study.tell(trial, 0.0)
     assert kinds == {"width", "depth", "mixed"}
     dists = study.trials[0].distributions

@@ -40,7 +40,7 @@ from growsearch.search.schedulers import make_scheduler
 from growsearch.search.space import load_space
 from growsearch.search.trials import SearchContext
 from growsearch.tracking import default_experiment, make_tracker
-from growsearch.train import evaluate, task_score
+from growsearch.train import evaluate, mask_steps, task_score
 
 STUDY_NAME = "growsearch"
 
@@ -110,6 +110,9 @@ def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
             check_dataset_name(cfg.base.pretrain.dataset)
     if family != space_family:
         raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
+    if cfg.training.mask_steps is not None:  # the mask ramp must fit in the training run
+        dataset = loaded[2] if loaded else (cfg.dataset or cfg.base.pretrain.dataset or DEFAULT_DATASET[family])
+        mask_steps(cfg.training, len(load_dataset(dataset).x_train), "training")
     return loaded
 
 
