@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -333,9 +334,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import os
     import shutil
-    import subprocess
 
     from growsearch.tracking import default_uri
 
@@ -352,17 +351,56 @@ def cmd_ui(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}  (listening on {args.host} only; "
                   "Ctrl-C stops it)")
-    proc = subprocess.Popen(cmd, env=env)
+    return _serve_until_stopped(cmd, env, console)
+
+
+def _serve_until_stopped(cmd: list[str], env: dict[str, str], console: Any) -> int:
+    """Run a server (``mlflow ui`` and the uvicorn workers it spawns) in its own process
+    group and stop that whole group when we are told to stop: Ctrl-C, SIGTERM (a process
+    manager, ``docker stop``) or SIGHUP (a closed terminal). Stopping only the direct child
+    would leave its workers listening on the port."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc)
         console.print("MLflow UI stopped")
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # any other way out (an exception): never leave the server behind
+            _stop_group(proc)
+
+
+def _stop_group(proc: Any) -> None:
+    """SIGTERM the process group led by ``proc`` and wait until every member is gone;
+    SIGKILL what is left after 15 s."""
+    import signal
+    import time
+
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader: a zombie would keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+    proc.poll()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -426,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(the manifold metric), prunes weak candidates before training, trains the promising\n"
             "ones and reports a leaderboard with the best grown model."),
         epilog="Run 'growsearch COMMAND --help' for the options of each command.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks on errors and the libraries' INFO logs (MLflow)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -594,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): a return code, not an exception
         return int(exc.code or 0)
+    if args.debug:
+        os.environ["GROWSEARCH_DEBUG"] = "1"
     try:
         return int(args.func(args) or 0)
     except GrowsearchError as exc:

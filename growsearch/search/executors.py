@@ -55,9 +55,10 @@ class LocalExecutor(Executor):
 
     def screen(self, study: Any, proposer: Any, storage: Any) -> None:
         while proposer.remaining() > 0:
-            study.sampler = proposer.sampler()  # Optuna does not store samplers: re-seeded per ask
-            trial = study.ask()
-            record = proposer.suggest(trial)
+            asked = proposer.ask(study)
+            if asked is None:  # the space is exhausted
+                break
+            trial, record = asked
             if record.get("stage") != "rejected":
                 record = {**record, **screen_candidate(self.ctx, record["id"], record["plan"], record["init"],
                                                        self.device)}
