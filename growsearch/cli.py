@@ -596,8 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
     p.add_argument("--all-plans", action="store_true",
-                   help="every plan of the pool with its full recipe (default: the CNN and GPT pools run "
-                        "6 of their plans, the CNN for 4 epochs, to fit in minutes on 2 CPU cores)")
+                   help="every plan of the pool with its full recipe (default: a subset of the plans, "
+                        "fewer epochs for CNN and GPT -- bench.growth.GROWTH_SETTINGS -- to fit in minutes "
+                        "on 2 CPU cores)")
 
     _bench_parser(
         bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",

@@ -86,7 +86,7 @@ def mask_steps(recipe: TrainRecipe, n_train: int, where: str = "recipe") -> int:
 #: a fresh optimiser (train() always starts one), this fraction of the run as linear
 #: warm-up (unless the recipe asks for more), and the peak learning rate scaled by this.
 GROWTH_WARMUP_FRACTION = 0.0
-GROWTH_LR_SCALE = 1.0
+GROWTH_LR_SCALE = 2.0
 
 
 def after_growth(recipe: TrainRecipe, n_train: int) -> TrainRecipe:

@@ -119,3 +119,13 @@ def test_search_with_a_mask_schedule_longer_than_the_run_writes_nothing(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training.mask_steps: got 500; allowed: 1..69" in err[0]
     assert not out.exists()
+
+
+def test_recipe_after_growth_keeps_a_fresh_optimiser_and_scales_the_rate():
+    from growsearch.train import GROWTH_LR_SCALE, GROWTH_WARMUP_FRACTION, after_growth
+
+    recipe = TrainRecipe(epochs=2, batch_size=100, lr=1e-3, warmup_steps=3)
+    grown = after_growth(recipe, 1000)  # 20 steps
+    assert grown.lr == pytest.approx(1e-3 * GROWTH_LR_SCALE)
+    assert grown.warmup_steps == max(3, round(GROWTH_WARMUP_FRACTION * 20))
+    assert (grown.epochs, grown.batch_size, grown.schedule) == (2, 100, recipe.schedule)

@@ -29,7 +29,7 @@ from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.data import load_dataset
 from growsearch.grow import DEFAULT_INIT, PRESERVING_INITS, ExpansionPlan, grow
 from growsearch.grow.symmetry import symmetry_probe
-from growsearch.metrics.cost import flops_per_example
+from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_RECIPES
 from growsearch.search.space import planned_config
@@ -37,24 +37,20 @@ from growsearch.train import after_growth, task_score, train
 
 GROWTH_SEEDS = (0, 1, 2)
 GROWN_ARMS = ("random", *PRESERVING_INITS)
-#: Sized so that a pool runs in minutes on 2 shared CPU cores with one job: per pool,
-#: (epochs instead of the pool recipe's, or None; indices of the plans run, or None for
-#: all -- two width, two depth and two mixed plans of every size class otherwise).
+#: Sized so that a pool runs in minutes on 2 (heavily shared) CPU cores with one job: per
+#: pool, (epochs instead of the pool recipe's, or None; indices of the plans run, or None
+#: for all -- a subset with width, depth and mixed plans of small and large size otherwise).
 #: ``--all-plans`` runs every plan of the pool with the pool's recipe.
 GROWTH_SETTINGS: dict[str, tuple[int | None, tuple[int, ...] | None]] = {
-    "mnist1d-cnn": (4, (0, 2, 3, 5, 8, 9)),
-    "text-gpt": (None, (0, 3, 5, 6, 8, 11)),
+    "mnist1d-mlp": (None, (0, 3, 4, 6, 8, 10)),  # w1.5, w4, d1, d6, w1.5+d2, w2+d2
+    "mnist1d-cnn": (3, (0, 2, 3, 8)),  # w1.5, w3, d1, w1.5+d1
+    "text-gpt": (2, (0, 3, 5, 8)),  # d_model=64, mlp_hidden=256, d1, d_model=64+d1
 }
 
 
 #: Score units per "point": accuracy x 100; for language models (score = -test loss) a
 #: point is 0.01 nats.
 POINTS = 100.0
-
-
-def training_flops(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """Training FLOPs per example: forward FLOPs (measured) x 3 (backward ~ 2 x forward)."""
-    return 3 * flops_per_example(model, example)
 
 
 def _curve(model: torch.nn.Module, pool: Pool, task: Any, seed: int, grown: bool) -> list[dict[str, float]]:
@@ -97,7 +93,7 @@ def run_plan(pool: Pool, task: Any, base: torch.nn.Module, spec: dict[str, Any],
     plan = ExpansionPlan.from_dict(plan_dict)
     target_cfg = planned_config(config_from_spec(spec), plan)
     example = task.x_train[:1]
-    flops = training_flops(target_cfg.build(), example)
+    flops = training_flops(flops_per_example(target_cfg.build(), example), 1)  # per example
     probe_x = task.probe(256, seed=0)[0]
     curves: dict[str, list[list[dict[str, float]]]] = {arm: [] for arm in ("scratch", *inits)}
     probes: dict[str, list[dict[str, Any]]] = {init: [] for init in inits}

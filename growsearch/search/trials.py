@@ -28,7 +28,7 @@ from growsearch.faults import maybe_inject
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, grow_on_task, score_model
 from growsearch.models import build
-from growsearch.train import StopTraining, TrainRecipe, evaluate, resolve_device, task_score, train
+from growsearch.train import StopTraining, TrainRecipe, after_growth, evaluate, resolve_device, task_score, train
 
 
 @dataclass
@@ -127,7 +127,9 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
             if keep_going is not None and not keep_going(int(rec["epoch"]), rec["score"]):
                 raise StopTraining
 
-        result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report])
+        # a grown candidate trains with the recipe after growth (docs/growth.md); the base reference as given
+        recipe = ctx.recipe if plan is None else after_growth(ctx.recipe, len(task.x_train))
+        result = train(model, task, recipe, seed=ctx.seed, device=device, callbacks=[report])
         final = evaluate(model, task.x_test, task.y_test)
         checkpoint = Path(checkpoint_dir or Path(ctx.out) / "candidates" / cid)
         save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
