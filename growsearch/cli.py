@@ -90,7 +90,7 @@ def load_base(directory: str):
 
 def cmd_grow(args: argparse.Namespace) -> int:
     from growsearch.checkpoint import save_checkpoint
-    from growsearch.grow import grow
+    from growsearch.grow import fold_mask, grow, output_diff
 
     plan = plan_from_args(args)
     model, spec, meta, task = load_base(args.checkpoint)
@@ -98,6 +98,16 @@ def cmd_grow(args: argparse.Namespace) -> int:
     result = grow(model, spec, plan, init=args.init, seed=args.seed, probe=probe)
     report = result.report()
     if args.out:
+        if fold_mask(result.model):  # masked: saved as a plain model, the mask folded at 0
+            import torch
+
+            from growsearch.models import config_from_spec
+
+            x = probe if probe is not None else config_from_spec(spec).example_input(
+                64, torch.Generator().manual_seed(args.seed))
+            report["saved_max_abs_output_diff"] = output_diff(model, result.model, x, torch.float64)
+            result.notes.append("masked growth ramps its mask in training; saved untrained, it is folded "
+                                "at 0 (new units' outgoing weights zero)")
         save_checkpoint(args.out, result.model, result.spec,
                         {**{k: meta.get(k) for k in ("dataset",)}, "grown_from": str(args.checkpoint),
                          "growth": {k: v for k, v in report.items() if k != "spec"}})

@@ -129,3 +129,15 @@ def test_recipe_after_growth_keeps_a_fresh_optimiser_and_scales_the_rate():
     assert grown.lr == pytest.approx(1e-3 * GROWTH_LR_SCALE)
     assert grown.warmup_steps == max(3, round(GROWTH_WARMUP_FRACTION * 20))
     assert (grown.epochs, grown.batch_size, grown.schedule) == (2, 100, recipe.schedule)
+
+
+def test_grow_masked_saves_a_plain_checkpoint(mlp_base, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "masked"
+    assert main(["grow", str(mlp_base), "--width", "2", "--depth", "1", "--init", "masked", "--out", str(out),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_output_diff"] <= 1e-5 and report["saved_max_abs_output_diff"] <= 1e-5  # no LayerNorm
+    model, spec, _ = load_checkpoint(out)
+    assert growth_mask(model) is None and set(model.state_dict()) == set(build(spec).state_dict())
