@@ -43,8 +43,8 @@ GROWN_ARMS = ("random", *PRESERVING_INITS)
 #: ``--all-plans`` runs every plan of the pool with the pool's recipe.
 GROWTH_SETTINGS: dict[str, tuple[int | None, tuple[int, ...] | None]] = {
     "mnist1d-mlp": (None, (0, 3, 4, 6, 8, 10)),  # w1.5, w4, d1, d6, w1.5+d2, w2+d2
-    "mnist1d-cnn": (3, (0, 2, 3, 8)),  # w1.5, w3, d1, w1.5+d1
-    "text-gpt": (2, (0, 3, 5, 8)),  # d_model=64, mlp_hidden=256, d1, d_model=64+d1
+    "mnist1d-cnn": (2, (0, 3, 8)),  # w1.5, d1, w1.5+d1
+    "text-gpt": (1, (0, 5, 8)),  # d_model=64, d1, d_model=64+d1
 }
 
 

@@ -105,6 +105,25 @@ def growth_table(result: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def growth_summary_table(results: list[dict[str, Any]]) -> list[str]:
+    """One row per init: mean gain over the base per pool (points), and over all pools how
+    many plans reach scratch's final with <= 50% of its compute and how many have a paired
+    difference against random whose 95% lower bound is >= -0.5 points."""
+    inits = list(results[0]["summary"])
+    lines = ["| init | " + " | ".join(f"mean gain, {r['pool']}" for r in results)
+             + " | reaches scratch with ≤ 50% compute | vs random: lower bound ≥ −0.5 |",
+             "|---|" + "---|" * (len(results) + 2)]
+    for init in inits:
+        rows = [r["summary"][init] for r in results]
+        plans = sum(s["plans"] for s in rows)
+        half = sum(s["plans_reaching_scratch_at_half_compute"] for s in rows)
+        low = [s.get("plans_lower_bound_ge_-0.5_points") for s in rows]
+        lines.append(f"| {init} | " + " | ".join(f"{s['mean_gain'] * r['points_per_score_unit']:+.2f}"
+                                                 for s, r in zip(rows, results, strict=True))
+                     + f" | {half}/{plans} | " + ("—" if None in low else f"{sum(low)}/{plans}") + " |")
+    return [*lines, ""]
+
+
 def overhead_table(result: dict[str, Any]) -> list[str]:
     local, ray = result["local"], result["ray"]
     return ["## Ray Tune executor overhead", "",
@@ -195,7 +214,8 @@ def render(folder: Path) -> str:
     for r in ordered:
         out += predictor_table(r)
     if growth:
-        out += ["## Is growing worth it? Growth vs. training from scratch", ""]
+        out += ["## Is growing worth it? Growth vs. training from scratch", "",
+                *growth_summary_table([growth[p] for p in ORDER if p in growth])]
         for p in ORDER:
             if p in growth:
                 out += growth_table(growth[p])
