@@ -131,6 +131,13 @@ def test_search_efficiency_quick(tmp_path):
     assert s["train_all"]["compute_to_target"] is not None and s["train_all"]["regret_at_budget"] >= 0
     low, high = result["spread"]["train_all"]["total_compute"]
     assert low <= s["train_all"]["total_compute"] <= high
+    # a seed reproduces exactly, alone or among others (seconds aside)
+    again = tmp_path / "again.json"
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "1", "--out", str(again)]) == 0
+    alone = json.loads(again.read_text())["per_seed"][0]["strategies"]
+    for name, st in result["per_seed"][1]["strategies"].items():
+        for fig in ("compute_to_target", "total_compute", "regret_at_budget", "promoted"):
+            assert st.get(fig) == alone[name].get(fig), (name, fig)
 
 
 def test_expected_cost_to_first_hit_matches_every_order():
