@@ -67,7 +67,7 @@ INITS: tuple[str, ...] = tuple(INIT_INFO)
 PRESERVING_INITS: tuple[str, ...] = tuple(i.name for i in _ALL if i.preserving)
 #: The init growsearch uses when none is given: the winner of ``growsearch bench growth``
 #: across the result pools (docs/growth.md).
-DEFAULT_INIT = "zero_out"
+DEFAULT_INIT = "masked"
 #: Spread of the signed parts of a split outgoing weight, relative to the standard
 #: deviation of the consumer weight it comes from.
 SIGNED_SPLIT_SPREAD = 0.5

@@ -10,12 +10,13 @@ benchmark and the search loop share: grow, check preservation, score.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import nn
 
 from growsearch.data import Task
-from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, grow
+from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, fold_mask, grow, growth_mask
 from growsearch.metrics.cost import cost_figures, flops_per_example
 from growsearch.metrics.manifold import ManifoldConfig, ManifoldResult, manifold_metric, simplex_log_volume
 from growsearch.metrics.proxies import ZERO_COST, short_training, zero_cost_proxies
@@ -36,6 +37,9 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     judged on that same probe; with ``variants``: the forward-only ``ray`` estimator.
     """
     manifold = manifold or ManifoldConfig()
+    if growth_mask(model) is not None:  # masked growth: scored as the plain model at mask 0
+        model = copy.deepcopy(model)
+        fold_mask(model)
     x, y = task.x_train, task.y_train
     result: ManifoldResult = manifold_metric(model, x, y, manifold)
     out: dict[str, Any] = {
