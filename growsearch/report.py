@@ -19,7 +19,8 @@ from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.results import SearchState
 
-STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
+STAGE_ORDER = {"completed": 0, "stopped_early": 1, "paused": 2, "promoted": 2, "screened": 3, "failed": 4,
+               "rejected": 5}
 COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
            "stage", "reason", "epochs", "final_accuracy", "final_loss", "gain", "compute_fb", "seconds"]
 

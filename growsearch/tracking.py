@@ -37,7 +37,8 @@ from growsearch.report import rerender
 from growsearch.results import SearchState
 
 STATUS = {"completed": "FINISHED", "screened": "FINISHED", "rejected": "FINISHED",
-          "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING"}
+          "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING",
+          "paused": "RUNNING"}
 PIECES = ("loss0", "tau", "log_volume", "shrink", "check_loss", "cost", "seconds", "metric_per_param")
 
 
