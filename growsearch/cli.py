@@ -338,7 +338,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import shutil
 
-    from growsearch.tracking import default_uri
+    from growsearch.tracking import default_uri, ui_route
 
     results = Path(args.results)
     uri = args.tracking_uri or default_uri(results)
@@ -351,8 +351,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
            "--workers", "1"]
     console = _console()
-    console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}  (listening on {args.host} only; "
-                  "Ctrl-C stops it)")
+    console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}/{ui_route(results, uri)}\n"
+                  f"  (listening on {args.host} only; Ctrl-C stops it)", soft_wrap=True)
     return _serve_until_stopped(cmd, env, console)
 
 

@@ -61,6 +61,19 @@ def artifact_root(uri: str) -> str | None:
     return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
 
 
+def ui_route(out: str | Path, uri: str) -> str:
+    """The MLflow UI route (after ``http://host:port/``) of a search's runs, in the UI's
+    model-training view: ``#/experiments/<id>/runs?workflowType=machine_learning``.
+
+    MLflow 3's UI opens every experiment in its GenAI view unless the ``workflowType``
+    query parameter (or the user's last toggle) says otherwise; the experiment's
+    ``mlflow.experimentKind`` tag is set as well, for the UIs that read it."""
+    ledger = Path(out) / "mlflow.json"
+    experiment = json.loads(ledger.read_text()).get(uri, {}).get("experiment_id") if ledger.exists() else None
+    where = f"experiments/{experiment}/runs" if experiment else "experiments"
+    return f"#/{where}?workflowType=machine_learning"
+
+
 def quiet_library_logs() -> None:
     """MLflow's and alembic's INFO lines (creating database tables, migrations) are not the
     user's business: shown only with ``--debug`` (which sets ``GROWSEARCH_DEBUG``). MLflow
