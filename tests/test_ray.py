@@ -140,8 +140,11 @@ def test_same_leaderboard_in_process_on_ray_and_after_kill_9(tmp_path):
     got, ray_board = _board(tmp_path / "ray")
     assert got == expected
     assert {"stopped_early", "completed"} <= set(local_board["stage"])  # the rungs really decided
-    assert ray_board["final_accuracy"].fillna(-1).tolist() == pytest.approx(
-        local_board["final_accuracy"].fillna(-1).tolist(), abs=1e-6)
+    assert ray_board["manifold_metric"].fillna(0).tolist() == pytest.approx(
+        local_board["manifold_metric"].fillna(0).tolist(), rel=1e-5)
+    for column in ("final_accuracy", "val_score", "test_score"):  # stopped trials too: val and test both kept
+        assert ray_board[column].fillna(-1).tolist() == pytest.approx(local_board[column].fillna(-1).tolist(),
+                                                                      abs=1e-6), column
 
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 import torch
 
+from growsearch.grow import DEFAULT_INIT
 from growsearch.pretrain import pretrain
 from growsearch.search.config import SearchConfig, load_config
 from growsearch.search.executors import LocalExecutor, TrainJob
@@ -97,7 +98,7 @@ def _compare(ctx: SearchContext, cfg: SearchConfig, plans: tuple[dict[str, Any],
     """The same trials in-process and on Ray, one at a time."""
     from growsearch.search.ray_executor import RayExecutor
 
-    jobs = [TrainJob(f"c{i:04d}", plan, "net2net", schedule=False) for i, plan in enumerate(plans)]
+    jobs = [TrainJob(f"c{i:04d}", plan, DEFAULT_INIT, schedule=False) for i, plan in enumerate(plans)]
     local = _stage(LocalExecutor(ctx, "cpu"), jobs)
     executor = RayExecutor(ctx, cfg)
     ray_stage = _stage(executor, jobs)
@@ -144,7 +145,7 @@ def _scheduler_cost(policy: str, out_dir: str, plans: tuple[dict[str, Any], ...]
     state = SearchState(folder)
     promoted = [f"c{i:04d}" for i in range(len(plans))]
     for cid, plan in zip(promoted, plans, strict=True):
-        state.save({"id": cid, "plan": plan, "init": "net2net", "stage": "promoted"})
+        state.save({"id": cid, "plan": plan, "init": DEFAULT_INIT, "stage": "promoted"})
     timed = _Timed(RayExecutor(ctx, cfg))
     scheduler = make_scheduler(cfg.early_stopping, epochs)
 
@@ -155,7 +156,7 @@ def _scheduler_cost(policy: str, out_dir: str, plans: tuple[dict[str, Any], ...]
     if policy == "successive_halving":
         _train_in_stages(cfg, timed, state, scheduler, promoted, [], lambda c, r: None, on_record)
     else:
-        timed.train([TrainJob(c, p, "net2net") for c, p in zip(promoted, plans, strict=True)], scheduler,
+        timed.train([TrainJob(c, p, DEFAULT_INIT) for c, p in zip(promoted, plans, strict=True)], scheduler,
                     None, on_record)
     wall = time.perf_counter() - start
     # busy slot time: the time inside trials, stage by stage (a resumed stage counts only its own part)

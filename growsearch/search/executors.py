@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from growsearch.grow import DEFAULT_INIT
 from growsearch.search.schedulers import Scheduler
 from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
 
@@ -24,7 +25,7 @@ from growsearch.search.trials import SearchContext, screen_candidate, train_cand
 class TrainJob:
     id: str
     plan: dict[str, Any] | None  # None: the base model, trained as the reference
-    init: str = "net2net"
+    init: str = DEFAULT_INIT
     schedule: bool = True  # subject to early stopping (the reference is not)
     until: int | None = None  # pause after this epoch (a stage of synchronous successive halving)
     resume: str | None = None  # a paused checkpoint to continue from

@@ -317,8 +317,9 @@ class RayExecutor(Executor):
                     full = len(history) >= epochs
                     record = {"id": job["id"], "stage": "completed" if full else "stopped_early", "history": history,
                               "epochs": len(history), "final_accuracy": last.get("test_accuracy"),
-                              "final_loss": last.get("test_loss"), "final_score": last.get("score"),
-                              "train_cost": last.get("forward_backward")}
+                              "final_loss": last.get("test_loss"), "final_val_accuracy": last.get("val_accuracy"),
+                              "final_val_loss": last.get("val_loss"), "final_score": last.get("score"),
+                              "final_test_score": last.get("test_score"), "train_cost": last.get("forward_backward")}
                 record["retries"] = trial.num_failures
                 if trial.checkpoint is not None and record.get("stage") != "failed":
                     target = out / "candidates" / job["id"]
