@@ -223,7 +223,11 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     total = total_steps(recipe, n)
     mask = growth_mask(model)
     ramp = mask_steps(recipe, n) if mask is not None else 0
-    opt = make_optimizer(model.parameters(), recipe)
+    # parameters in the order of their plain names, so that a masked model (parametrised
+    # weights) and the plain model it folds into share one optimiser layout (pause/resume)
+    named = sorted(model.named_parameters(),
+                   key=lambda kv: kv[0].replace("parametrizations.", "").replace(".original", ""))
+    opt = make_optimizer([p for _, p in named], recipe)
     result = TrainResult()
     start = time.perf_counter()
     step, epoch = 0, 0
