@@ -1,10 +1,10 @@
 """Named, versioned candidate pools for the predictor and growth benchmarks.
 
-A pool is one pretrained base + candidate expansions (width, depth and mixed plans of
-several sizes, each grown with ``net2net`` and ``random`` init) + one fixed full-training
-recipe used for every candidate and for the base's "same extra budget" reference.
-Plans were chosen so that several groups have (nearly) equal parameter counts -- the
-parameter counts are listed in docs/benchmarks.md.
+A pool is one pretrained base + candidate expansions + one fixed full-training recipe
+used for every candidate and for the base's "same extra budget" reference. Since version 2
+every pool asks the budget question: its plans form >= 4 groups of equal parameter count
+(within 5%), each with >= 3 kinds of plan (uniform width, depth, mixed, per-layer
+widths), each grown with the growth package's default init and with ``random``.
 
 ``digits-mlp`` is the **tuning pool**: the manifold metric's defaults were chosen on it.
 The others are result pools and were never used to choose a hyperparameter.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from growsearch.errors import ConfigError
+from growsearch.grow import DEFAULT_INIT
 from growsearch.train import TrainRecipe
 
 
@@ -29,7 +30,8 @@ class Pool:
     base_epochs: int  # pretraining of the base (the dataset's default recipe otherwise)
     recipe: TrainRecipe  # the one full-training recipe of this pool
     plans: tuple[dict[str, Any], ...]
-    inits: tuple[str, ...] = ("net2net", "random")
+    # the growth package's default (preserving) init and random: the inits users get
+    inits: tuple[str, ...] = (DEFAULT_INIT, "random")
     seeds: tuple[int, ...] = (0, 1)
     manifold: dict[str, Any] = field(default_factory=dict)  # data-size knobs only (probe sizes)
     tuning: bool = False
@@ -38,35 +40,53 @@ class Pool:
         return [(plan, init) for plan in self.plans for init in self.inits]
 
     def quick(self) -> Pool:
-        """A small version for tests: 3 plans, 1 epoch, 2 seeds."""
+        """A small version for tests: 3 plans (one equal-parameter group), 1 epoch, 2 seeds."""
         recipe = dataclasses.replace(self.recipe, epochs=1)
         return dataclasses.replace(self, name=self.name + "-quick", base_epochs=2, recipe=recipe,
-                                   plans=self.plans[:3])
+                                   plans=self.plans[:3], seeds=self.seeds[:2])
 
 
-_MLP_PLANS = (
-    {"width": 1.5}, {"width": 2.0}, {"width": 3.0}, {"width": 4.0},
-    {"depth": 1}, {"depth": 2}, {"depth": 6},
-    {"widths": [64, 32]}, {"width": 1.5, "depth": 2}, {"width": 2.0, "depth": 1},
-    {"width": 2.0, "depth": 2}, {"widths": [32, 96]},
+# Equal-parameter groups (within 5%, >= 10% apart from each other), each with >= 3 kinds
+# of plan: uniform width, depth, mixed, per-layer widths. The parameter counts are in the
+# comments and checked by tests/test_bench.py; they ask the budget question: "which
+# expansion of this size?"
+_DIGITS_MLP_PLANS = (  # base [32, 32]: 3466 parameters
+    {"depth": 2}, {"width": 1.25, "depth": 1}, {"widths": [64, 48]},  # 7690 / 7930 / 7770
+    {"width": 3.5}, {"depth": 5}, {"width": 1.75, "depth": 2}, {"widths": [176, 48]},  # 21066 / 20234 / 20170 / 20426
+    {"depth": 9}, {"width": 1.75, "depth": 4}, {"width": 3.0, "depth": 1}, {"widths": [208, 96]},  # ~34.9k
+    {"depth": 12}, {"width": 2.5, "depth": 3}, {"widths": [176, 192]},  # 47434 / 46730 / 47354
+)
+_MNIST1D_MLP_PLANS = (  # base [32, 32]: 2698 parameters
+    {"depth": 2}, {"width": 1.25, "depth": 1}, {"widths": [32, 128]},  # 6922 / 6970 / 6826
+    {"width": 2.75}, {"depth": 4}, {"width": 1.75, "depth": 1}, {"widths": [48, 176]},  # 12330 / 12314 / 12442 / 12362
+    {"width": 3.0}, {"depth": 5}, {"width": 1.5, "depth": 2}, {"widths": [192, 32]},  # 14218 / 14426 / 14218 / 14378
+    {"width": 4.0}, {"depth": 9}, {"width": 2.0, "depth": 2}, {"widths": [192, 80]},  # 23050 / 24042 / 24074 / 24122
+)
+_MNIST1D_CNN_PLANS = (  # base channels [8, 16]: 2002 parameters
+    {"insert_at": [1, 1]}, {"widths": [8, 20], "depth": 1}, {"widths": [8, 32]},  # 5202 / 5106 / 5074
+    {"depth": 4}, {"width": 1.25, "depth": 2}, {"widths": [12, 32]},  # 6034 / 6140 / 6102
+    {"depth": 5}, {"width": 1.5, "depth": 1}, {"widths": [20, 28]},  # 7634 / 7798 / 7630
+    {"width": 2.75}, {"width": 2.0, "depth": 1}, {"widths": [40, 16]},  # 13496 / 13594 / 13554
+)
+_TEXT_GPT_PLANS = (  # base d_model 32, 4 heads, mlp 64, 2 blocks: 25600 parameters
+    {"width": 1.5}, {"depth": 3}, {"d_model": 48, "depth": 1}, {"mlp_hidden": 256},  # 50688 / 51232 / 50976 / 50560
+    {"depth": 4}, {"mlp_hidden": 128, "depth": 2}, {"n_heads": 8, "mlp_hidden": 256},  # 59776 / 59328 / 58944
+    {"depth": 5}, {"d_model": 64, "depth": 1}, {"mlp_hidden": 384},  # 68320 / 67808 / 67200
+    {"width": 2.0}, {"depth": 7}, {"d_model": 64, "depth": 2}, {"mlp_hidden": 512},  # 83968 / ~85.4k / 84736 / 83840
 )
 
 POOLS: dict[str, Pool] = {p.name: p for p in (
-    Pool("digits-mlp", 1, "mlp", "digits", base_epochs=10,
-         recipe=TrainRecipe(epochs=15, batch_size=64, lr=1e-3), plans=_MLP_PLANS, tuning=True),
-    Pool("mnist1d-mlp", 1, "mlp", "mnist1d", base_epochs=30,
-         recipe=TrainRecipe(epochs=20, batch_size=128, lr=2e-3), plans=_MLP_PLANS),
-    Pool("mnist1d-cnn", 1, "cnn", "mnist1d", base_epochs=10,
-         recipe=TrainRecipe(epochs=8, batch_size=128, lr=2e-3),
-         plans=({"width": 1.5}, {"width": 2.0}, {"width": 3.0}, {"depth": 1}, {"depth": 2},
-                {"depth": 4}, {"widths": [16, 16]}, {"widths": [8, 32]}, {"width": 1.5, "depth": 1},
-                {"width": 2.0, "depth": 2}, {"insert_at": [0, 0]}, {"insert_at": [1, 1]})),
-    Pool("text-gpt", 1, "gpt", "text", base_epochs=4,
-         recipe=TrainRecipe(epochs=3, batch_size=32, lr=2e-3, warmup_steps=20),
-         plans=({"d_model": 64}, {"n_heads": 8}, {"mlp_hidden": 128}, {"mlp_hidden": 256},
-                {"n_heads": 8, "mlp_hidden": 128}, {"depth": 1}, {"depth": 2}, {"depth": 4},
-                {"d_model": 64, "depth": 1}, {"n_heads": 6, "mlp_hidden": 96, "depth": 1},
-                {"width": 2.0}, {"mlp_hidden": 128, "depth": 2}),
+    Pool("digits-mlp", 2, "mlp", "digits", base_epochs=10,
+         recipe=TrainRecipe(epochs=15, batch_size=64, lr=1e-3), plans=_DIGITS_MLP_PLANS,
+         seeds=(0, 1, 2), tuning=True),
+    Pool("mnist1d-mlp", 2, "mlp", "mnist1d", base_epochs=30,
+         recipe=TrainRecipe(epochs=20, batch_size=128, lr=2e-3), plans=_MNIST1D_MLP_PLANS,
+         seeds=(0, 1, 2)),
+    Pool("mnist1d-cnn", 2, "cnn", "mnist1d", base_epochs=10,
+         recipe=TrainRecipe(epochs=8, batch_size=128, lr=2e-3), plans=_MNIST1D_CNN_PLANS,
+         seeds=(0, 1, 2)),
+    Pool("text-gpt", 2, "gpt", "text", base_epochs=4,
+         recipe=TrainRecipe(epochs=3, batch_size=32, lr=2e-3, warmup_steps=20), plans=_TEXT_GPT_PLANS,
          # data-size knobs: a sequence holds 64 predictions, so fewer examples per batch
          manifold={"probe_size": 32, "batch_size": 8}),
 )}

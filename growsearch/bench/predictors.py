@@ -6,13 +6,15 @@ training at the metric's cost), then fully train it with the pool's recipe over 
 pool's seeds. gain = mean score of the trained candidate - mean score of the base
 trained for the same extra budget (score: test accuracy; -test loss for language
 models). Each predictor is judged by Kendall tau-b and Spearman rho against the gain,
-with a bootstrap 95% interval, and by concordance within equal-parameter groups.
+with a bootstrap 95% interval, by concordance within equal-parameter groups, and by
+the partial tau controlling for log #params (what a predictor adds beyond size).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import platform
 import statistics
@@ -100,6 +102,7 @@ def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDIC
     """Correlation table of every predictor against ``gain_mean``."""
     gains = [c["gain_mean"] for c in candidates]
     groups = stats.equal_param_groups([c["params"] for c in candidates])
+    log_params = [math.log(c["params"]) for c in candidates]
     table = {}
     for name in predictors:
         values = [c["predictors"][name] for c in candidates]
@@ -110,6 +113,7 @@ def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDIC
             "kendall_ci": stats.bootstrap_ci(values, gains, n_boot=n_boot),
             "kendall_equal_params": within,
             "equal_param_pairs": pairs,
+            "kendall_partial_params": stats.partial_kendall(values, gains, log_params),
         }
     return table, [[candidates[i]["name"] for i in g] for g in groups]
 

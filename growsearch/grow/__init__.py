@@ -5,8 +5,8 @@ function-preserving inits (``net2net``, ``zero``) are verified on a probe batch 
 measured deviation is reported. See :mod:`growsearch.grow.operators` for the inits.
 """
 
-from growsearch.grow.operators import INITS, PRESERVING_INITS, GrowResult, grow, output_diff
+from growsearch.grow.operators import DEFAULT_INIT, INITS, PRESERVING_INITS, GrowResult, grow, output_diff
 from growsearch.grow.plan import ExpansionPlan, ResolvedPlan, resolve
 
-__all__ = ["INITS", "PRESERVING_INITS", "ExpansionPlan", "GrowResult", "ResolvedPlan",
+__all__ = ["DEFAULT_INIT", "INITS", "PRESERVING_INITS", "ExpansionPlan", "GrowResult", "ResolvedPlan",
            "grow", "output_diff", "resolve"]

@@ -36,6 +36,7 @@ from growsearch.models import ModelConfig, UnitGroup, config_from_spec, count_pa
 
 INITS = ("net2net", "zero", "random")
 PRESERVING_INITS = ("net2net", "zero")
+DEFAULT_INIT = "net2net"  # what grow() and the search use when no init is named
 
 
 @dataclass
