@@ -18,8 +18,9 @@ from growsearch.checkpoint import atomic_write, write_json
 from growsearch.faults import maybe_inject
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
-COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
-           "stage", "reason", "epochs", "final_accuracy", "final_loss", "gain", "compute_fb", "seconds"]
+COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "surrogate",
+           "max_abs_output_diff", "stage", "reason", "epochs", "final_accuracy", "final_loss", "gain", "compute_fb",
+           "seconds"]
 
 
 def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = False) -> pd.DataFrame:
@@ -32,7 +33,8 @@ def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = Fal
             "candidate": r["id"], "plan": r.get("plan_name", ""), "kind": r.get("kind", ""),
             "init": r.get("init", "") if r["id"] != "base" else "",
             "params": r.get("params"), "flops": r.get("flops"),
-            "manifold_metric": r.get("manifold_metric"), "max_abs_output_diff": r.get("max_abs_output_diff"),
+            "manifold_metric": r.get("manifold_metric"), "surrogate": r.get("surrogate"),
+            "max_abs_output_diff": r.get("max_abs_output_diff"),
             "stage": r.get("stage", ""), "reason": r.get("reason", ""), "epochs": r.get("epochs"),
             "final_accuracy": r.get("final_accuracy"), "final_loss": r.get("final_loss"),
             "gain": (final - base_score) if final is not None else None,
@@ -42,7 +44,7 @@ def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = Fal
             "_order": STAGE_ORDER.get(r.get("stage", ""), 6) if r["id"] != "base" else 0,
         })
     df = pd.DataFrame(rows, columns=[*COLUMNS, "_score", "_order"])
-    surrogate = df["manifold_metric"].astype(float).fillna(-math.inf)
+    surrogate = df["surrogate"].astype(float).fillna(df["manifold_metric"].astype(float)).fillna(-math.inf)
     df = df.assign(_surrogate=surrogate).sort_values(["_order", "_score", "_surrogate"],
                                                      ascending=[True, False, False], kind="stable")
     return df.drop(columns=["_score", "_order", "_surrogate"]).reset_index(drop=True)
@@ -116,12 +118,14 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     atomic_write(out / "leaderboard.csv", df.to_csv(index=False))
     maybe_inject("report", "-")  # between two files: a kill here must not leave a torn leaderboard
     shown = df.drop(columns=["reason"]).copy()
-    for col in ("manifold_metric", "final_accuracy", "final_loss", "gain"):
+    for col in ("manifold_metric", "surrogate", "final_accuracy", "final_loss", "gain"):
         shown[col] = shown[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")
     shown["max_abs_output_diff"] = shown["max_abs_output_diff"].map(
         lambda v: "" if v is None or pd.isna(v) else f"{v:.1e}")
     failures = df[df["reason"].astype(bool)][["candidate", "stage", "reason"]]
+    named = sorted({r["surrogate_name"] for r in records if r.get("surrogate_name")})
     md = ["# Leaderboard", "", f"Base score (reference for gain): {base_score:.4f}", "",
+          f"Surrogate (what promotion ranked by): {', '.join(named) or 'manifold'}", "",
           shown.to_markdown(index=False)]
     if len(failures):
         md += ["", "## Rejected and failed", "", failures.to_markdown(index=False)]

@@ -6,8 +6,9 @@ every pool asks the budget question: its plans form >= 4 groups of equal paramet
 (within 5%), each with >= 3 kinds of plan (uniform width, depth, mixed, per-layer
 widths), each grown with the growth package's default init and with ``random``.
 
-``digits-mlp`` is the **tuning pool**: the manifold metric's defaults were chosen on it.
-The others are result pools and were never used to choose a hyperparameter.
+``digits-mlp`` and ``digits-cnn`` are the **tuning pools**: the manifold metric's estimator
+and defaults were chosen on them only (the digits data is used by no result pool). The
+others are result pools and were never used to choose anything.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ _DIGITS_MLP_PLANS = (  # base [32, 32]: 3466 parameters
     {"depth": 9}, {"width": 1.75, "depth": 4}, {"width": 3.0, "depth": 1}, {"widths": [208, 96]},  # ~34.9k
     {"depth": 12}, {"width": 2.5, "depth": 3}, {"widths": [176, 192]},  # 47434 / 46730 / 47354
 )
+_DIGITS_CNN_PLANS = (  # base 2-D channels [8, 16]
+    {"width": 1.5}, {"depth": 2}, {"widths": [8, 28]},  # 11230 / 10978 / 11026
+    {"width": 1.75}, {"depth": 3}, {"width": 1.25, "depth": 1}, {"widths": [20, 20]},  # 15172 / 15650 / 15160 / 15430
+    {"width": 2.0}, {"insert_at": [1, 1, 1]}, {"widths": [16, 20], "depth": 1}, {"widths": [24, 20]},  # ~19.4k
+    {"depth": 9}, {"width": 1.5, "depth": 3}, {"widths": [20, 44]},  # 33218 / 34798 / 34438
+)
 _MNIST1D_MLP_PLANS = (  # base [32, 32]: 2698 parameters
     {"depth": 2}, {"width": 1.25, "depth": 1}, {"widths": [32, 128]},  # 6922 / 6970 / 6826
     {"width": 2.75}, {"depth": 4}, {"width": 1.75, "depth": 1}, {"widths": [48, 176]},  # 12330 / 12314 / 12442 / 12362
@@ -78,6 +85,9 @@ _TEXT_GPT_PLANS = (  # base d_model 32, 4 heads, mlp 64, 2 blocks: 25600 paramet
 POOLS: dict[str, Pool] = {p.name: p for p in (
     Pool("digits-mlp", 2, "mlp", "digits", base_epochs=10,
          recipe=TrainRecipe(epochs=15, batch_size=64, lr=1e-3), plans=_DIGITS_MLP_PLANS,
+         seeds=(0, 1, 2), tuning=True),
+    Pool("digits-cnn", 1, "cnn", "digits", base_epochs=10,
+         recipe=TrainRecipe(epochs=8, batch_size=64, lr=2e-3), plans=_DIGITS_CNN_PLANS,
          seeds=(0, 1, 2), tuning=True),
     Pool("mnist1d-mlp", 2, "mlp", "mnist1d", base_epochs=30,
          recipe=TrainRecipe(epochs=20, batch_size=128, lr=2e-3), plans=_MNIST1D_MLP_PLANS,
