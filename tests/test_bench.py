@@ -6,6 +6,7 @@ import pytest
 from growsearch.bench import stats
 from growsearch.bench.pools import POOLS
 from growsearch.cli import main
+from growsearch.grow import DEFAULT_INIT
 
 
 def test_quick_pool_end_to_end(tmp_path):
@@ -13,17 +14,19 @@ def test_quick_pool_end_to_end(tmp_path):
     assert main(["bench", "predictors", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["pool"] == "digits-mlp-quick" and result["tuning_pool"] is True
-    assert len(result["candidates"]) == 3 * 2  # 3 plans x (net2net, random)
+    assert len(result["candidates"]) == 3 * 2  # 3 plans x (default init, random)
     for c in result["candidates"]:
         assert {"plan", "params", "flops", "predictors", "gain_mean", "gain_std",
                 "full_training_cost"} <= set(c)
         assert len(c["scores"]) == 2 and c["full_training_cost"] > 0
-        if c["init"] == "net2net":
+        if c["init"] == DEFAULT_INIT:
             assert c["max_abs_output_diff"] <= 1e-5
     for name in ("manifold_metric", "params", "flops", "snip", "naswot", "short_training"):
         entry = result["predictors"][name]
         assert -1 <= entry["kendall"] <= 1 and len(entry["kendall_ci"]) == 2
-        assert "kendall_equal_params" in entry
+        assert "kendall_equal_params" in entry and "kendall_partial_params" in entry
+    assert math.isnan(result["predictors"]["params"]["kendall_partial_params"])  # params explains itself
+    assert set(result["estimator_cost_ratios"]) == {"simplex", "function", "below", "function_below", "ray", "llc"}
     # params and flops of MLPs rank identically
     assert result["predictors"]["params"]["kendall"] == pytest.approx(result["predictors"]["flops"]["kendall"])
     assert result["metric_cost_ratio"] > 0
@@ -44,15 +47,50 @@ def test_unknown_pool(tmp_path, capsys):
     assert "--pool: got 'imagenet'" in capsys.readouterr().err
 
 
-def test_pools_follow_the_protocol():
+def _kind(plan):
+    if "widths" in plan and not any(k in plan for k in ("depth", "insert_at")):
+        return "per-layer"
+    wide = any(k in plan for k in ("width", "widths", "d_model", "n_heads", "mlp_hidden"))
+    deep = any(k in plan for k in ("depth", "insert_at"))
+    if wide and not deep and any(k in plan for k in ("d_model", "n_heads", "mlp_hidden")):
+        return "per-layer"
+    return {(True, True): "mixed", (True, False): "width", (False, True): "depth"}[(wide, deep)]
+
+
+def test_pools_ask_the_budget_question():
+    """Every pool: >= 4 groups of equal parameter count (within 5%, >= 10% apart), each
+    with >= 3 kinds of plan; the default init and random; digits only for tuning."""
+    from growsearch.data import load_dataset
+    from growsearch.grow import DEFAULT_INIT, ExpansionPlan
+    from growsearch.models import count_params
+    from growsearch.pretrain import default_config
+    from growsearch.search.space import planned_config
+
     tuning = [p for p in POOLS.values() if p.tuning]
-    assert len(tuning) == 1
+    assert tuning and all(p.dataset == "digits" for p in tuning)
+    assert not any(p.dataset == "digits" for p in POOLS.values() if not p.tuning)
     for pool in POOLS.values():
-        kinds = {("w" if any(k in plan for k in ("width", "widths", "d_model", "n_heads", "mlp_hidden")) else "")
-                 + ("d" if any(k in plan for k in ("depth", "insert_at")) else "") for plan in pool.plans}
-        assert kinds == {"w", "d", "wd"}, pool.name
-        assert 16 <= len(pool.candidates()) <= 30 and len(pool.seeds) >= 2
-        assert {"net2net", "random"} <= set(pool.inits)
+        assert pool.inits == (DEFAULT_INIT, "random") and len(pool.seeds) >= 2
+        assert 16 <= len(pool.candidates()) <= 32
+        cfg = default_config(pool.family, load_dataset(pool.dataset))
+        sizes = [count_params(planned_config(cfg, ExpansionPlan.from_dict(p)).build()) for p in pool.plans]
+        groups = stats.equal_param_groups(sizes)
+        assert sum(len(g) for g in groups) == len(pool.plans), pool.name  # every plan is in a group
+        assert len(groups) >= 4, pool.name
+        for g in groups:
+            assert max(sizes[i] for i in g) <= 1.05 * min(sizes[i] for i in g), (pool.name, g)
+            assert len({_kind(pool.plans[i]) for i in g}) >= 3, (pool.name, [pool.plans[i] for i in g])
+        lows = sorted(min(sizes[i] for i in g) for g in groups)
+        highs = sorted(max(sizes[i] for i in g) for g in groups)
+        assert all(lo >= 1.1 * hi for lo, hi in zip(lows[1:], highs[:-1], strict=True)), pool.name
+
+
+def test_partial_kendall_known_value():
+    # tau(pred, target) = tau(pred, control) = 2/3, tau(target, control) = 1/3:
+    # (2/3 - 2/9) / sqrt((1 - 4/9)(1 - 1/9)) = 4 / sqrt(40)
+    assert stats.partial_kendall([1, 2, 3, 4], [1, 3, 2, 4], [1, 2, 4, 3]) == pytest.approx(4 / math.sqrt(40))
+    assert stats.partial_kendall([5, 1, 3, 2], [5, 1, 3, 2], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert math.isnan(stats.partial_kendall([1, 2, 3], [3, 1, 2], [10, 20, 30]))  # pred is the control
 
 
 def test_within_group_concordance():

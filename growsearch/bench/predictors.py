@@ -30,11 +30,13 @@ from growsearch.bench.pools import Pool
 from growsearch.data import Task, load_dataset
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, score_candidate
+from growsearch.metrics.manifold import ESTIMATORS
 from growsearch.models import build
 from growsearch.pretrain import DEFAULT_RECIPES, default_config
 from growsearch.train import TrainRecipe, task_score, train
 
-PREDICTORS = ("manifold_metric", "manifold_per_param", "manifold_ray", "params", "flops",
+PREDICTORS = ("manifold_metric", "manifold_per_param", *(f"manifold_{name}" for name in ESTIMATORS),
+              "params", "flops",
               "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot",
               "short_training")
 
@@ -89,6 +91,7 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
         "max_abs_output_diff": scores["max_abs_output_diff"],
         "predictors": {name: scores[name] for name in PREDICTORS},
         "manifold": scores["manifold"], "metric_cost": scores["cost"]["forward_backward"],
+        "estimator_costs": {name: scores[f"manifold_{name}_cost"] for name in ESTIMATORS},
         "metric_seconds": scores["cost"]["seconds"],
     }
     if train_candidates:
@@ -159,6 +162,8 @@ def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, 
         "equal_param_groups": groups,
         "predictors": table,
         "metric_cost_ratio": statistics.median(ratios),
+        "estimator_cost_ratios": {name: statistics.median(c["estimator_costs"][name] / c["full_training_cost"]
+                                                          for c in results) for name in ESTIMATORS},
         "seconds": time.perf_counter() - start,
         "environment": {"growsearch": __version__, "torch": torch.__version__,
                         "python": platform.python_version(), "cpus": os.cpu_count(), "jobs": jobs},

@@ -38,25 +38,28 @@ from growsearch.metrics import ManifoldConfig, manifold_metric
 
 # Named estimator variants compared on the tuning pools (overrides of ManifoldConfig).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "simplex": {},
-    "simplex_layer_scaled": {"layer_scaled": True},
-    "simplex_relative": {"relative": True},
+    "simplex": {"estimator": "simplex"},
+    "simplex_layer_scaled": {"estimator": "simplex", "layer_scaled": True},
+    "simplex_relative": {"estimator": "simplex", "relative": True},
     "function": {"estimator": "function"},
+    "function_m2_b32": {"estimator": "function", "samples": 2, "batch_size": 32},
     "function_wide_start": {"estimator": "function", "init_scale": 0.1},
     "function_no_reward": {"estimator": "function", "reg": 0.0},
     "function_relative": {"estimator": "function", "relative": True},
-    "below": {"estimator": "below", "check_points": 8},
-    "function_below": {"estimator": "function_below", "check_points": 8},
+    "below": {"estimator": "below"},
+    "function_below": {"estimator": "function_below"},
     "ray": {"estimator": "ray"},
-    "llc": {"estimator": "llc", "vertices": 1, "steps": 100, "batch_size": 8, "lr": 1e-5, "llc_gamma": 1000.0},
-    "llc_hot": {"estimator": "llc", "vertices": 1, "steps": 100, "batch_size": 8, "lr": 3e-5},
+    "llc": {"estimator": "llc"},
+    "llc_hot": {"estimator": "llc", "lr": 3e-5, "llc_gamma": 100.0},
+    "llc_cold": {"estimator": "llc", "lr": 1e-6},
+    "llc_short": {"estimator": "llc", "steps": 50, "batch_size": 16},
 }
 # The travel curve: vertices trained with a larger step for a budget of these fractions of
 # one full training (steps = fraction * full / (K * m * batch)).
 TRAVEL_FRACTIONS = (0.01, 0.025, 0.05, 0.1)
 TRAVEL_BASE: dict[str, dict[str, Any]] = {
-    "simplex_travel": {"lr": 0.01},
-    "function_travel": {"estimator": "function", "lr": 0.01},
+    "simplex_travel": {"estimator": "simplex", "lr": 0.01},
+    "function_travel": {"estimator": "function", "lr": 0.05},
 }
 
 
@@ -115,9 +118,9 @@ def _tuning_names() -> list[str]:
 def travel_variants(full_cost: float) -> dict[str, dict[str, Any]]:
     """The travel curve's variants for a pool whose full training costs ``full_cost``."""
     out = {}
-    defaults = ManifoldConfig()
-    per_step = defaults.vertices * defaults.samples * defaults.batch_size
     for name, base in TRAVEL_BASE.items():
+        preset = ManifoldConfig(estimator=base["estimator"])
+        per_step = preset.vertices * preset.samples * preset.batch_size
         for frac in TRAVEL_FRACTIONS:
             steps = max(1, round(frac * full_cost / per_step))
             out[f"{name}@{frac:g}"] = {**base, "steps": steps}

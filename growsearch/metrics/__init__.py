@@ -17,7 +17,14 @@ from torch import nn
 from growsearch.data import Task
 from growsearch.grow import ExpansionPlan, GrowResult, grow
 from growsearch.metrics.cost import cost_figures, flops_per_example
-from growsearch.metrics.manifold import ManifoldConfig, ManifoldResult, manifold_metric, simplex_log_volume
+from growsearch.metrics.manifold import (
+    ESTIMATORS,
+    PRESETS,
+    ManifoldConfig,
+    ManifoldResult,
+    manifold_metric,
+    simplex_log_volume,
+)
 from growsearch.metrics.proxies import ZERO_COST, short_training, zero_cost_proxies
 from growsearch.train import TrainRecipe
 
@@ -32,7 +39,8 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     Always: ``manifold_metric`` (+ its pieces under ``manifold``), ``params``, ``flops``,
     ``cost`` (forward+backward examples and seconds the metric spent). With ``proxies``:
     every zero-cost proxy on the same probe; with ``short_recipe``: the short-training
-    baseline at the metric's cost; with ``variants``: the forward-only ``ray`` estimator.
+    baseline at the metric's cost; with ``variants``: every named estimator with its preset
+    (``manifold_<name>`` and ``manifold_<name>_cost``), on the same probe.
     """
     manifold = manifold or ManifoldConfig()
     x, y = task.x_train, task.y_train
@@ -46,10 +54,13 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     }
     probe = task.probe(manifold.probe_size, seed=manifold.seed)
     if variants:
-        ray_cfg = ManifoldConfig(**{**result.config, "estimator": "ray"})
-        ray = manifold_metric(model, x, y, ray_cfg)
-        out["manifold_ray"] = ray.metric
-        out["manifold_ray_cost"] = ray.cost
+        for name in ESTIMATORS:
+            cfg = ManifoldConfig(estimator=name, probe_size=manifold.probe_size, seed=manifold.seed,
+                                 vectorize=manifold.vectorize,
+                                 batch_size=min(PRESETS[name]["batch_size"], manifold.batch_size))
+            run = manifold_metric(model, x, y, cfg)
+            out[f"manifold_{name}"] = run.metric
+            out[f"manifold_{name}_cost"] = run.cost
     if proxies:
         out.update(zero_cost_proxies(model, probe[0][:PROXY_PROBE], probe[1][:PROXY_PROBE]))
     if short_recipe is not None:

@@ -47,7 +47,20 @@ from growsearch.errors import ConfigError
 from growsearch.metrics.functional import FlatModel
 
 FORWARD_COST = 1.0 / 3.0  # a forward pass, in units of one forward+backward pass
-DEGENERATE_LOG_DET = math.log(1e-10)  # normalised Cayley-Menger determinant below this: degenerate
+DEGENERATE_LOG_DET = math.log(1e-10)
+DEFAULT_ESTIMATOR = "simplex"  # docs/metric.md says why
+_SIMPLEX = {"vertices": 3, "steps": 3, "samples": 2, "reg": 0.01, "check_points": 3, "batch_size": 32,
+            "lr": 0.002, "init_scale": 0.03, "llc_gamma": 100.0}
+# Each estimator's hyperparameters where they differ (chosen on the tuning pools only;
+# docs/metric.md, docs/results/estimators-*.json); every key is set for every estimator.
+PRESETS: dict[str, dict[str, Any]] = {
+    "simplex": _SIMPLEX,
+    "function": {**_SIMPLEX, "samples": 1, "batch_size": 16},
+    "below": {**_SIMPLEX, "check_points": 8},
+    "function_below": {**_SIMPLEX, "samples": 1, "batch_size": 16, "check_points": 8},
+    "ray": _SIMPLEX,
+    "llc": {**_SIMPLEX, "vertices": 1, "steps": 100, "batch_size": 8, "lr": 1e-5, "llc_gamma": 1000.0},
+}  # normalised Cayley-Menger determinant below this: degenerate
 
 
 @dataclass
@@ -58,25 +71,26 @@ class ManifoldConfig:
     and why (chosen on the tuning pool only, under a cost cap of 5% of one full training).
     """
 
-    estimator: str = "simplex"  # a key of ESTIMATORS
-    vertices: int = 3  # K: vertices added to theta0 (simplex) / directions (ray) / chains (llc)
-    steps: int = 3  # S: optimisation steps per vertex (SGLD steps per chain for llc)
-    samples: int = 2  # m: simplex points per step
-    reg: float = 0.01  # lambda: weight of -log Vol
+    estimator: str = DEFAULT_ESTIMATOR  # a key of ESTIMATORS
+    # None = the estimator's preset (PRESETS, chosen on the tuning pools)
+    vertices: int | None = None  # K: vertices added to theta0 (simplex) / directions (ray) / chains (llc)
+    steps: int | None = None  # S: optimisation steps per vertex (SGLD steps per chain for llc)
+    samples: int | None = None  # m: simplex points per step
+    reg: float | None = None  # lambda: weight of -log Vol
     epsilon: float = 0.03  # tolerance above L0 (loss units, or a fraction of L0 if relative)
     relative_epsilon: bool = False  # tau = L0 (1 + eps) if true, else L0 + eps
     quantile: float = 0.9  # q of the low-loss check
-    check_points: int = 3  # M: points evaluated by the low-loss check
+    check_points: int | None = None  # M: points evaluated by the low-loss check (or the room-below count)
     bisection_steps: int = 3  # shrink-factor bisection steps (resolution 2^-steps)
     probe_size: int = 64  # examples from the training split
-    batch_size: int = 32  # probe mini-batch per optimisation step
-    lr: float = 0.002  # vertex optimiser learning rate (relative to the layer RMS if layer_scaled)
+    batch_size: int | None = None  # probe mini-batch per optimisation step
+    lr: float | None = None  # vertex optimiser learning rate (relative to the layer RMS if layer_scaled)
     optimizer: Literal["adam", "sgd"] = "adam"
-    init_scale: float = 0.03  # vertex start offset, relative to each layer's weight RMS
+    init_scale: float | None = None  # vertex start offset, relative to each layer's weight RMS
     layer_scaled: bool = False  # vertex steps in units of each layer's RMS (rescaling-invariant)
     below: float = 0.05  # delta of the room-below estimators: loss <= L0 (1 - delta) counts
     relative: bool = False  # report metric(model) - metric(same architecture, fresh init)
-    llc_gamma: float = 100.0  # localisation strength of the SGLD chain (llc)
+    llc_gamma: float | None = None  # localisation strength of the SGLD chain (llc)
     llc_temperature: float = 1.0  # n*beta = llc_temperature * n / log n, n = training-set size
     vectorize: bool | None = None  # vmap over simplex points; None: auto (off for attention)
     seed: int = 0
@@ -84,6 +98,9 @@ class ManifoldConfig:
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"manifold.estimator: got {self.estimator!r}; allowed: {', '.join(ESTIMATORS)}")
+        for name, value in PRESETS[self.estimator].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         for name in ("vertices", "steps", "samples", "check_points", "probe_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"manifold.{name}: got {getattr(self, name)}; allowed: >= 1")
