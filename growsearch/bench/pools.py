@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from growsearch.errors import ConfigError
+from growsearch.errors import ConfigError, PlanError
 from growsearch.grow import DEFAULT_INIT
 from growsearch.train import TrainRecipe
 
@@ -36,6 +36,7 @@ class Pool:
     seeds: tuple[int, ...] = (0, 1)
     manifold: dict[str, Any] = field(default_factory=dict)  # data-size knobs only (probe sizes)
     tuning: bool = False
+    checkpoint: str | None = None  # a user pool's base: a growsearch checkpoint (else pretrained)
 
     def candidates(self) -> list[tuple[dict[str, Any], str]]:
         return [(plan, init) for plan in self.plans for init in self.inits]
@@ -102,7 +103,74 @@ POOLS: dict[str, Pool] = {p.name: p for p in (
 )}
 
 
+@dataclass
+class PoolFile:
+    """A user-defined pool (``growsearch bench predictors --pool my_pool.yaml``): check the
+    surrogate on your own problem. Give the base as a growsearch ``checkpoint`` directory
+    or as a ``family`` to pretrain on ``dataset`` for ``base_epochs``."""
+
+    dataset: str
+    plans: list[dict[str, Any]]
+    checkpoint: str | None = None
+    family: str | None = None
+    base_epochs: int = 10
+    inits: list[str] = field(default_factory=lambda: [DEFAULT_INIT, "random"])
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    manifold: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+def load_pool_file(path: str) -> Pool:
+    """Read and check a pool file; every problem is one ConfigError naming the field."""
+    from growsearch._validate import from_dict, read_yaml
+    from growsearch.checkpoint import load_checkpoint
+    from growsearch.data import check_dataset_name, load_dataset
+    from growsearch.grow import INITS, ExpansionPlan, resolve
+    from growsearch.metrics import ManifoldConfig
+    from growsearch.models import config_from_spec
+    from growsearch.pretrain import default_config
+
+    spec = from_dict(PoolFile, read_yaml(path, "pool"), "pool")
+    check_dataset_name(spec.dataset)
+    if (spec.checkpoint is None) == (spec.family is None):
+        raise ConfigError("pool: give exactly one of checkpoint (a growsearch checkpoint directory) or family")
+    if spec.checkpoint is not None:
+        base, base_spec, _ = load_checkpoint(spec.checkpoint)
+        base_cfg = config_from_spec(base_spec)
+        task = load_dataset(spec.dataset)
+        try:
+            base.eval()(task.x_train[:2])
+        except (RuntimeError, IndexError) as exc:
+            raise ConfigError(f"pool.checkpoint: the base in {spec.checkpoint} does not take dataset "
+                              f"{spec.dataset!r} ({str(exc).splitlines()[0]})") from None
+    else:
+        base_cfg = default_config(spec.family, load_dataset(spec.dataset))
+    if not spec.plans:
+        raise ConfigError("pool.plans: empty; allowed: a list of expansion plans")
+    for i, plan in enumerate(spec.plans):
+        try:
+            resolve(base_cfg, ExpansionPlan.from_dict(plan, f"pool.plans[{i}]"))
+        except PlanError as exc:
+            raise ConfigError(f"pool.plans[{i}]: {exc}") from None
+    for i, init in enumerate(spec.inits):
+        if init not in INITS:
+            raise ConfigError(f"pool.inits[{i}]: got {init!r}; allowed: {', '.join(INITS)}")
+    if len(spec.seeds) < 1 or spec.base_epochs < 1:
+        raise ConfigError("pool.seeds must list at least one seed and pool.base_epochs be >= 1")
+    ManifoldConfig.from_dict(spec.manifold, "pool.manifold")
+    name = spec.name or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return Pool(name, 0, base_cfg.family, spec.dataset, spec.base_epochs, spec.recipe, tuple(spec.plans),
+                tuple(spec.inits), tuple(spec.seeds), dict(spec.manifold), tuning=False,
+                checkpoint=spec.checkpoint)
+
+
 def get_pool(name: str, quick: bool = False) -> Pool:
-    if name not in POOLS:
-        raise ConfigError(f"--pool: got {name!r}; allowed: {', '.join(POOLS)}")
-    return POOLS[name].quick() if quick else POOLS[name]
+    """A named pool, or a user pool file (``*.yaml``/``*.yml``)."""
+    if name.endswith((".yaml", ".yml")):
+        pool = load_pool_file(name)
+    elif name not in POOLS:
+        raise ConfigError(f"--pool: got {name!r}; allowed: {', '.join(POOLS)}, or a pool file (*.yaml)")
+    else:
+        pool = POOLS[name]
+    return pool.quick() if quick else pool

@@ -27,6 +27,7 @@ import torch
 from growsearch import __version__
 from growsearch.bench import stats
 from growsearch.bench.pools import Pool
+from growsearch.checkpoint import load_checkpoint
 from growsearch.data import Task, load_dataset
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, score_candidate
@@ -42,10 +43,16 @@ PREDICTORS = ("manifold_metric", "manifold_per_param", *(f"manifold_{name}" for 
 
 
 def pretrain_base(pool: Pool) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, float]]:
-    """The pool's base: default architecture, dataset recipe, ``base_epochs``, seed 0."""
+    """The pool's base: its checkpoint (user pools), or the default architecture trained with
+    the dataset recipe for ``base_epochs``, seed 0."""
+    if pool.checkpoint is not None:
+        model, spec, meta = load_checkpoint(pool.checkpoint)
+        return ({k: v.clone() for k, v in model.state_dict().items()}, spec,
+                {k: v for k, v in meta.items() if isinstance(v, (int, float))})
     task = load_dataset(pool.dataset)
     cfg = default_config(pool.family, task)
-    recipe = dataclasses.replace(DEFAULT_RECIPES[pool.dataset], epochs=pool.base_epochs)
+    recipe = dataclasses.replace(DEFAULT_RECIPES.get(pool.dataset, DEFAULT_RECIPES["mnist1d"]),
+                                 epochs=pool.base_epochs)
     torch.manual_seed(0)
     model = cfg.build()
     result = train(model, task, recipe, seed=0)
