@@ -87,7 +87,8 @@ def test_same_seed_same_value_and_model_untouched(digits_mlp):
 
 def test_pieces_and_cost_accounting(digits_mlp):
     model, task = digits_mlp
-    cfg = ManifoldConfig(vertices=3, steps=4, samples=2, batch_size=16, probe_size=100, check_points=5)
+    cfg = ManifoldConfig(estimator="simplex", vertices=3, steps=4, samples=2, batch_size=16, probe_size=100,
+                         check_points=5)
     r = manifold_metric(model, task.x_train, task.y_train, cfg)
     assert r.forward_backward == 3 * 4 * 2 * 16
     # L0, the checks (5 points each), the 4 vertex losses: all on the 100-example probe
@@ -102,8 +103,8 @@ def test_pieces_and_cost_accounting(digits_mlp):
 
 def test_vectorised_and_looped_agree(digits_mlp):
     model, task = digits_mlp
-    a = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(vectorize=True))
-    b = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(vectorize=False))
+    a = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex", vectorize=True))
+    b = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex", vectorize=False))
     assert a.metric == pytest.approx(b.metric, rel=1e-4)
 
 
@@ -121,9 +122,10 @@ def test_ray_variant_is_forward_only(digits_mlp):
 ])
 def test_every_family(spec, dataset):
     task = load_dataset(dataset)
-    cfg = ManifoldConfig(steps=2, probe_size=32, batch_size=8, check_points=4)
-    r = manifold_metric(build(spec), task.x_train, task.y_train, cfg)
-    assert math.isfinite(r.metric) and r.shrink > 0
+    for name in ("simplex", "function", "llc"):
+        cfg = ManifoldConfig(estimator=name, steps=2, probe_size=32, batch_size=8, check_points=4)
+        r = manifold_metric(build(spec), task.x_train, task.y_train, cfg)
+        assert math.isfinite(r.metric) and r.cost > 0, name
 
 
 def test_bad_config():
@@ -185,11 +187,11 @@ def test_llc_counts_its_steps_and_relative_subtracts_the_null(digits_mlp):
     cfg = ManifoldConfig(estimator="llc", vertices=2, steps=10, batch_size=8, lr=1e-5)
     r = manifold_metric(model, task.x_train, task.y_train, cfg)
     assert r.forward_backward == 2 * 10 * 8 and r.metric == -r.shrink  # metric = -LLC
-    rel = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(relative=True))
-    own = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig())
+    rel = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex", relative=True))
+    own = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex"))
     from growsearch.metrics.manifold import _fresh_copy
 
-    null = manifold_metric(_fresh_copy(model, 0), task.x_train, task.y_train, ManifoldConfig())
+    null = manifold_metric(_fresh_copy(model, 0), task.x_train, task.y_train, ManifoldConfig(estimator="simplex"))
     assert rel.metric == pytest.approx(own.metric - null.metric)
     assert rel.forward_backward == own.forward_backward + null.forward_backward
 
