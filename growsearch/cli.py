@@ -229,7 +229,9 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 def cmd_bench_search(args: argparse.Namespace) -> int:
     from growsearch.bench.search_efficiency import run_search_benchmark
 
-    result = _run_pool_bench(args, "search efficiency", run_search_benchmark)
+    result = _run_pool_bench(args, "search efficiency",
+                             lambda pool, progress: run_search_benchmark(pool, max_params=args.max_params,
+                                                                         progress=progress))
     for name, st in result["strategies"].items():
         ratio = st["compute_to_target_vs_train_all"]
         _console().print(f"{name}: to target {'never' if ratio is None else f'{ratio:.1%} of train-all'}, "
@@ -552,13 +554,17 @@ def build_parser() -> argparse.ArgumentParser:
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
 
-    _bench_parser(
+    p = _bench_parser(
         bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",
-        "Train every candidate of a pool once (recording per-epoch curves), then replay four\n"
-        "strategies on the same curves: train-all, random-k, early stopping only (ASHA), and\n"
-        "surrogate pruning + early stopping (growsearch). Reports the compute to reach a candidate\n"
-        "within 0.5 accuracy points of the pool's best, and regret at 25% of train-all's budget.",
+        "Train every candidate of a pool within a parameter budget once (recording per-epoch\n"
+        "curves), then replay the strategies on the same curves: train-all, random-k, early\n"
+        "stopping only (ASHA), random pruning + ASHA, and surrogate pruning + ASHA for each of\n"
+        "manifold (growsearch), params, naswot and short_training. Reports the compute to reach a\n"
+        "candidate within 0.5 accuracy points of the best, and regret at 25% of train-all's budget.",
         pool="a pool name (see bench predictors)", default_pool="mnist1d-mlp")
+    p.add_argument("--max-params", type=int, default=None,
+                   help="parameter budget; default: the upper edge of the pool's second-largest "
+                        "equal-parameter group, so that many candidates sit at the cap")
 
     p = _bench_parser(
         bsub, "overhead", cmd_bench_overhead, "Ray Tune orchestration overhead vs. in-process",

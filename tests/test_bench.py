@@ -121,13 +121,21 @@ def test_search_efficiency_quick(tmp_path):
     assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     s = result["strategies"]
-    assert set(s) == {"train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"}
+    assert set(s) == {"train_all", "random_k", "early_stopping_only", "random_and_early_stopping",
+                      *(f"surrogate_{n}_and_early_stopping"
+                        for n in ("manifold", "params", "naswot", "short_training"))}
     n = len(result["candidates"])
     # train-all pays every candidate's full training: 1 epoch of 1437 digits images each
     assert s["train_all"]["total_compute"] == n * 1437
     assert s["train_all"]["compute_to_target"] is not None and s["train_all"]["regret_at_budget"] >= 0
-    ours = s["surrogate_and_early_stopping"]
+    ours = s["surrogate_manifold_and_early_stopping"]
     assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
+    assert s["surrogate_params_and_early_stopping"]["screening_compute"] == 0
+    # params promotes the k biggest candidates
+    by_size = sorted(result["candidates"], key=lambda c: -c["params"])
+    assert {c["params"] for c in by_size[:result["k"]]} == {
+        next(c["params"] for c in result["candidates"] if c["name"] == name)
+        for name in s["surrogate_params_and_early_stopping"]["promoted"]}
 
 
 def test_user_pool_file(tmp_path, mlp_base):

@@ -116,11 +116,12 @@ def search_table(result: dict[str, Any]) -> list[str]:
              f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, best score "
              f"{result['best_score']:.4f}, target {result['target']:.4f} (0.5 points below), k = {result['k']} "
              f"promoted, ASHA grace {result['asha']['grace']} / η {result['asha']['eta']}, budget for regret = "
-             f"{result['budget_fraction']:.0%} of train-all ({result['budget_compute']:.0f} examples).", "",
+             f"{result['budget_fraction']:.0%} of train-all ({result['budget_compute']:.0f} examples)"
+             + (f"; max_params {result['max_params']} binds: {result['candidates_at_or_below_cap']} of "
+                f"{result['candidates_in_pool']} candidates take part" if "max_params" in result else "") + ".", "",
              "| strategy | compute to target (examples) | ÷ train-all total | seconds to target | total compute "
              "| regret at budget |", "|---|---|---|---|---|---|"]
-    for name in ("train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"):
-        st = result["strategies"][name]
+    for name, st in result["strategies"].items():
         reach = st["compute_to_target"]
         ratio = st["compute_to_target_vs_train_all"]
         extra = f" (reached in {st['reach_rate']:.0%} of {st['draws']} draws)" if "reach_rate" in st else ""
