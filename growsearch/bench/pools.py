@@ -6,9 +6,10 @@ every pool asks the budget question: its plans form >= 4 groups of equal paramet
 (within 5%), each with >= 3 kinds of plan (uniform width, depth, mixed, per-layer
 widths), each grown with the growth package's default init and with ``random``.
 
-``digits-mlp`` and ``digits-cnn`` are the **tuning pools**: the manifold metric's estimator
-and defaults were chosen on them only (the digits data is used by no result pool). The
-others are result pools and were never used to choose anything.
+``digits-mlp`` is the **tuning pool** the manifold metric's default estimator was chosen on;
+``digits-cnn`` is a second tuning pool (defined for the next choice; not yet measured). The
+digits data is used by no result pool. The others are result pools and were never used to
+choose anything.
 """
 
 from __future__ import annotations
