@@ -26,7 +26,8 @@ def test_quick_pool_end_to_end(tmp_path):
         assert -1 <= entry["kendall"] <= 1 and len(entry["kendall_ci"]) == 2
         assert "kendall_equal_params" in entry and "kendall_partial_params" in entry
     assert math.isnan(result["predictors"]["params"]["kendall_partial_params"])  # params explains itself
-    assert set(result["estimator_cost_ratios"]) == {"simplex", "function", "below", "function_below", "ray", "llc"}
+    assert set(result["estimator_cost_ratios"]) == {"simplex", "simplex_scaled", "function", "below", "function_below",
+                                                    "ray", "llc"}
     # params and flops of MLPs rank identically
     assert result["predictors"]["params"]["kendall"] == pytest.approx(result["predictors"]["flops"]["kendall"])
     assert result["metric_cost_ratio"] > 0

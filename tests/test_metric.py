@@ -186,7 +186,7 @@ def test_function_space_volume_ignores_layer_rescaling():
     assert abs(a.metric - b.metric) > 0.05  # the parameter-space volume is not invariant
 
 
-@pytest.mark.parametrize("name", ["simplex", "function", "below", "function_below", "ray", "llc"])
+@pytest.mark.parametrize("name", ["simplex", "simplex_scaled", "function", "below", "function_below", "ray", "llc"])
 def test_every_estimator_is_deterministic_and_finite(digits_mlp, name):
     model, task = digits_mlp
     cfg = ManifoldConfig(estimator=name, steps=4, check_points=4, seed=5)

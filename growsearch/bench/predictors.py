@@ -91,7 +91,7 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
     base = pool_base_model(state, spec)
     grown, scores = score_candidate(base, spec, task, ExpansionPlan.from_dict(plan), init,
                                     manifold=manifold, proxies=True, short_recipe=pool.recipe,
-                                    variants=True)
+                                    variants=dict(pool.manifold))
     out = {
         "name": f"{scores['plan_name']}/{init}", "plan": plan, "plan_name": scores["plan_name"],
         "kind": scores["kind"], "init": init, "params": scores["params"], "flops": scores["flops"],

@@ -19,7 +19,6 @@ from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, grow
 from growsearch.metrics.cost import cost_figures, flops_per_example
 from growsearch.metrics.manifold import (
     ESTIMATORS,
-    PRESETS,
     ManifoldConfig,
     ManifoldResult,
     manifold_metric,
@@ -33,13 +32,14 @@ PROXY_PROBE = 128  # examples of the probe set used by the zero-cost proxies
 
 def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = None, *,
                 proxies: bool = False, short_recipe: TrainRecipe | None = None,
-                variants: bool = False) -> dict[str, Any]:
+                variants: dict[str, Any] | None = None) -> dict[str, Any]:
     """Surrogate scores of ``model`` as it is (before training), as one flat dict.
 
     Always: ``manifold_metric`` (+ its pieces under ``manifold``), ``params``, ``flops``,
     ``cost`` (forward+backward examples and seconds the metric spent). With ``proxies``:
     every zero-cost proxy on the same probe; with ``short_recipe``: the short-training
-    baseline at the metric's cost; with ``variants``: every named estimator with its preset
+    baseline at the metric's cost; with ``variants`` (a dict of data-size knobs such as
+    ``probe_size``, possibly empty): every named estimator with its preset and those knobs
     (``manifold_<name>`` and ``manifold_<name>_cost``), on the same probe.
     """
     manifold = manifold or ManifoldConfig()
@@ -53,11 +53,10 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
         **cost_figures(model, task.x_train[:1]),
     }
     probe = task.probe(manifold.probe_size, seed=manifold.seed)
-    if variants:
-        for name in ESTIMATORS:
-            cfg = ManifoldConfig(estimator=name, probe_size=manifold.probe_size, seed=manifold.seed,
-                                 vectorize=manifold.vectorize,
-                                 batch_size=min(PRESETS[name]["batch_size"], manifold.batch_size))
+    if variants is not None:
+        for name in ESTIMATORS:  # each with its own preset plus the data-size knobs in ``variants``
+            cfg = ManifoldConfig(**{**variants, "estimator": name, "seed": manifold.seed,
+                                    "vectorize": manifold.vectorize})
             run = manifold_metric(model, x, y, cfg)
             out[f"manifold_{name}"] = run.metric
             out[f"manifold_{name}_cost"] = run.cost

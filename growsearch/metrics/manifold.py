@@ -55,6 +55,7 @@ _SIMPLEX = {"vertices": 3, "steps": 3, "samples": 2, "reg": 0.01, "check_points"
 # docs/metric.md, docs/results/estimators-*.json); every key is set for every estimator.
 PRESETS: dict[str, dict[str, Any]] = {
     "simplex": _SIMPLEX,
+    "simplex_scaled": _SIMPLEX,
     "function": {**_SIMPLEX, "samples": 1, "batch_size": 16},
     "below": {**_SIMPLEX, "check_points": 8},
     "function_below": {**_SIMPLEX, "samples": 1, "batch_size": 16, "check_points": 8},
@@ -371,6 +372,16 @@ class SimplexEstimator(Estimator):
         return Estimate(metric, log_volume, shrink, check_loss, simplex)
 
 
+class ScaledSimplexEstimator(SimplexEstimator):
+    """``simplex_scaled``: the parameter-space simplex with vertex steps in units of each
+    layer's RMS (Adam on v = start + rms * u), so every layer moves by the same relative amount."""
+
+    name = "simplex_scaled"
+
+    def __init__(self, cfg: ManifoldConfig) -> None:
+        super().__init__(dataclasses.replace(cfg, layer_scaled=True))
+
+
 class FunctionSimplexEstimator(SimplexEstimator):
     """``function``: the simplex with every volume (reward and metric) measured between the
     vertices' outputs (log-probabilities on the probe set), and vertex steps and offsets in
@@ -476,7 +487,7 @@ class LLCEstimator(Estimator):
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (
-    SimplexEstimator, FunctionSimplexEstimator, BelowEstimator, FunctionBelowEstimator,
+    SimplexEstimator, ScaledSimplexEstimator, FunctionSimplexEstimator, BelowEstimator, FunctionBelowEstimator,
     RayEstimator, LLCEstimator)}
 
 
