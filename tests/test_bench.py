@@ -1,7 +1,9 @@
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from growsearch.bench import stats
 from growsearch.bench.pools import POOLS
@@ -94,13 +96,38 @@ def test_partial_kendall_known_value():
     assert math.isnan(stats.partial_kendall([1, 2, 3], [3, 1, 2], [10, 20, 30]))  # pred is the control
 
 
-def test_within_group_concordance():
+def test_equal_param_groups_are_fixed_log_bins():
+    # bins [1.1^b, 1.1^(b+1)): 100 and 105 share bin 48, 1000 and 1050 bin 72, 1090 is in 73
     groups = stats.equal_param_groups([100, 105, 300, 1000, 1050, 1090])
-    assert groups == [[0, 1], [3, 4, 5]]
-    tau, pairs = stats.within_group_kendall([1, 2, 0, 3, 2, 1], [1, 2, 5, 3, 2, 1], groups)
-    assert pairs == 4 and tau == 1.0
-    tau, _ = stats.within_group_kendall([2, 1, 0, 1, 2, 3], [1, 2, 5, 3, 2, 1], groups)
-    assert tau == -1.0
+    assert groups == [[0, 1], [3, 4]]
+    # a candidate's group does not depend on which other candidates exist
+    rng = np.random.default_rng(0)
+    params = [int(p) for p in rng.integers(1000, 5000, 40)]
+    for extra in (1049, 2200, 4999):
+        before = {frozenset(g) for g in stats.equal_param_groups(params)}
+        after = {frozenset(i for i in g if i < len(params)) for g in stats.equal_param_groups([*params, extra])}
+        assert before == {g for g in after if len(g) > 1}
+    assert all(stats.param_bin(p) == stats.param_bin(q) for g in stats.equal_param_groups(params)
+               for p, q in [(params[g[0]], params[i]) for i in g])
+
+
+def test_within_group_tau_is_scipy_tau_b():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(1)
+    pred = [float(v) for v in rng.integers(0, 4, 9)]  # ties in both variables
+    target = [float(v) for v in rng.integers(0, 3, 9)]
+    tau, pairs = stats.within_group_kendall(pred, target, [list(range(9))])
+    assert pairs == 36 and tau == pytest.approx(kendalltau(pred, target, variant="b").statistic, abs=1e-12)
+    assert stats.kendall(pred, target) == pytest.approx(tau, abs=1e-12)
+    # pooled over two groups: 3 concordant, 0 discordant, 1 tie in pred among 4 pairs
+    tau, pairs = stats.within_group_kendall([1, 2, 0, 3, 3, 1], [1, 2, 5, 3, 2, 1], [[0, 1], [3, 4, 5]])
+    assert pairs == 4 and tau == pytest.approx((3 - 0) / math.sqrt((4 - 1) * (4 - 0)))
+
+
+def test_infinities_rank_at_the_ends():
+    assert stats.kendall([1.0, math.inf, 2.0, -math.inf], [1.0, 3.0, 2.0, 0.0]) == pytest.approx(1.0)
+    assert stats.kendall([math.nan, 5.0, math.inf], [0.0, 1.0, 2.0]) == pytest.approx(1.0)
 
 
 def test_growth_benchmark_quick(tmp_path):
@@ -111,8 +138,16 @@ def test_growth_benchmark_quick(tmp_path):
     row = result["plans"][0]
     assert set(row["arms"]) == {"random", *PRESERVING_INITS}
     assert len(row["scratch"]["curve"]) == 1  # one epoch in the quick pool
-    assert row["scratch"]["forward_backward"] == 4000  # one epoch of MNIST-1D's 4000 training examples
-    assert row["scratch"]["compute"] == 4000 * row["training_flops_per_example"]
+    # one epoch of MNIST-1D's 3600 training examples (4000 less the validation split), 3x forward FLOPs
+    from growsearch.grow import ExpansionPlan
+    from growsearch.metrics.cost import flops_per_example
+    from growsearch.models import config_from_spec
+    from growsearch.search.space import planned_config
+
+    target = planned_config(config_from_spec(result["base"]["spec"]), ExpansionPlan.from_dict(row["plan"])).build()
+    assert row["training_flops_per_example"] == 3 * flops_per_example(target, torch.zeros(1, 40))
+    assert row["scratch"]["forward_backward"] == 3600
+    assert row["scratch"]["compute"] == 3600 * row["training_flops_per_example"]
     for init, arm in row["arms"].items():
         assert len(arm["finals"]) == 2 and arm["final_mean"] == pytest.approx(sum(arm["finals"]) / 2)
         assert arm["ratio_to_scratch"] is None or 0 < arm["ratio_to_scratch"] <= 1
@@ -121,66 +156,70 @@ def test_growth_benchmark_quick(tmp_path):
             lo, hi = arm["vs_random"]["ci95"]
             assert lo <= arm["vs_random"]["mean"] <= hi
     assert row["arms"]["split_positive"]["symmetry"]["symmetric_fraction"] > 0.5  # copies stay copies
-    assert result["base"]["pretrain_compute_examples"] == 2 * 4000
+    assert result["base"]["pretrain_compute_examples"] == 2 * 3600
+    assert result["best_preserving_init"] == max(  # chosen by validation gain
+        (i for i in row["arms"] if i != "random"), key=lambda i: result["summary"][i]["val_mean_gain"])
 
 
 def test_search_efficiency_quick(tmp_path):
     out = tmp_path / "search.json"
-    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "0", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     s = result["strategies"]
-    assert set(s) == {"train_all", "random_k", "early_stopping_only", "random_and_early_stopping",
-                      *(f"surrogate_{n}_and_early_stopping"
-                        for n in ("manifold", "params", "naswot", "short_training"))}
-    n = len(result["candidates"])
-    # train-all pays every candidate's full training: 1 epoch of 1437 digits images each
-    assert s["train_all"]["total_compute"] == n * 1437
+    assert set(s) == {"train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"}
+    assert [r["seed"] for r in result["per_seed"]] == [0, 1]
+    for run in result["per_seed"]:
+        # train-all pays every candidate's full training in FLOPs: 1 epoch of the 1293 digits training
+        # images (1437 less the validation split) at 3x each candidate's forward FLOPs
+        expected = sum(3 * c["flops"] * 1293 for c in run["candidates"])
+        assert run["strategies"]["train_all"]["total_compute"] == pytest.approx(expected, rel=1e-12)
+        ours = run["strategies"]["surrogate_and_early_stopping"]
+        assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
     assert s["train_all"]["compute_to_target"] is not None and s["train_all"]["regret_at_budget"] >= 0
-    ours = s["surrogate_manifold_and_early_stopping"]
-    assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
-    assert s["surrogate_params_and_early_stopping"]["screening_compute"] == 0
-    # params promotes the k biggest candidates
-    by_size = sorted(result["candidates"], key=lambda c: -c["params"])
-    assert {c["params"] for c in by_size[:result["k"]]} == {
-        next(c["params"] for c in result["candidates"] if c["name"] == name)
-        for name in s["surrogate_params_and_early_stopping"]["promoted"]}
+    low, high = result["spread"]["train_all"]["total_compute"]
+    assert low <= s["train_all"]["total_compute"] <= high
+    # a seed reproduces exactly, alone or among others (seconds aside)
+    again = tmp_path / "again.json"
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "1", "--out", str(again)]) == 0
+    alone = json.loads(again.read_text())["per_seed"][0]["strategies"]
+    for name, st in result["per_seed"][1]["strategies"].items():
+        for fig in ("compute_to_target", "total_compute", "regret_at_budget", "promoted"):
+            assert st.get(fig) == alone[name].get(fig), (name, fig)
 
 
-def test_user_pool_file(tmp_path, mlp_base):
-    """A user pool: a checkpoint base, two plans, one init, two seeds; the table has every
-    predictor and its partial tau."""
-    pool = tmp_path / "my_pool.yaml"
-    pool.write_text(f"checkpoint: {mlp_base}\ndataset: mnist1d\n"
-                    "plans: [{width: 2}, {depth: 1}, {widths: [48, 32]}]\ninits: [random]\n"
-                    "recipe: {epochs: 1, batch_size: 128, lr: 0.002}\nseeds: [0, 1]\n")
-    out = tmp_path / "mine.json"
-    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["pool"] == "my_pool" and result["tuning_pool"] is False
-    assert [c["name"] for c in result["candidates"]] == ["w2/random", "d1/random", "widths=[48,32]/random"]
-    assert all(len(c["scores"]) == 2 for c in result["candidates"])
-    assert "kendall_partial_params" in result["predictors"]["manifold_metric"]
-    # a base that does not take the dataset: one line, exit 2, nothing written
-    pool.write_text(f"checkpoint: {mlp_base}\ndataset: digits\nplans: [{{width: 2}}]\n")
-    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(tmp_path / "no.json")]) == 2
-    assert not (tmp_path / "no.json").exists()
+def test_expected_cost_to_first_hit_matches_every_order():
+    from itertools import permutations
+
+    from growsearch.bench.search_efficiency import expected_cost_to_first_hit
+
+    costs = [3.0, 5.0, 1.0, 8.0, 2.0, 13.0]
+    for hits in ([False, True, False, False, True, False], [False, False, False, False, False, True],
+                 [True] * 6, [False] * 6):
+        paid = []
+        for order in permutations(range(len(costs))):
+            total, found = 0.0, None
+            for i in order:
+                total += costs[i]
+                if hits[i]:
+                    found = total
+                    break
+            paid.append(found)
+        expected = expected_cost_to_first_hit(costs, hits)
+        if not any(hits):
+            assert expected is None and all(p is None for p in paid)
+        else:
+            assert expected == pytest.approx(sum(paid) / len(paid), rel=1e-12)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("dataset: digits\nplans: [{width: 2}]\n", "pool: give exactly one of checkpoint"),
-    ("family: mlp\ndataset: digits\nplans: [{wide: 2}]\n", "pool.plans[0].wide: unknown key"),
-    ("family: mlp\ndataset: digits\nplans: [{width: 2}, {widths: [8, 8]}]\n", "pool.plans[1]: plan.widths[0]: got 8"),
-    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\ninits: [lemon]\n", "pool.inits[0]: got 'lemon'"),
-    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\nseeds: []\n", "pool.seeds must list"),
-    ("family: mlp\ndataset: nope\nplans: [{width: 2}]\n", "dataset: got 'nope'"),
-    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\nrecipe: {epochs: x}\n", "pool.recipe.epochs: got 'x'"),
-    ("checkpoint: /no/such/dir\ndataset: digits\nplans: [{width: 2}]\n", "checkpoint: /no/such/dir does not exist"),
-    ("family: mlp\ndataset: digits\nplans: [{width: 2}\n", "is not valid YAML"),
-])
-def test_bad_pool_files(tmp_path, capsys, text, message):
-    pool = tmp_path / "bad.yaml"
-    pool.write_text(text)
-    out = tmp_path / "x.json"
-    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1 and not out.exists()
+def test_random_order_counts_the_draws_that_miss():
+    from growsearch.bench.search_efficiency import replay_strategies
+
+    # 8 candidates, only the last reaches the target; each costs 1 FLOP-unit and 1 second
+    candidates = [{"name": str(i), "flops": 1, "manifold_metric": float(i), "metric_flops": 0.0,
+                   "metric_seconds": 0.0, "curve": [{"epoch": 1, "score": 0.5, "test_score": 0.9 if i == 7 else 0.5,
+                                                     "flops": 1.0, "seconds": 1.0}]} for i in range(8)]
+    result = replay_strategies(candidates, epochs=1, promote_fraction=0.25, draws=200)
+    rk = result["strategies"]["random_k"]
+    # the target is found after (8 + 1) / 2 = 4.5 trainings in expectation, more than k = 2
+    assert rk["compute_to_target"] == pytest.approx(4.5) and rk["seconds_to_target"] == pytest.approx(4.5)
+    assert 0 < rk["reach_rate_within_k"] < 0.5

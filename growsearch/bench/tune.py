@@ -1,8 +1,11 @@
 """Choose the manifold metric's estimator and hyperparameters -- on the tuning pools only.
 
 Reuses the gains measured by ``growsearch bench predictors --pool <tuning pool>`` (the
-expensive part) and recomputes only the metric for each configuration. Refuses any pool
-not marked as a tuning pool, so that result pools never influence a choice.
+expensive part) and recomputes only the metric for each configuration. A choice reads the
+*validation* gains (``val_gain_mean``; results written before the validation split existed
+carry only test gains, and the output says which split was read). Costs are in training
+FLOPs when the results carry them. Refuses any pool not marked as a tuning pool, so that
+result pools never influence a choice.
 
 * ``compare``: every named estimator variant of :data:`VARIANTS` (and the travel curve:
   the simplex with its steps set so that it costs 1, 2.5, 5 and 10% of one full
@@ -35,6 +38,7 @@ from growsearch.data import Task, load_dataset
 from growsearch.errors import ConfigError
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.metrics import ManifoldConfig, manifold_metric
+from growsearch.metrics.cost import training_flops
 
 # Named estimator variants compared on the tuning pools (overrides of ManifoldConfig).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -70,10 +74,11 @@ class TuningPool:
     pool: Pool
     task: Task
     models: list[torch.nn.Module]
+    candidates: list[dict[str, Any]]
     gains: list[float]
+    gain_split: str  # "val" (validation gains) or "test" (results from before the split existed)
     log_params: list[float]
     groups: list[list[int]]
-    full_cost: float
 
     @classmethod
     def load(cls, results_path: str) -> TuningPool:
@@ -89,10 +94,16 @@ class TuningPool:
         base = pool_base_model(state, spec)
         cands = results["candidates"]
         models = [grow(base, spec, ExpansionPlan.from_dict(c["plan"]), c["init"]).model for c in cands]
-        return cls(pool, task, models, [c["gain_mean"] for c in cands],
-                   [math.log(c["params"]) for c in cands],
-                   stats.equal_param_groups([c["params"] for c in cands]),
-                   statistics.median(c["full_training_cost"] for c in cands))
+        split = "val" if all("val_gain_mean" in c for c in cands) else "test"
+        gains = [c["val_gain_mean"] if split == "val" else c["gain_mean"] for c in cands]
+        return cls(pool, task, models, cands, gains, split, [math.log(c["params"]) for c in cands],
+                   stats.equal_param_groups([c["params"] for c in cands]))
+
+    def cost_ratio(self, candidate: dict[str, Any], cost: float) -> float:
+        """The metric's cost over one full training: in FLOPs when the results carry them."""
+        if "full_training_flops" in candidate:
+            return training_flops(candidate["flops"], cost) / candidate["full_training_flops"]
+        return cost / candidate["full_training_cost"]
 
     def evaluate(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Score every candidate with ``overrides`` and judge the ranking against the gains."""
@@ -103,7 +114,8 @@ class TuningPool:
         return {"overrides": overrides, "kendall": stats.kendall(values, self.gains),
                 "kendall_equal_params": within, "equal_param_pairs": pairs,
                 "kendall_partial_params": stats.partial_kendall(values, self.gains, self.log_params),
-                "cost_ratio": statistics.median(r.cost for r in runs) / self.full_cost,
+                "cost_ratio": statistics.median(self.cost_ratio(c, r.cost)
+                                                for c, r in zip(self.candidates, runs, strict=True)),
                 "displacement": statistics.median(statistics.mean(r.displacement) if r.displacement else 0.0
                                                   for r in runs),
                 "seconds": statistics.median(r.seconds for r in runs), "values": values}
@@ -116,7 +128,7 @@ def _tuning_names() -> list[str]:
 
 
 def travel_variants(full_cost: float) -> dict[str, dict[str, Any]]:
-    """The travel curve's variants for a pool whose full training costs ``full_cost``."""
+    """The travel curve's variants for a pool whose full training costs ``full_cost`` examples."""
     out = {}
     for name, base in TRAVEL_BASE.items():
         preset = ManifoldConfig(estimator=base["estimator"])
@@ -132,7 +144,7 @@ def compare(results_path: str, names: list[str] | None = None, travel: bool = Tr
     tp = TuningPool.load(results_path)
     variants = {k: v for k, v in VARIANTS.items() if names is None or k in names}
     if travel:
-        variants.update(travel_variants(tp.full_cost))
+        variants.update(travel_variants(statistics.median(c["full_training_cost"] for c in tp.candidates)))
     rows = {}
     for name, overrides in variants.items():
         rows[name] = tp.evaluate(overrides)
@@ -140,7 +152,7 @@ def compare(results_path: str, names: list[str] | None = None, travel: bool = Tr
         print(f"{tp.pool.name} {name:28s} tau {r['kendall']:+.3f} within {r['kendall_equal_params']:+.3f} "
               f"partial {r['kendall_partial_params']:+.3f} cost {r['cost_ratio']:.4f} "
               f"displacement {r['displacement']:.3f}", flush=True)
-    return {"pool": tp.pool.name, "tuning_pool": True, "full_training_cost": tp.full_cost,
+    return {"pool": tp.pool.name, "tuning_pool": True, "gain_split": tp.gain_split,
             "gains": tp.gains, "variants": rows}
 
 
@@ -178,7 +190,7 @@ def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed
     rows = sorted(({"params": t.params, "objective": t.value, **t.user_attrs} for t in study.trials),
                   key=lambda r: -r["objective"])
     return {"pool": tp.pool.name, "trials": trials, "max_cost_ratio": max_cost_ratio,
-            "full_training_cost": tp.full_cost, "best": rows[0], "top": rows[:10]}
+            "gain_split": tp.gain_split, "best": rows[0], "top": rows[:10]}
 
 
 def main() -> None:
