@@ -78,7 +78,7 @@ def test_pools_ask_the_budget_question():
         cfg = default_config(pool.family, load_dataset(pool.dataset))
         sizes = [count_params(planned_config(cfg, ExpansionPlan.from_dict(p)).build()) for p in pool.plans]
         groups = stats.equal_param_groups(sizes)
-        assert sum(len(g) for g in groups) == len(pool.plans), pool.name  # every plan is in a group
+        assert sum(len(g) for g in groups) == len(pool.plans), (pool.name, sizes)  # every plan is in a group
         assert len(groups) >= 4, pool.name
         for g in groups:
             assert max(sizes[i] for i in g) <= 1.05 * min(sizes[i] for i in g), (pool.name, g)
