@@ -40,7 +40,8 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
         f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
         f"median std of a candidate's score over seeds {noise['median_candidate_score_std']:.4f} (the noise). "
-        f"Manifold-metric cost ÷ full training (median, training FLOPs): "
+        f"Manifold-metric cost ÷ full training (median, "
+        f"{'training FLOPs' if 'probe_sizes' in result else 'forward+backward examples'}): "
         f"**{result['metric_cost_ratio']:.4f}**. Probe sizes (training examples): "
         + ", ".join(f"{k} {v}" for k, v in result.get("probe_sizes", {}).items()) + ".",
         "",
