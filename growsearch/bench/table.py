@@ -35,7 +35,8 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         f"### {result['pool']} (v{result['version']}) — {role}",
         "",
         f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
-        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs.",
+        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs."
+        + (f" Measured with {result['code']}." if result.get("code") else ""),
         "",
         f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
         f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
