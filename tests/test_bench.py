@@ -223,3 +223,43 @@ def test_random_order_counts_the_draws_that_miss():
     # the target is found after (8 + 1) / 2 = 4.5 trainings in expectation, more than k = 2
     assert rk["compute_to_target"] == pytest.approx(4.5) and rk["seconds_to_target"] == pytest.approx(4.5)
     assert 0 < rk["reach_rate_within_k"] < 0.5
+
+
+def test_user_pool_file(tmp_path, mlp_base):
+    """A user pool: a checkpoint base, two plans, one init, two seeds; the table has every
+    predictor and its partial tau."""
+    pool = tmp_path / "my_pool.yaml"
+    pool.write_text(f"checkpoint: {mlp_base}\ndataset: mnist1d\n"
+                    "plans: [{width: 2}, {depth: 1}, {widths: [48, 32]}]\ninits: [random]\n"
+                    "recipe: {epochs: 1, batch_size: 128, lr: 0.002}\nseeds: [0, 1]\n")
+    out = tmp_path / "mine.json"
+    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["pool"] == "my_pool" and result["tuning_pool"] is False
+    assert [c["name"] for c in result["candidates"]] == ["w2/random", "d1/random", "widths=[48,32]/random"]
+    assert all(len(c["scores"]) == 2 for c in result["candidates"])
+    assert "kendall_partial_params" in result["predictors"]["manifold_metric"]
+    # a base that does not take the dataset: one line, exit 2, nothing written
+    pool.write_text(f"checkpoint: {mlp_base}\ndataset: digits\nplans: [{{width: 2}}]\n")
+    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(tmp_path / "no.json")]) == 2
+    assert not (tmp_path / "no.json").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dataset: digits\nplans: [{width: 2}]\n", "pool: give exactly one of checkpoint"),
+    ("family: mlp\ndataset: digits\nplans: [{wide: 2}]\n", "pool.plans[0].wide: unknown key"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}, {widths: [8, 8]}]\n", "pool.plans[1]: plan.widths[0]: got 8"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\ninits: [lemon]\n", "pool.inits[0]: got 'lemon'"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\nseeds: []\n", "pool.seeds must list"),
+    ("family: mlp\ndataset: nope\nplans: [{width: 2}]\n", "dataset: got 'nope'"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\nrecipe: {epochs: x}\n", "pool.recipe.epochs: got 'x'"),
+    ("checkpoint: /no/such/dir\ndataset: digits\nplans: [{width: 2}]\n", "checkpoint: /no/such/dir does not exist"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}\n", "is not valid YAML"),
+])
+def test_bad_pool_files(tmp_path, capsys, text, message):
+    pool = tmp_path / "bad.yaml"
+    pool.write_text(text)
+    out = tmp_path / "x.json"
+    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not out.exists()
