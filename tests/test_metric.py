@@ -221,5 +221,5 @@ def test_llc_counts_its_steps_and_relative_subtracts_the_null(digits_mlp):
 
 
 def test_unknown_estimator():
-    with pytest.raises(ConfigError, match=r"manifold\.estimator: got 'volume'; allowed: simplex, simplex_scaled, function"):
+    with pytest.raises(ConfigError, match=r"estimator: got 'volume'; allowed: simplex, simplex_scaled, function"):
         ManifoldConfig(estimator="volume")
