@@ -143,7 +143,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         _, scores = score_candidate(model, spec, task, plan, args.init, seed=args.seed, manifold=manifold,
                                     proxies=args.proxies == "all",
                                     short_recipe=recipe if args.proxies == "all" else None,
-                                    variants=args.proxies == "all")
+                                    variants={} if args.proxies == "all" else None)
     if args.json:
         print(json.dumps(scores))
     else:

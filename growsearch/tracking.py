@@ -216,6 +216,7 @@ class MLflowTracker:
             return
         metrics = {"params": r.get("params"), "flops": r.get("flops"),
                    "manifold_metric": r.get("manifold_metric"), "manifold_per_param": r.get("manifold_per_param"),
+                   "surrogate": r.get("surrogate"),
                    "max_abs_output_diff": r.get("max_abs_output_diff"), "screen_cost": r.get("screen_cost"),
                    "screen_seconds": r.get("screen_seconds"), "final_accuracy": r.get("final_accuracy"),
                    "final_loss": r.get("final_loss"), "final_val_accuracy": r.get("final_val_accuracy"),
@@ -228,7 +229,8 @@ class MLflowTracker:
         history = r.get("history") or []
         for h in history[entry["epochs"]:]:
             batch += [Metric(k, float(h[k]), 0, int(h["epoch"])) for k in EPOCH_METRICS if k in h]
-        tags = [RunTag("stage", stage)] + ([RunTag("reason", r["reason"][:5000])] if r.get("reason") else [])
+        tags = [RunTag("stage", stage)] + ([RunTag("reason", r["reason"][:5000])] if r.get("reason") else []) \
+            + ([RunTag("surrogate", r["surrogate_name"])] if r.get("surrogate_name") else [])
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 entries
             self.client.log_batch(run_id, metrics=batch[i:i + 900], tags=tags if i == 0 else [])
         if not batch:

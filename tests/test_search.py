@@ -42,6 +42,9 @@ def tiny(**changes):
     ({"objectives": ["params"]}, "objectives: got ['params']; the first must be manifold_metric"),
     ({"sampler": {"name": "nsga2"}}, "nsga2 needs two objectives"),
     ({"manifold": {"vertices": 0}}, "manifold.vertices: got 0"),
+    ({"surrogate": "grasp"}, "surrogate: got 'grasp'; allowed: manifold, params, naswot"),
+    ({"surrogate": ["manifold", "zen"]}, "surrogate[1]: got 'zen'"),
+    ({"surrogate": ["naswot"]}, "a list of two or more different names"),
 ])
 def test_bad_configs(changes, message):
     with pytest.raises(ConfigError) as err:
@@ -234,6 +237,40 @@ def test_tiny_search_end_to_end(tmp_path):
 
     assert main(["report", str(out)]) == 0
     assert (out / "leaderboard.csv").read_text() == before
+
+
+def test_surrogate_rank_mean_decides_promotion(tmp_path):
+    """surrogate: [params, naswot] promotes by the mean rank of the two; the leaderboard,
+    promotion.json and MLflow say so."""
+    import mlflow
+
+    out = tmp_path / "run"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny(surrogate=["params", "naswot"], reference=False, promotion={"policy": "top_k", "k": 2},
+               tracking={"enabled": True, "uri": uri})
+    run_search(load_config(cfg), out)
+    promo = json.loads((out / "promotion.json").read_text())
+    assert promo["surrogate"] == "rank_mean(params,naswot)"
+    records = [json.loads(p.read_text()) for p in sorted((out / "candidates").glob("c*.json"))]
+    unique = promo["values"]  # the screened candidates, one per distinct expansion
+    screened = {r["id"]: r for r in records if r["id"] in unique}
+    assert len(screened) == len(unique) >= 2
+
+    def rank(name, cid):  # by hand: rank 0 = best, ties share their mean rank
+        v = screened[cid]["surrogate_parts"][name]
+        vals = [r["surrogate_parts"][name] for r in screened.values()]
+        return sum(u > v for u in vals) + (sum(u == v for u in vals) - 1) / 2
+
+    for cid, value in unique.items():
+        assert value == pytest.approx(-(rank("params", cid) + rank("naswot", cid)) / 2)
+    best2 = sorted(unique, key=lambda c: (-unique[c], screened[c]["params"], c))[:2]
+    assert promo["promoted"] == best2
+    board = (out / "leaderboard.md").read_text()
+    assert "Surrogate (what promotion ranked by): rank_mean(params,naswot)" in board
+    parent = mlflow.MlflowClient(uri).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(uri).search_experiments()],
+        "tags.`growsearch.role` = 'search'")[0]
+    assert parent.data.params["config.surrogate"] == '["params", "naswot"]'
 
 
 def test_existing_results_need_resume(tmp_path):

@@ -21,6 +21,11 @@ def _f(v: Any, digits: int = 3) -> str:
     return "—" if v is None else f"{v:+.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _partial(entry: dict[str, Any]) -> str:
+    v = entry.get("kendall_partial_params")
+    return "—" if v is None or v != v else f"{v:+.3f}"  # NaN: the predictor is the control itself
+
+
 def predictor_table(result: dict[str, Any]) -> list[str]:
     role = "**tuning pool** (in-sample: the metric's defaults were chosen here)" if result["tuning_pool"] \
         else "result pool"
@@ -33,17 +38,20 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
             "*An earlier run (no validation split; proxies on the metric's probe; synflow with BatchNorm; "
             "greedy equal-parameter groups with a tau-a-like within-group figure): not yet regenerated.*", ""]),
         f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
-        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs.",
+        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs."
+        + (f" Measured with {result['code']}." if result.get("code") else ""),
         "",
         f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
         f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
         f"median std of a candidate's score over seeds {noise['median_candidate_score_std']:.4f} (the noise). "
-        f"Manifold-metric cost ÷ full training (median, training FLOPs): "
+        f"Manifold-metric cost ÷ full training (median, "
+        f"{'training FLOPs' if 'probe_sizes' in result else 'forward+backward examples'}): "
         f"**{result['metric_cost_ratio']:.4f}**. Probe sizes (training examples): "
         + ", ".join(f"{k} {v}" for k, v in result.get("probe_sizes", {}).items()) + ".",
         "",
-        "| predictor | Kendall τ_b | 95% CI | Spearman ρ | τ_b within equal-params groups (pairs) |",
-        "|---|---|---|---|---|",
+        "| predictor | Kendall τ_b | 95% CI | Spearman ρ | τ_b within equal-params groups (pairs) "
+        "| partial τ (log #params controlled) |",
+        "|---|---|---|---|---|---|",
     ]
     table = result["predictors"]
     for name in sorted(table, key=lambda n: -table[n]["kendall"]):
@@ -51,9 +59,10 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         bold = "**" if name == "manifold_metric" else ""
         lines.append(f"| {bold}{name}{bold} | {bold}{t['kendall']:+.3f}{bold} | [{t['kendall_ci'][0]:+.2f}, "
                      f"{t['kendall_ci'][1]:+.2f}] | {t['spearman']:+.3f} | {_f(t['kendall_equal_params'])} "
-                     f"({t['equal_param_pairs']}) |")
+                     f"({t['equal_param_pairs']}) | {_partial(t)} |")
     lines += ["", "<details><summary>candidates</summary>", "",
-              "| candidate | params | FLOPs | gain (mean ± std) | manifold | shrink s | L0 | short-train |",
+              "| candidate | params | FLOPs | gain (mean ± std) | manifold | s (simplex) or LLC (llc) "
+              "| L0 | short-train |",
               "|---|---|---|---|---|---|---|---|"]
     for c in sorted(result["candidates"], key=lambda c: -c["gain_mean"]):
         p = c["predictors"]
@@ -214,15 +223,36 @@ def faults_table(result: dict[str, Any]) -> list[str]:
 
 
 def summary_table(results: list[dict[str, Any]]) -> list[str]:
-    names = ("manifold_metric", "params", "naswot", "short_training")
-    lines = ["| pool | role | " + " | ".join(f"τ {n}" for n in names) + " | best predictor (τ) | metric cost ratio |",
-             "|---|---|" + "---|" * (len(names) + 2)]
+    lines = ["| pool | role | manifold_metric τ / within groups / partial | τ params | best other τ "
+             "| best other within groups | short_training τ / within | metric cost ratio |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         t = r["predictors"]
-        best = max(t, key=lambda n: t[n]["kendall"])
-        lines.append(f"| {r['pool']} | {'tuning' if r['tuning_pool'] else 'result'} | "
-                     + " | ".join(f"{t[n]['kendall']:+.3f}" for n in names)
-                     + f" | {best} ({t[best]['kendall']:+.3f}) | {r['metric_cost_ratio']:.4f} |")
+        others = [n for n in t if not n.startswith("manifold")]
+        best = max(others, key=lambda n: t[n]["kendall"])
+        best_within = max(others, key=lambda n: _finite(t[n]["kendall_equal_params"]))
+        m, st = t["manifold_metric"], t["short_training"]
+        lines.append(f"| {r['pool']} | {'tuning' if r['tuning_pool'] else 'result'} "
+                     f"| {m['kendall']:+.3f} / {_f(m['kendall_equal_params'])} / {_partial(m)} "
+                     f"| {t['params']['kendall']:+.3f} | {best} ({t[best]['kendall']:+.3f}) "
+                     f"| {best_within} ({_f(t[best_within]['kendall_equal_params'])}) "
+                     f"| {st['kendall']:+.3f} / {_f(st['kendall_equal_params'])} | {r['metric_cost_ratio']:.4f} |")
+    return [*lines, ""]
+
+
+def _finite(v: Any) -> float:
+    return v if isinstance(v, float) and v == v else -2.0
+
+
+def estimator_table(result: dict[str, Any]) -> list[str]:
+    """The named estimators on a tuning pool (python -m growsearch.bench.tune compare)."""
+    lines = [f"### {result['pool']} — tuning pool (every estimator variant, chosen here)", "",
+             "| variant | overrides | Kendall τ | τ within groups | partial τ | cost ÷ full training "
+             "| displacement ‖v−θ0‖/‖θ0‖ |", "|---|---|---|---|---|---|---|"]
+    for name, v in result["variants"].items():
+        over = ", ".join(f"{k}={val}" for k, val in v["overrides"].items())
+        lines.append(f"| {name} | {over} | {v['kendall']:+.3f} | {_f(v['kendall_equal_params'])} "
+                     f"| {_partial(v)} | {v['cost_ratio']:.4f} | {v['displacement']:.3f} |")
     return [*lines, ""]
 
 
@@ -231,9 +261,12 @@ def render(folder: Path) -> str:
     growth = {}
     overhead = faults = None
     search: dict[str, Any] = {}
+    estimators: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
-        if "predictors" in data and "candidates" in data:
+        if "variants" in data and data.get("tuning_pool"):
+            estimators.append(data)
+        elif "predictors" in data and "candidates" in data:
             results[data["pool"]] = data
         elif "plans" in data and "arms" in data["plans"][0]:
             growth[data["pool"]] = data
@@ -256,6 +289,13 @@ def render(folder: Path) -> str:
            "## Predictor benchmark: per pool", ""]
     for r in ordered:
         out += predictor_table(r)
+    if estimators:
+        out += ["## Manifold-metric estimators on the tuning pool", "",
+                "`python -m growsearch.bench.tune compare --results docs/results/<pool>.json` — each named "
+                "estimator (and the travel curve: vertices trained for 1, 2.5, 5 and 10% of one full training) "
+                "re-scored on the tuning pool's measured gains. Chosen here, never on a result pool.", ""]
+        for e in estimators:
+            out += estimator_table(e)
     if growth:
         out += ["## Is growing worth it? Growth vs. training from scratch", "",
                 *growth_summary_table([growth[p] for p in ORDER if p in growth])]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from growsearch._validate import from_dict, read_yaml
 from growsearch.errors import ConfigError
 from growsearch.metrics import ManifoldConfig
+from growsearch.search.surrogate import surrogate_names
 from growsearch.train import TrainRecipe
 
 
@@ -87,6 +88,8 @@ class SearchConfig:
     dataset: str = ""  # default: the base model's dataset
     candidates: int = 12
     objectives: list[str] = field(default_factory=lambda: ["manifold_metric"])
+    # what promotion ranks by: manifold, params, naswot, snip, short_training, or a list (rank_mean)
+    surrogate: str | list[str] = "manifold"
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     training: TrainRecipe = field(default_factory=lambda: TrainRecipe(epochs=10, lr=2e-3))
@@ -121,6 +124,7 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
     if (cfg.base.checkpoint is None) == (cfg.base.pretrain is None):
         raise ConfigError("base: give exactly one of checkpoint or pretrain")
+    surrogate_names(cfg.surrogate)
     if cfg.candidates < 1:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
     if not cfg.objectives or cfg.objectives[0] not in ("manifold_metric", "manifold_per_param"):

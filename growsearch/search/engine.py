@@ -38,6 +38,7 @@ from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import NoStopping, SuccessiveHalving, make_scheduler
 from growsearch.search.space import load_space
+from growsearch.search.surrogate import describe, surrogate_values
 from growsearch.search.trials import SearchContext
 from growsearch.tracking import default_experiment, make_tracker
 from growsearch.train import evaluate, mask_steps, task_score
@@ -182,7 +183,7 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     base_val, base_test = (evaluate(base_model, *task.split(split)) for split in ("val", "test"))
     progress.advance(1, f"{base_cfg.family}, val accuracy {base_val['accuracy']:.3f}")
     ctx = SearchContext(base_spec, {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
-                        dataset, cfg.training, cfg.manifold, cfg.seed, str(out))
+                        dataset, cfg.training, cfg.manifold, cfg.seed, str(out), cfg.surrogate)
     executor = (make_executor or default_executor)(ctx, cfg)
     state = SearchState(out)
     if tracker is not None:
@@ -385,9 +386,14 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
             if key not in seen:
                 seen.add(key)
                 unique.append(r)
-        promoted = make_policy(cfg.promotion).select(unique)
+        values = surrogate_values(unique, cfg.surrogate)
+        for r in unique:
+            r["surrogate"] = values[r["id"]]
+            state.update(r["id"], surrogate=values[r["id"]], surrogate_name=describe(cfg.surrogate))
+        promoted = make_policy(cfg.promotion, "surrogate").select(unique)
         maybe_inject("promote", "-")
-        write_json(promo_path, {"policy": asdict(cfg.promotion), "promoted": promoted})
+        write_json(promo_path, {"policy": asdict(cfg.promotion), "surrogate": describe(cfg.surrogate),
+                                "values": values, "promoted": promoted})
     for r in screened:
         if r["id"] in promoted and r["stage"] == "screened":
             state.update(r["id"], stage="promoted")

@@ -28,6 +28,7 @@ from growsearch.faults import maybe_inject
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, grow_on_task, score_model
 from growsearch.models import build
+from growsearch.search.surrogate import surrogate_names, surrogate_parts
 from growsearch.train import (
     StopTraining,
     TrainRecipe,
@@ -51,6 +52,7 @@ class SearchContext:
     manifold: ManifoldConfig
     seed: int
     out: str
+    surrogate: str | list[str] = "manifold"  # the search's surrogate: which scores screening computes
 
     def task(self) -> Task:
         return load_dataset(self.dataset)
@@ -88,8 +90,10 @@ def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: s
         scores = score_model(grown.model, task, ctx.manifold)
         if not math.isfinite(scores["manifold_metric"]) and scores["manifold_metric"] != -math.inf:
             raise TrainingError(f"manifold metric is {scores['manifold_metric']}")
+        parts = surrogate_parts(grown.model, task, scores, surrogate_names(ctx.surrogate), ctx.recipe,
+                                ctx.manifold.probe_size, ctx.manifold.seed)
         record.update(
-            stage="screened", params=scores["params"], flops=scores["flops"],
+            stage="screened", params=scores["params"], flops=scores["flops"], surrogate_parts=parts,
             manifold_metric=scores["manifold_metric"], manifold_per_param=scores["manifold_per_param"],
             manifold=scores["manifold"], max_abs_output_diff=grown.max_abs_output_diff,
             screen_cost=scores["cost"]["forward_backward"], spec=grown.spec,
