@@ -28,6 +28,7 @@ from torch import nn
 
 from growsearch.errors import CheckpointError, GrowsearchError
 from growsearch.models import config_from_spec
+from growsearch.models.memory import check_memory
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -70,10 +71,16 @@ def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any
     return directory
 
 
+MAX_JSON_BYTES = 1 << 20  # a spec or meta file is a few hundred bytes
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"checkpoint: {path} has {path.stat().st_size} bytes; allowed: at most "
+                                  f"{MAX_JSON_BYTES}")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint: {path} is not valid JSON ({type(exc).__name__})") from None
 
 
@@ -120,6 +127,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"checkpoint: {directory}/spec.json: {exc}") from None
     if family is not None and cfg.family != family:
         raise CheckpointError(f"checkpoint: {directory} holds a {cfg.family} model; expected {family}")
+    check_memory(cfg, f"checkpoint: {directory}/spec.json", CheckpointError)  # before allocating anything
     state = _read_weights(directory)
     model = cfg.build()
     expected = model.state_dict()
@@ -134,5 +142,9 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
         if tensor.shape != expected[key].shape:
             raise CheckpointError(f"checkpoint: weights do not match spec.json: {key!r} has shape "
                                   f"{tuple(tensor.shape)}, the spec needs {tuple(expected[key].shape)}")
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"checkpoint: {directory}: tensor {key!r} holds NaN or Inf values; "
+                                  "allowed: finite weights")
     model.load_state_dict(state)
     return model.to(device), cfg.to_spec(), meta

@@ -46,6 +46,7 @@ def _console():  # rich is imported lazily: `growsearch --help` should be instan
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from growsearch.pretrain import pretrain
 
+    check_out_dir(args.out)
     console = _console()
     with console.status(f"pretraining a {args.family} on {args.dataset or 'its default dataset'}"):
         _, spec, result = pretrain(args.family, args.dataset, out=args.out, epochs=args.epochs,
@@ -87,10 +88,23 @@ def load_base(directory: str):
     return model, spec, meta, task
 
 
+def check_out_dir(out: str | Path, what: str = "--out", protect: tuple[str | Path, ...] = ()) -> None:
+    """Refuse an output folder that is a file, or that is one of ``protect`` (its inputs)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what}: {path} is a file; allowed: a folder (new or existing)")
+    for other in protect:
+        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
+            raise ConfigError(f"{what}: {path} is the input checkpoint; allowed: another folder "
+                              "(growing must not overwrite its base)")
+
+
 def cmd_grow(args: argparse.Namespace) -> int:
     from growsearch.checkpoint import save_checkpoint
     from growsearch.grow import grow
 
+    if args.out:
+        check_out_dir(args.out, protect=(args.checkpoint,))
     plan = plan_from_args(args)
     model, spec, meta, task = load_base(args.checkpoint)
     probe = task.probe(256, seed=args.seed)[0] if task is not None else None
@@ -371,11 +385,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` would slip past every range check)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; allowed: a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; allowed: a finite number")
+    return value
+
+
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from growsearch.grow import INITS
 
     p.add_argument("checkpoint", metavar="DIR", help="checkpoint directory of the base model")
-    p.add_argument("--width", type=float, default=None,
+    p.add_argument("--width", type=finite_float, default=None,
                    help="multiply every hidden width by W (MLP layers, CNN stage channels, "
                         "transformer d_model/heads/MLP hidden); default 1")
     p.add_argument("--depth", type=int, default=None,
@@ -423,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
             "ones and reports a leaderboard with the best grown model."),
         epilog="Run 'growsearch COMMAND --help' for the options of each command.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--memory-limit", metavar="SIZE", default=None,
+                        help="refuse models whose weights, gradients and optimizer state would need more "
+                             "(e.g. 8GB; default: $GROWSEARCH_MEMORY_LIMIT, else half the physical memory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -587,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2): a return code, not an exception
         return int(exc.code or 0)
     try:
+        if args.memory_limit is not None:
+            import os
+
+            from growsearch.models.memory import ENV, parse_size
+
+            os.environ[ENV] = str(parse_size(args.memory_limit, "--memory-limit"))
         return int(args.func(args) or 0)
     except GrowsearchError as exc:
         if args.debug:

@@ -147,15 +147,17 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
 def rerender(out: str | Path) -> dict[str, Any] | None:
     """``growsearch report DIR``: re-render the outputs from the records alone."""
     from growsearch.errors import ConfigError
-    from growsearch.search.engine import SearchState
+    from growsearch.search.engine import SearchState, read_json
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report: {out} is a file; allowed: a results folder")
     state = SearchState(out)
     records = state.records()
     if not (out / "config.yaml").exists() or not records:
         raise ConfigError(f"report: {out} holds no growsearch search results")
     reference = state.record("base")
-    base_meta = json.loads((out / "best" / "meta.json").read_text()) if (out / "best" / "meta.json").exists() else {}
+    base_meta = read_json(out / "best" / "meta.json") if (out / "best" / "meta.json").exists() else {}
     if reference and "final_score" in reference:
         base_score = reference["final_score"]
     else:

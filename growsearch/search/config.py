@@ -97,6 +97,9 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
 
+MAX_SEED = 2 ** 32 - 1
+MAX_CANDIDATES = 100_000
+
 OBJECTIVES = {"manifold_metric": "maximize", "manifold_per_param": "maximize",
               "params": "minimize", "flops": "minimize"}
 
@@ -118,6 +121,23 @@ def validate(cfg: SearchConfig) -> SearchConfig:
         raise ConfigError("base: give exactly one of checkpoint or pretrain")
     if cfg.candidates < 1:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
+    if cfg.candidates > MAX_CANDIDATES:
+        raise ConfigError(f"candidates: got {cfg.candidates}; allowed: at most {MAX_CANDIDATES}")
+    # numpy seeds are 0..2**32-1; the sampler is re-seeded with seed + candidate number
+    seeds = (("seed", cfg.seed, MAX_SEED), ("sampler.seed", cfg.sampler.seed, MAX_SEED - cfg.candidates),
+             ("manifold.seed", cfg.manifold.seed, MAX_SEED),
+             ("base.pretrain.seed", cfg.base.pretrain.seed if cfg.base.pretrain else 0, MAX_SEED))
+    for where, seed, top in seeds:
+        if not 0 <= seed <= top:
+            raise ConfigError(f"{where}: got {seed}; allowed: 0..{top}")
+    if cfg.base.pretrain is not None:
+        pre = cfg.base.pretrain
+        if pre.epochs is not None and pre.epochs < 1:
+            raise ConfigError(f"base.pretrain.epochs: got {pre.epochs}; allowed: a positive integer "
+                              "(or leave it out for the dataset's recipe)")
+        if pre.dataset and cfg.dataset and pre.dataset != cfg.dataset:
+            raise ConfigError(f"dataset: got {cfg.dataset!r} but base.pretrain.dataset is {pre.dataset!r}; "
+                              "allowed: the same dataset, or give it in one place")
     if not cfg.objectives or cfg.objectives[0] not in ("manifold_metric", "manifold_per_param"):
         raise ConfigError(f"objectives: got {cfg.objectives}; the first must be manifold_metric or "
                           "manifold_per_param (the surrogate)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -32,9 +33,10 @@ import torch
 import yaml
 
 from growsearch import __version__
+from growsearch._validate import read_yaml
 from growsearch.checkpoint import atomic_write, load_checkpoint, write_json
 from growsearch.data import load_dataset
-from growsearch.errors import ConfigError
+from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
@@ -84,7 +86,7 @@ class SearchState:
 
     def record(self, cid: str) -> dict[str, Any] | None:
         path = self.cdir / f"{cid}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_record(path) if path.exists() else None
 
     def save(self, record: dict[str, Any]) -> dict[str, Any]:
         write_json(self.cdir / f"{record['id']}.json", record)
@@ -96,21 +98,78 @@ class SearchState:
     def records(self) -> list[dict[str, Any]]:
         if not self.cdir.exists():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.cdir.glob("c*.json"))]
+        return [read_record(p) for p in sorted(self.cdir.glob("c*.json"))]
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of the results folder; a damaged one is a one-line ConfigError (they are
+    written atomically, so damage comes from outside: a partial copy, an edit, a full disk)."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"results: {path} is damaged ({type(exc).__name__}: truncated or edited); restore it, "
+                          "or delete it and --resume recomputes what it held") from None
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One candidate record (see :func:`read_json`)."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ConfigError(f"results: {path} is not a growsearch record (no id); restore it or delete it")
+    return data
+
+
+def repair_journal(path: Path) -> str | None:
+    """Drop a torn last line of Optuna's append-only journal (a process killed mid-append,
+    a full disk): Optuna ignores it when reading but appends onto it, which corrupts the
+    next operation. Returns a warning when something was dropped; a damaged line before
+    the last is a ConfigError (the study cannot be trusted)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    dropped = len(tail)
+    if not tail and lines:
+        try:
+            json.loads(lines[-1])
+        except ValueError:
+            dropped = len(lines.pop()) + 1
+    for i, line in enumerate(lines):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise ConfigError(f"results: {path} line {i + 1} is damaged; the study cannot be trusted (restore the "
+                              "file, or start a new search)") from None
+    if not dropped:
+        return None
+    os.truncate(path, len(data) - dropped)
+    return f"dropped a torn last line ({dropped} bytes) of {path.name}: an operation interrupted while written"
 
 
 def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file; allowed: a folder (new, or one holding a search)")
     saved = out / "config.yaml"
     if saved.exists():
         if not resume:
             raise ConfigError(f"--out: {out} already holds a search; pass --resume to continue it, "
                               "or choose another folder")
-        previous = yaml.safe_load(saved.read_text())
+        previous = read_yaml(saved, "results")
+        if not isinstance(previous, dict):
+            raise ConfigError(f"results: {saved} is damaged (not a mapping); restore it")
         current = json.loads(json.dumps(cfg.to_dict()))
         for key in sorted(set(previous) | set(current)):
             if key not in ("executor", "tracking") and previous.get(key) != current.get(key):
                 raise ConfigError(f"--resume: config key {key!r} differs from the search in {out}; "
                                   "a resumed search must use the same settings")
+        # damaged files are refused (or a torn journal line repaired) before anything runs
+        SearchState(out).records()
+        if (out / "promotion.json").exists() and not isinstance(read_json(out / "promotion.json"), dict):
+            raise ConfigError(f"results: {out / 'promotion.json'} is damaged; delete it to promote again")
+        warning = repair_journal(out / "study.journal") if cfg.storage is None else None
+        if warning:
+            print(f"growsearch: warning: {warning}", file=sys.stderr)
     elif resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
 
@@ -120,8 +179,10 @@ BaseModel = tuple[torch.nn.Module, dict[str, Any], str]  # model, spec, dataset
 
 def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
     """Validate the base before anything is written: a checkpoint base is loaded (and
-    returned), a pretrain base is checked from the config alone."""
+    returned) and must take the dataset's inputs and produce its classes; a pretrain base
+    must be a family that can model its dataset."""
     from growsearch.data import check_dataset_name
+    from growsearch.pretrain import default_config
 
     if cfg.dataset:
         check_dataset_name(cfg.dataset)
@@ -131,14 +192,31 @@ def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
         if not dataset:
             raise ConfigError(f"dataset: {cfg.base.checkpoint}/meta.json names no dataset; set dataset:")
         check_dataset_name(dataset)
+        _check_fits(model, spec, load_dataset(dataset), cfg.base.checkpoint)
         loaded: BaseModel | None = (model, spec, dataset)
     else:
         family, loaded = cfg.base.pretrain.family, None
-        if cfg.base.pretrain.dataset:
-            check_dataset_name(cfg.base.pretrain.dataset)
+        dataset = cfg.base.pretrain.dataset or cfg.dataset or DEFAULT_DATASET[family]
+        check_dataset_name(dataset)
+        default_config(family, load_dataset(dataset))  # a family that cannot model the dataset is refused
     if family != space_family:
         raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
     return loaded
+
+
+def _check_fits(model: torch.nn.Module, spec: dict[str, Any], task, where: str) -> None:
+    """One forward pass on two training examples: the base must read the dataset's inputs
+    and output one score per class (per token, for a language model)."""
+    try:
+        with torch.no_grad():
+            logits = model.eval()(task.x_train[:2])
+    except (RuntimeError, IndexError, ValueError) as exc:
+        raise ConfigError(f"dataset: {task.name} inputs of shape {tuple(task.x_train.shape[1:])} do not fit the "
+                          f"base model in {where} ({spec['family']}: {str(exc).splitlines()[0][:120]}); allowed: "
+                          "the dataset the base was trained on, or one with the same input shape") from None
+    if logits.shape[-1] < task.num_classes:
+        raise ConfigError(f"dataset: {task.name} has {task.num_classes} classes but the base model in {where} "
+                          f"outputs {logits.shape[-1]}; allowed: a dataset with at most {logits.shape[-1]} classes")
 
 
 def _pretrained_base(cfg: SearchConfig, out: Path) -> BaseModel:
@@ -148,7 +226,7 @@ def _pretrained_base(cfg: SearchConfig, out: Path) -> BaseModel:
     if (cache / "spec.json").exists():
         model, spec, meta = load_checkpoint(cache)
         return model, spec, meta["dataset"]
-    dataset = p.dataset or DEFAULT_DATASET[p.family]
+    dataset = p.dataset or cfg.dataset or DEFAULT_DATASET[p.family]
     model, spec, _ = pretrain(p.family, dataset, out=cache, epochs=p.epochs, seed=p.seed, device="cpu")
     return model, spec, dataset
 
@@ -269,7 +347,7 @@ class Proposer:
                   "plan_name": plan.describe(), "kind": plan.kind}
         try:
             why = self.space.violation(self.base_cfg, plan, self.example)
-        except ConfigError as exc:  # a plan the space allows but the model cannot take
+        except GrowsearchError as exc:  # a plan the space allows but the model cannot take
             why = str(exc)
         return {**record, "stage": "rejected", "reason": why} if why is not None else record
 
@@ -320,7 +398,7 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
     promo_path = state.out / "promotion.json"
     screened = [r for r in state.records() if r.get("stage") not in ("rejected", "failed")]
     if promo_path.exists():
-        promoted = json.loads(promo_path.read_text())["promoted"]
+        promoted = read_json(promo_path)["promoted"]
     else:
         unique, seen = [], set()
         for r in screened:  # the same expansion proposed twice is trained once

@@ -114,6 +114,23 @@ def _probe(address: str) -> None:
                           f"{host}:{port}); start one or leave address unset for a local instance") from None
 
 
+def local_gpus() -> int:
+    """GPUs a local Ray instance would offer (what CUDA sees)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_resources(spec: ExecutorSpec, offered: dict[str, float], where: str) -> None:
+    """Refuse, before any compute, a trial that asks for more than ``offered`` (the biggest
+    node's CPUs and GPUs): Ray would keep it pending forever."""
+    for key, field in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
+        wanted = float(getattr(spec, field))
+        have = float(offered.get(key, 0.0))
+        if wanted > have + 1e-9:
+            raise ConfigError(f"executor.{field}: got {wanted:g}; {where} offers at most {have:g} "
+                              f"{key}{'s' if have != 1 else ''} per trial, so no trial could ever start "
+                              f"(allowed: 0..{have:g}" + (", or 0 for CPU-only trials" if key == "GPU" else "") + ")")
+
+
 def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started a local instance."""
     import ray
@@ -134,6 +151,7 @@ def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) ->
                               f"({type(exc).__name__}); start one or leave address unset for a "
                               "local instance") from None
         return False
+    check_resources(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus())}, "this machine")
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
              _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
     if console is not None:
