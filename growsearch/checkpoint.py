@@ -31,11 +31,28 @@ from growsearch.models import config_from_spec
 from growsearch.models.memory import check_memory
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once: os.umask can only be read by setting it, which is not thread-safe
+
+
+def _temporary(directory: Path, name: str) -> tuple[int, str]:
+    """A temporary file beside ``name`` with the permissions a plain ``open`` would give
+    (``mkstemp`` makes it 0600: a shared results folder would be unreadable to the team)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~UMASK)
+    return fd, tmp
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -58,10 +75,11 @@ def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".tmp")
+    fd, tmp = _temporary(directory, "model")
     os.close(fd)
     try:
         save_file(state, tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # safetensors writes a new file of its own
         os.replace(tmp, directory / "model.safetensors")
     finally:
         if os.path.exists(tmp):

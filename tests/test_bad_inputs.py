@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import yaml
 
 from growsearch.checkpoint import save_checkpoint

@@ -248,7 +248,9 @@ def test_multi_objective_search(tmp_path):
     cfg = tiny(objectives=["manifold_metric", "params"], sampler={"name": "nsga2", "seed": 0},
                promotion={"policy": "pareto"}, reference=False)
     run_search(load_config(cfg), tmp_path / "run")
-    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+    name = json.loads((tmp_path / "run" / "inputs.json").read_text())["study"]  # named after the search
+    assert name.startswith("tiny-")
+    study = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "run" / "study.journal"))))
     assert len(study.directions) == 2 and len(study.best_trials) >= 1
 

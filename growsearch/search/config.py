@@ -162,12 +162,36 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     return cfg
 
 
+def resolve_paths(cfg: SearchConfig, folder: Path) -> SearchConfig:
+    """Relative file paths of a config file are relative to that file's folder, not to the
+    working directory. A bare bundled name (``space: mlp.yaml``) is the bundled space; write
+    ``./mlp.yaml`` for a file of that name beside the config."""
+    from growsearch.search.space import BUNDLED
+
+    def near(value: str | None) -> str | None:
+        if not value or Path(value).is_absolute() or "://" in value:
+            return value
+        return str(folder / value)
+
+    if not (Path(cfg.space).name == cfg.space and (BUNDLED / cfg.space).exists()):
+        cfg.space = near(cfg.space) or cfg.space  # a bare bundled name (mlp.yaml) stays the bundled space
+    cfg.base.checkpoint = near(cfg.base.checkpoint)
+    if (cfg.dataset and cfg.dataset.endswith((".pt", ".npz"))) or (cfg.dataset and (folder / cfg.dataset).is_dir()):
+        cfg.dataset = near(cfg.dataset) or cfg.dataset
+    if cfg.base.pretrain is not None and cfg.base.pretrain.dataset.endswith((".pt", ".npz")):
+        cfg.base.pretrain.dataset = near(cfg.base.pretrain.dataset) or cfg.base.pretrain.dataset
+    cfg.executor.storage_path = near(cfg.executor.storage_path) if cfg.executor.storage_path else None
+    return cfg
+
+
 def load_config(source: str | Path | dict[str, Any]) -> SearchConfig:
-    """Read and validate an experiment config (a YAML path or a dict)."""
+    """Read and validate an experiment config (a YAML path or a dict). Relative paths in a
+    file are resolved against the file's folder."""
     if isinstance(source, dict):
         data = source
     else:
         data = read_yaml(source, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"config: got {type(data).__name__}; allowed: a mapping of settings")
-    return validate(from_dict(SearchConfig, data, "config"))
+    cfg = validate(from_dict(SearchConfig, data, "config"))
+    return cfg if isinstance(source, dict) else resolve_paths(cfg, Path(source).resolve().parent)

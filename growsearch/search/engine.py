@@ -42,13 +42,12 @@ from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
+from growsearch.search.inputs import LEGACY_STUDY, check_inputs, fingerprint, save_inputs
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import make_scheduler
 from growsearch.search.space import load_space
 from growsearch.search.trials import SearchContext
 from growsearch.train import evaluate, task_score
-
-STUDY_NAME = "growsearch"
 
 
 class Progress:
@@ -170,6 +169,10 @@ def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
         warning = repair_journal(out / "study.journal") if cfg.storage is None else None
         if warning:
             print(f"growsearch: warning: {warning}", file=sys.stderr)
+    elif any((out / name).exists() for name in ("candidates", "study.journal", "promotion.json")):
+        # another config must not adopt results whose config.yaml was deleted
+        raise ConfigError(f"--out: {out} holds search results but no config.yaml; restore it, or choose another "
+                          "folder")
     elif resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
 
@@ -258,6 +261,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     space = load_space(cfg.space)
     base = _check_base(cfg, space.family)
     _check_out(cfg, out, resume)
+    inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
     if tracker is None and cfg.tracking.enabled:
         from growsearch.tracking import default_experiment, make_tracker
 
@@ -266,7 +270,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
         tracker.check()  # an unreachable server is an error before any compute
     started_ray = _connect_ray(cfg)
     try:
-        return _run(cfg, out, space, base, progress, tracker, make_executor)
+        return _run(cfg, out, space, base, progress, tracker, make_executor, inputs)
     finally:
         if started_ray:
             import ray
@@ -275,8 +279,10 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
 
 
 def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: Progress, tracker: Any,
-         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None) -> SearchResult:
+         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None,
+         inputs: dict[str, Any]) -> SearchResult:
     out.mkdir(parents=True, exist_ok=True)
+    save_inputs(out, inputs)  # before config.yaml: a folder with config.yaml always has its inputs
     if not (out / "config.yaml").exists():
         atomic_write(out / "config.yaml", yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
 
@@ -293,7 +299,7 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     if tracker is not None:
         tracker.start(cfg, out, base_spec, base_test)
     try:
-        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker)
+        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker, inputs["study"])
         _promote_and_train(cfg, executor, state, progress, tracker)
     finally:
         executor.close()
@@ -370,12 +376,12 @@ class Proposer:
 
 
 def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Executor, state: SearchState,
-            progress: Progress, tracker: Any) -> None:
+            progress: Progress, tracker: Any, study_name: str = LEGACY_STUDY) -> None:
     storage = cfg.storage or optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
     directions = [OBJECTIVES[o] for o in cfg.objectives]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, directions=directions,
+    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
                                 load_if_exists=True)
     proposer = Proposer(cfg, space, base_cfg, task.x_train[:1], study, state, progress, tracker)
     # trials left RUNNING by an interrupted run: told from their record, or dropped

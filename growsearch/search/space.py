@@ -71,6 +71,7 @@ class SearchSpace:
     knobs: dict[str, Knob]
     constraints: dict[str, float] = field(default_factory=dict)
     source: str = "<dict>"
+    path: str | None = None  # the file it was read from (None: a dict)
 
     def kinds(self) -> list[str]:
         knob = self.knobs.get("kind")
@@ -193,13 +194,21 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def space_path(source: str | Path) -> Path:
+    """The file a ``space:`` names: a bare bundled name (``mlp.yaml``) is the bundled space
+    whatever the working directory holds; any other path is taken as it is (a path with a
+    folder part, ``./mlp.yaml`` included, never falls back to a bundled file)."""
+    path = Path(source)
+    if str(source) == path.name and (BUNDLED / path.name).exists():
+        return BUNDLED / path.name
+    return path
+
+
 def load_space(source: str | Path | dict[str, Any], family: str | None = None) -> SearchSpace:
     """Load and validate a space from a YAML path, a bundled name (``mlp.yaml``) or a dict."""
-    where = "space"
+    where, path = "space", None
     if not isinstance(source, dict):
-        path = Path(source)
-        if not path.exists() and (BUNDLED / path.name).exists():
-            path = BUNDLED / path.name
+        path = space_path(source)
         where = str(source)
         data = read_yaml(path, "space")
     else:
@@ -234,7 +243,8 @@ def load_space(source: str | Path | dict[str, Any], family: str | None = None) -
             raise ConfigError(f"{where}: constraints.{key}: unknown; allowed: {', '.join(CONSTRAINTS)}")
         if value is not None and (not _number(value) or value <= 0):
             raise ConfigError(f"{where}: constraints.{key}: got {show(value)}; allowed: a positive finite number")
-    space = SearchSpace(fam, knobs, {k: v for k, v in constraints.items() if v is not None}, where)
+    space = SearchSpace(fam, knobs, {k: v for k, v in constraints.items() if v is not None}, where,
+                        str(path) if path is not None else None)
     if not any(k in knobs for k in (*WIDTH_KNOBS[fam], "depth")):
         raise ConfigError(f"{where}: knobs: no growth knob; allowed: {', '.join(WIDTH_KNOBS[fam])}, depth")
     return space
