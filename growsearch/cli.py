@@ -610,7 +610,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that a search stops exactly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as a shell reports a killed process
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -629,9 +645,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"growsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("growsearch: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        which = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        again = " (nothing was decided on partial results; the same command with --resume continues)" \
+            if args.command in ("run", "demo") else ""
+        print(f"growsearch: interrupted by {which}{again}", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
 
 
 if __name__ == "__main__":

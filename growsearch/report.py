@@ -136,7 +136,7 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     target = out / "best"
     tmp = out / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best["checkpoint"], tmp)
+    shutil.copytree(out / best["checkpoint"], tmp)  # relative to the results folder (absolute in old records)
     meta = json.loads((tmp / "meta.json").read_text())
     write_json(tmp / "meta.json", {**meta, "search": info, "gain": best["final_score"] - base_score})
     shutil.rmtree(target, ignore_errors=True)

@@ -101,6 +101,15 @@ def test_two_node_cluster_with_ray_job_submit(tmp_path):
                                 "print(len([n for n in ray.nodes() if n['Alive']]))"],
                                env=env, capture_output=True, text=True, timeout=120)
         assert nodes.stdout.strip().splitlines()[-1] == "2"
+        # two CPUs in the cluster, but no node with two: a trial asking for 2 could never start
+        big = {**cfg, "executor": {**cfg["executor"], "cpus_per_trial": 2}}
+        cfg_path.write_text(yaml.safe_dump(big))
+        refused = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out",
+                                  str(tmp_path / "too-big")], env=env, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert "executor.cpus_per_trial: got 2; the Ray cluster at 'auto' (its largest node) offers at most 1 CPU" \
+            in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+        assert not (tmp_path / "too-big").exists()
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)

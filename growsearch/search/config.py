@@ -64,6 +64,7 @@ class ExecutorSpec:
     max_concurrent_trials: int = 2
     max_failures: int = 1
     storage_path: str | None = None
+    resource_timeout_s: float = 0.0  # cluster: wait this long for an autoscaler to add a node a trial fits on
     device: str = "auto"  # local executor: auto (CUDA when present), cpu, cuda, cuda:1, ...
 
 
@@ -156,9 +157,10 @@ def validate(cfg: SearchConfig) -> SearchConfig:
         raise ConfigError(f"early_stopping: grace_epochs {es.grace_epochs} must be >= 1 and "
                           f"reduction_factor {es.reduction_factor} >= 2")
     ex = cfg.executor
-    if ex.cpus_per_trial <= 0 or ex.gpus_per_trial < 0 or ex.max_concurrent_trials < 1 or ex.max_failures < 0:
+    if ex.cpus_per_trial <= 0 or ex.gpus_per_trial < 0 or ex.max_concurrent_trials < 1 or ex.max_failures < 0 \
+            or ex.resource_timeout_s < 0:
         raise ConfigError("executor: cpus_per_trial must be > 0, gpus_per_trial >= 0, "
-                          "max_concurrent_trials >= 1, max_failures >= 0")
+                          "max_concurrent_trials >= 1, max_failures >= 0, resource_timeout_s >= 0")
     return cfg
 
 

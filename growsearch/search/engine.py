@@ -38,6 +38,7 @@ from growsearch.checkpoint import atomic_write, load_checkpoint, write_json
 from growsearch.data import load_dataset
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.faults import maybe_inject
+from growsearch.lock import FolderLock
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
@@ -260,6 +261,8 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     # everything that can be checked is checked before anything is written or computed
     space = load_space(cfg.space)
     base = _check_base(cfg, space.family)
+    lock = FolderLock(out, "growsearch run")
+    lock.check()  # a live process holds the folder: refused before anything else happens
     _check_out(cfg, out, resume)
     inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
     if tracker is None and cfg.tracking.enabled:
@@ -270,7 +273,11 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
         tracker.check()  # an unreachable server is an error before any compute
     started_ray = _connect_ray(cfg)
     try:
-        return _run(cfg, out, space, base, progress, tracker, make_executor, inputs)
+        with lock:
+            # again under the lock: another process may have written the folder since the peek
+            _check_out(cfg, out, resume)
+            inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
+            return _run(cfg, out, space, base, progress, tracker, make_executor, inputs)
     finally:
         if started_ray:
             import ray

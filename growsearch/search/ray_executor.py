@@ -23,11 +23,14 @@ equivalent of ``Tuner.restore``, which also covers trials lost with a killed dri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from growsearch.errors import ConfigError
 from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig, objective_values
 from growsearch.search.executors import Executor, TrainJob
 from growsearch.search.schedulers import ASHA, Scheduler
-from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
+from growsearch.search.trials import SearchContext, relative_to_results, screen_candidate, train_candidate
 
 
 def trial_device(gpu_ids: list[Any]) -> torch.device:
@@ -131,6 +134,65 @@ def check_resources(spec: ExecutorSpec, offered: dict[str, float], where: str) -
                               f"(allowed: 0..{have:g}" + (", or 0 for CPU-only trials" if key == "GPU" else "") + ")")
 
 
+def largest_node() -> dict[str, float]:
+    """The most CPUs and GPUs one alive node of the connected cluster has: a trial runs on
+    one node, so the cluster's total is not what a trial can get."""
+    import ray
+
+    best = {"CPU": 0.0, "GPU": 0.0}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            for key in best:
+                best[key] = max(best[key], float(node.get("Resources", {}).get(key, 0.0)))
+    return best
+
+
+def _wait_for_a_node(spec: ExecutorSpec, console: Callable[[str], None] | None) -> None:
+    """Refuse a trial no node of the cluster can hold -- or, with ``resource_timeout_s``,
+    ask the autoscaler for one and wait that long, saying what is waited for."""
+    import time
+
+    where = f"the Ray cluster at {spec.address!r} (its largest node)"
+    try:
+        check_resources(spec, largest_node(), where)
+        return
+    except ConfigError as exc:
+        if spec.resource_timeout_s <= 0:
+            raise ConfigError(f"{exc}; on an autoscaling cluster set executor.resource_timeout_s to wait for "
+                              "such a node") from None
+    bundle = {"CPU": spec.cpus_per_trial, **({"GPU": spec.gpus_per_trial} if spec.gpus_per_trial else {})}
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[bundle])
+    except Exception:  # a cluster without an autoscaler: waiting may still see a node join
+        pass
+    if console is not None:
+        console(f"waiting up to {spec.resource_timeout_s:g} s for a node with {bundle} (autoscaling)")
+    deadline = time.monotonic() + spec.resource_timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        try:
+            check_resources(spec, largest_node(), where)
+            return
+        except ConfigError:
+            continue
+    check_resources(spec, largest_node(), where + f" after waiting {spec.resource_timeout_s:g} s")
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the SIGTERM handler with ``sys.exit``; the caller's stays (the
+    CLI turns SIGTERM into an interruption, exit 143, like Ctrl-C)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started a local instance."""
     import ray
@@ -142,22 +204,31 @@ def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) ->
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's new console output ignores verbose=0 and writes to stdout; growsearch shows its own
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if spec.address:
-        _probe(spec.address)
-        try:
-            ray.init(address=spec.address, log_to_driver=False, configure_logging=False)
-        except Exception as exc:
-            raise ConfigError(f"executor.address: cannot reach a Ray cluster at {spec.address!r} "
-                              f"({type(exc).__name__}); start one or leave address unset for a "
-                              "local instance") from None
-        return False
-    check_resources(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus())}, "this machine")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
-    if console is not None:
-        console("started a local Ray instance on 127.0.0.1 (dashboard off, auth disabled); "
-                "set executor.address to use a cluster")
-    return True
+    # Ctrl-C must stop the search (Tune's own handler ends the run and returns as if finished,
+    # so the engine would promote and train on partial results)
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    with _keep_sigterm_handler():
+        if spec.address:
+            _probe(spec.address)
+            try:
+                ray.init(address=spec.address, log_to_driver=False, configure_logging=False)
+            except Exception as exc:
+                raise ConfigError(f"executor.address: cannot reach a Ray cluster at {spec.address!r} "
+                                  f"({type(exc).__name__}); start one or leave address unset for a "
+                                  "local instance") from None
+            try:
+                _wait_for_a_node(spec, console)
+            except BaseException:
+                ray.shutdown()  # disconnect only: the cluster is not ours
+                raise
+            return False
+        check_resources(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus())}, "this machine")
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
+        if console is not None:
+            console("started a local Ray instance on 127.0.0.1 (dashboard off, auth disabled); "
+                    "set executor.address to use a cluster")
+        return True
 
 
 def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[str]) -> None:
@@ -298,7 +369,7 @@ class RayExecutor(Executor):
                     target = out / "candidates" / job["id"]
                     shutil.rmtree(target, ignore_errors=True)
                     shutil.copytree(trial.checkpoint.path, target)
-                    record["checkpoint"] = str(target)
+                    record["checkpoint"] = relative_to_results(target, out)
                 driver.obj[1](record)
 
             def on_trial_error(self, iteration, trials, trial, **info):
