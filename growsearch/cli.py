@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from growsearch._validate import read_yaml
-from growsearch.errors import ConfigError, GrowsearchError
+from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError
 
 EXIT_USAGE = 2
 
@@ -614,7 +614,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interruption so that a search stops exactly as on Ctrl-C."""
 
 
+_signals: list[int] = []  # signals received: libraries may re-raise a plain KeyboardInterrupt
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    _signals.append(signum)
     raise Terminated()
 
 
@@ -645,16 +649,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"growsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except IncompleteSearchError as exc:
+        if args.debug:
+            raise
+        print(f"growsearch: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        which = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        terminated = isinstance(exc, Terminated) or signal.SIGTERM in _signals
+        which = "SIGTERM" if terminated else "SIGINT"
         again = " (nothing was decided on partial results; the same command with --resume continues)" \
             if args.command in ("run", "demo") else ""
         print(f"growsearch: interrupted by {which}{again}", file=sys.stderr)
-        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+        return EXIT_SIGTERM if terminated else EXIT_SIGINT
 
 
 if __name__ == "__main__":

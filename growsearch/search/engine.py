@@ -36,7 +36,7 @@ from growsearch import __version__
 from growsearch._validate import read_yaml
 from growsearch.checkpoint import atomic_write, load_checkpoint, write_json
 from growsearch.data import load_dataset
-from growsearch.errors import ConfigError, GrowsearchError
+from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError
 from growsearch.faults import maybe_inject
 from growsearch.lock import FolderLock
 from growsearch.models import config_from_spec
@@ -323,6 +323,20 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     return SearchResult(out, records, reference, best)
 
 
+def needs_screening(record: dict[str, Any]) -> bool:
+    """A proposal whose screening was interrupted, or failed for the environment's reasons."""
+    return record.get("stage") == "proposed" or (record.get("stage") == "failed" and bool(record.get("retry"))
+                                                 and "history" not in record)
+
+
+def _reasons(state: SearchState, ids: list[str]) -> str:
+    shown = []
+    for cid in ids[:3]:
+        record = state.record(cid) or {}
+        shown.append(f"{cid}: {str(record.get('reason', 'interrupted'))[:120]}")
+    return "; ".join(shown) + ("; ..." if len(ids) > 3 else "")
+
+
 class Proposer:
     """The engine's half of screening, shared by every executor.
 
@@ -336,14 +350,20 @@ class Proposer:
                  state: SearchState, progress: Progress, tracker: Any) -> None:
         self.cfg, self.space, self.base_cfg, self.example = cfg, space, base_cfg, example
         self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
-        self.issued = self.recorded()
+        self.issued = self.allocated()
         self.best: tuple[str, float] = ("", -math.inf)  # best surrogate so far, for the progress line
 
-    def recorded(self) -> int:
+    def allocated(self) -> int:
+        """Candidate ids handed out so far: every record, finished or not (ids are never reused)."""
         return sum(1 for r in self.state.records() if r.get("stage"))
 
+    def recorded(self) -> int:
+        """Candidates whose screening is final (not in flight, not waiting for a retry)."""
+        return sum(1 for r in self.state.records() if r.get("stage") and not needs_screening(r))
+
     def remaining(self) -> int:
-        return self.cfg.candidates - self.recorded()
+        """Proposals still to ask the study for."""
+        return self.cfg.candidates - self.allocated()
 
     def sampler(self) -> optuna.samplers.BaseSampler:
         # seeded by the count of issued candidates, not of trials: an interrupted trial
@@ -357,22 +377,28 @@ class Proposer:
         plan, init = self.space.suggest(trial, self.base_cfg)
         trial.set_user_attr("candidate", cid)
         record = {"id": cid, "trial": trial.number, "plan": plan.to_dict(), "init": init,
-                  "plan_name": plan.describe(), "kind": plan.kind}
+                  "plan_name": plan.describe(), "kind": plan.kind, "stage": "proposed"}
         try:
             why = self.space.violation(self.base_cfg, plan, self.example)
         except GrowsearchError as exc:  # a plan the space allows but the model cannot take
             why = str(exc)
-        return {**record, "stage": "rejected", "reason": why} if why is not None else record
+        if why is not None:
+            record = {**record, "stage": "rejected", "reason": why}
+        # durable before any work: a resumed search finishes this candidate under this id
+        return self.state.save(record)
 
     def done(self, number: int, record: dict[str, Any], told: bool = False) -> None:
         record = self.state.save(record)
-        if not told:
-            if record["stage"] == "screened":
-                self.study.tell(number, objective_values(record, self.cfg.objectives))
-            else:
-                state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
-                    else optuna.trial.TrialState.FAIL
-                self.study.tell(number, state=state)
+        if not told and not record.get("retry"):  # a failure to retry leaves its trial running
+            try:
+                if record["stage"] == "screened":
+                    self.study.tell(number, objective_values(record, self.cfg.objectives))
+                else:
+                    state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
+                        else optuna.trial.TrialState.FAIL
+                    self.study.tell(number, state=state)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+                pass  # a retried candidate whose trial Ray's searcher already told
         if self.tracker is not None:
             self.tracker.candidate(record)
         value = record.get("manifold_metric")
@@ -391,10 +417,13 @@ def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Execu
     study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
                                 load_if_exists=True)
     proposer = Proposer(cfg, space, base_cfg, task.x_train[:1], study, state, progress, tracker)
-    # trials left RUNNING by an interrupted run: told from their record, or dropped
+    # trials left RUNNING by an interrupted run: told from their record, kept for a rerun
+    # (a persisted proposal), or dropped (killed before its proposal was persisted)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         cid = t.user_attrs.get("candidate")
         record = state.record(cid) if cid else None
+        if record is not None and record.get("trial") == t.number and needs_screening(record):
+            continue
         if record is not None and record.get("trial") == t.number and \
                 record.get("stage") in ("screened", "rejected", "failed"):
             proposer.done(t.number, record)
@@ -402,8 +431,16 @@ def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Execu
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     progress.stage("screening", cfg.candidates)
     progress.advance(proposer.recorded())
+    pending = [r for r in state.records() if needs_screening(r)]
+    if pending:  # interrupted or failed for the environment's reasons: the same candidates again
+        executor.rescreen(pending, proposer)
     if proposer.remaining() > 0:
         executor.screen(study, proposer, storage)
+    unfinished = [r["id"] for r in state.records() if needs_screening(r)]
+    if unfinished:
+        raise IncompleteSearchError(f"{len(unfinished)} candidate(s) could not be screened for reasons of the "
+                               f"environment ({_reasons(state, unfinished)}); nothing was promoted; fix it "
+                               "and run the same command with --resume")
 
 
 def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState, progress: Progress,
@@ -432,7 +469,8 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         jobs.append(TrainJob("base", None, schedule=False))
     for cid in promoted:  # replay finished histories so the scheduler decides as before
         record = state.record(cid)
-        if record.get("stage") in ("completed", "stopped_early", "failed") and "history" in record:
+        if record.get("stage") in ("completed", "stopped_early", "failed") and "history" in record \
+                and not record.get("retry"):
             for h in record["history"]:
                 scheduler.on_epoch(cid, int(h["epoch"]), h["score"])
         else:
@@ -450,8 +488,9 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         nonlocal done, best
         if result["id"] == "base":
             state.save({"id": "base", "plan_name": "base (same budget)", "kind": "reference", **result})
-        else:
-            record = state.update(result["id"], **result)
+        else:  # a retried training replaces the failure it retries
+            previous = {k: v for k, v in (state.record(result["id"]) or {}).items() if k not in ("retry", "reason")}
+            record = state.save({**previous, **result})
             if tracker is not None:
                 tracker.candidate(record)
         done += 1
@@ -462,3 +501,8 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
                                                                        if best[0] else ""))
 
     executor.train(jobs, scheduler, on_epoch, on_record)
+    retry = [r["id"] for r in [*state.records(), state.record("base") or {}] if r.get("retry") and "history" in r]
+    if retry:
+        raise IncompleteSearchError(f"{len(retry)} training(s) failed for reasons of the environment "
+                               f"({_reasons(state, retry)}); no leaderboard was written; fix it and run the same "
+                               "command with --resume to retry them")

@@ -39,7 +39,7 @@ import torch
 from growsearch.checkpoint import save_checkpoint
 from growsearch.errors import ConfigError
 from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig, objective_values
-from growsearch.search.executors import Executor, TrainJob
+from growsearch.search.executors import Executor, TrainJob, proposal
 from growsearch.search.schedulers import ASHA, Scheduler
 from growsearch.search.trials import SearchContext, relative_to_results, screen_candidate, train_candidate
 
@@ -315,8 +315,8 @@ class RayExecutor(Executor):
                 record = json.loads(trial.last_result["record"])
                 driver.obj.done(numbers[record["id"]], record, told=True)
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                record = {**trial.config["record"], "stage": "failed",
+            def on_trial_error(self, iteration, trials, trial, **info):  # a lost worker: retried on resume
+                record = {**trial.config["record"], "stage": "failed", "retry": True,
                           "reason": _first_line(trial.get_error() or "worker died")}
                 driver.obj.done(numbers[record["id"]], record, told=True)
 
@@ -326,6 +326,32 @@ class RayExecutor(Executor):
             search_alg=searcher, num_samples=proposer.remaining(), reuse_actors=True,
             max_concurrent_trials=self.spec.max_concurrent_trials),
             run_config=self._run_config(f"screen-{proposer.issued:04d}", Records()))
+        tuner.fit()
+
+    def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
+        """The same candidates again, as one Tune run over their recorded proposals; the
+        engine tells the study (their trials are still running in it)."""
+        from ray import tune
+
+        objectives = self.cfg.objectives
+        driver = DriverOnly(proposer)
+
+        class Records(tune.Callback):
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                record = json.loads(trial.last_result["record"])
+                driver.obj.done(record["trial"], record)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                record = {**trial.config["record"], "stage": "failed", "retry": True,
+                          "reason": _first_line(trial.get_error() or "worker died")}
+                driver.obj.done(record["trial"], record)
+
+        trainable = tune.with_resources(tune.with_parameters(_screen_trial, ctx=self.ctx, objectives=objectives),
+                                        self._resources())
+        param_space = {"record": tune.grid_search([proposal(r) for r in records]), "cpus": self.spec.cpus_per_trial}
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
+            reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
+            run_config=self._run_config(f"rescreen-{records[0]['id']}", Records()))
         tuner.fit()
 
     # -- training ---------------------------------------------------------------------
@@ -372,10 +398,10 @@ class RayExecutor(Executor):
                     record["checkpoint"] = relative_to_results(target, out)
                 driver.obj[1](record)
 
-            def on_trial_error(self, iteration, trials, trial, **info):
+            def on_trial_error(self, iteration, trials, trial, **info):  # a lost worker: retried on resume
                 job = trial.config["job"]
                 driver.obj[1]({"id": job["id"], "stage": "failed", "history": self.history.get(job["id"], []),
-                               "reason": _first_line(trial.get_error() or "worker died")})
+                               "retry": True, "reason": _first_line(trial.get_error() or "worker died")})
 
         # the reference (not early-stopped) and the promoted candidates (under ASHA) are two Tune runs
         for scheduled in (False, True):
