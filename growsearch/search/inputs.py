@@ -18,6 +18,7 @@ from typing import Any
 
 from growsearch.checkpoint import write_json
 from growsearch.errors import ConfigError
+from growsearch.results import read_json
 
 FILE = "inputs.json"
 LEGACY_STUDY = "growsearch"  # the fixed name of searches started before inputs.json
@@ -56,8 +57,6 @@ def check_inputs(out: Path, current: dict[str, str], name: str) -> dict[str, Any
         if (out / "config.yaml").exists():  # a search started before inputs.json: adopt what is there now
             return {**current, "study": LEGACY_STUDY}
         return {**current, "study": f"{name or 'growsearch'}-{uuid.uuid4().hex[:8]}"}
-    from growsearch.search.engine import read_json
-
     saved = read_json(path)
     if not isinstance(saved, dict):
         raise ConfigError(f"results: {path} is damaged (not a mapping); restore it")
@@ -68,6 +67,12 @@ def check_inputs(out: Path, current: dict[str, str], name: str) -> dict[str, Any
                               f"{str(saved[key])[:12]}... then, {str(current.get(key))[:12]}... now); restore it, "
                               "or start a new search in another folder")
     return {**current, **saved}
+
+
+def study_name(out: str | Path) -> str:
+    """The Optuna study name of the search in results folder ``out``."""
+    path = Path(out) / FILE
+    return str(read_json(path).get("study", LEGACY_STUDY)) if path.exists() else LEGACY_STUDY
 
 
 def save_inputs(out: Path, record: dict[str, Any]) -> None:
