@@ -78,7 +78,10 @@ def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any
     fd, tmp = _temporary(directory, "model")
     os.close(fd)
     try:
-        save_file(state, tmp)
+        try:
+            save_file(state, tmp)
+        except SafetensorError as exc:  # its I/O errors (a full disk) are the environment's, as OSError
+            raise OSError(f"{exc} (writing {directory / 'model.safetensors'})") from None
         os.chmod(tmp, 0o666 & ~UMASK)  # safetensors writes a new file of its own
         os.replace(tmp, directory / "model.safetensors")
     finally:

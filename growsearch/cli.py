@@ -695,6 +695,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"growsearch: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the environment (a full disk, a vanished folder), not the user's input
+        if args.debug:
+            raise
+        print(f"growsearch: error: {exc}; fix it and run the same command again (a search continues with "
+              "--resume)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:
         import signal
 

@@ -2,11 +2,19 @@
 
 import json
 import os
+import resource
+import shutil
+import signal
+import socket
 import stat
+import subprocess
+import sys
+import time
 
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from conftest import tiny_search_config
 
 from growsearch import checkpoint
@@ -130,3 +138,87 @@ def test_a_damaged_middle_journal_line_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"study\.journal line 2 is damaged"):
         run_search(load_config(cfg), out, resume=True)
     assert os.path.exists(journal)
+
+
+# -- the folder lock, transient failures, relative paths ----------------------------------
+def _cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "growsearch.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _rows(out):
+    board = pd.read_csv(out / "leaderboard.csv")
+    return board.sort_values("candidate")[["candidate", "plan", "init", "stage"]].values.tolist()
+
+
+def test_a_second_process_on_the_folder_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_search_config(candidates=6, training={"epochs": 4, "batch_size": 32})))
+    out = tmp_path / "run"
+    first = _cli(["run", cfg_path, "--out", out])
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "candidates").glob("c*.json")):
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2, second.stderr
+    assert f"is in use by growsearch run (pid {first.pid} on {socket.gethostname()}" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    os.kill(first.pid, signal.SIGKILL)  # the holder dies without releasing: the lock is stale
+    first.wait()
+    third = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
+                           capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr
+    assert f"took over the lock of {out} left by pid {first.pid}" in third.stderr
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert board["candidate"].is_unique and len(board) == 7  # 6 candidates + the reference
+
+
+def test_a_full_disk_fails_the_training_for_now_and_resume_retries_it(tmp_path):
+    """RLIMIT_FSIZE makes every candidate checkpoint (> 16 KiB) fail to save, as a full disk
+    would; the search stops without a leaderboard (exit 1), and --resume with space freed
+    trains those candidates again and ends where an uninterrupted search does."""
+    cfg = tiny_search_config(candidates=5, training={"epochs": 3, "batch_size": 64})
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "full"
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    full = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out],
+                          capture_output=True, text=True, timeout=600, preexec_fn=small_disk)
+    assert full.returncode == 1, full.stderr
+    assert "training(s) failed for reasons of the environment" in full.stderr and "File too large" in full.stderr
+    assert not (out / "leaderboard.csv").exists()  # nothing decided on partial results
+    promoted = json.loads((out / "promotion.json").read_text())["promoted"]
+    for cid in promoted:
+        record = json.loads((out / "candidates" / f"{cid}.json").read_text())
+        assert record["stage"] == "failed" and record["retry"] is True, record
+    done = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    fresh = tmp_path / "fresh"
+    run_search(load_config(cfg), fresh)
+    assert _rows(out) == _rows(fresh)
+    for cid in promoted:
+        record = json.loads((out / "candidates" / f"{cid}.json").read_text())
+        assert "retry" not in record and "reason" not in record and record["stage"] != "failed"
+
+
+def test_records_hold_paths_relative_to_the_results_folder(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_search(load_config(small(candidates=2)), out)
+    trained = [json.loads(p.read_text()) for p in (out / "candidates").glob("c*.json")]
+    assert any("checkpoint" in r for r in trained)
+    assert all(r["checkpoint"].startswith("candidates/") for r in trained if "checkpoint" in r)
+    # a copy reads its own files, from any working directory
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(out)
+    monkeypatch.chdir(tmp_path.parent)
+    from growsearch.cli import main
+
+    shutil.rmtree(copy / "best")
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "best" / "model.safetensors").exists()
