@@ -658,9 +658,11 @@ class Terminated(KeyboardInterrupt):
 _signals: list[int] = []  # signals received: libraries may re-raise a plain KeyboardInterrupt
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
     _signals.append(signum)
-    raise Terminated()
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as a shell reports a killed process
@@ -670,8 +672,11 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    _signals.clear()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+            signal.signal(signal.SIGINT, _on_signal)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -680,11 +685,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         os.environ["GROWSEARCH_DEBUG"] = "1"
     try:
-        if args.memory_limit is not None:
-            from growsearch.models.memory import ENV, parse_size
+        try:
+            if args.memory_limit is not None:
+                from growsearch.models.memory import ENV, parse_size
 
-            os.environ[ENV] = str(parse_size(args.memory_limit, "--memory-limit"))
-        return int(args.func(args) or 0)
+                os.environ[ENV] = str(parse_size(args.memory_limit, "--memory-limit"))
+            return int(args.func(args) or 0)
+        except Exception:
+            if _signals:  # an interruption that a library's cleanup turned into another error
+                raise KeyboardInterrupt from None
+            raise
     except GrowsearchError as exc:
         if args.debug:
             raise
@@ -712,7 +722,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in ("run", "demo") else ""
         print(f"growsearch: interrupted by {which}{again}", file=sys.stderr)
         return EXIT_SIGTERM if terminated else EXIT_SIGINT
-
 
 if __name__ == "__main__":
     sys.exit(main())

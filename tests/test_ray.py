@@ -142,3 +142,53 @@ def test_ray_and_in_process_agree_for_the_same_seed(tmp_path):
     assert a[key].fillna("").values.tolist() == b[key].fillna("").values.tolist()
     assert a["manifold_metric"].fillna(0).tolist() == pytest.approx(b["manifold_metric"].fillna(0).tolist(), rel=1e-5)
     assert a["final_accuracy"].fillna(-1).tolist() == pytest.approx(b["final_accuracy"].fillna(-1).tolist(), abs=1e-6)
+
+
+def _wait_for(condition, seconds=300):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not condition():
+        time.sleep(0.1)
+    assert condition(), "timed out"
+
+
+def test_ctrl_c_and_sigterm_stop_a_ray_search_and_the_resume_ends_as_uninterrupted(tmp_path):
+    """Ctrl-C (SIGINT to the process group) while Ray screens, SIGTERM while Ray trains:
+    each stops the search at once (exit 130 / 143) without deciding anything on partial
+    results; --resume then ends exactly where an uninterrupted search does."""
+    import copy
+    import signal
+
+    cfg = copy.deepcopy(RAY_TINY)
+    cfg["executor"] = {"name": "ray", "max_concurrent_trials": 1}
+    cfg_path = tmp_path / "ray.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out", str(out)]
+
+    def screened():
+        return any(json.loads(p.read_text()).get("stage") == "screened" for p in (out / "candidates").glob("c*.json"))
+
+    first = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "candidates").exists() and screened())
+    os.killpg(first.pid, signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-2000:]
+    assert "interrupted by SIGINT" in err and not (out / "promotion.json").exists()  # nothing promoted
+
+    second = subprocess.Popen([*cmd, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "promotion.json").exists())
+    second.send_signal(signal.SIGTERM)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 143, err[-2000:]
+    assert "interrupted by SIGTERM" in err and not (out / "leaderboard.csv").exists()
+
+    third = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-2000:]
+    local = copy.deepcopy(RAY_TINY)
+    local["executor"] = {"name": "local"}
+    torch.set_num_threads(1)
+    run_search(load_config(local), tmp_path / "local")
+    key = ["candidate", "plan", "init", "stage"]
+    rows = [pd.read_csv(tmp_path / d / "leaderboard.csv").sort_values("candidate")[key].values.tolist()
+            for d in ("ray", "local")]
+    assert rows[0] == rows[1]

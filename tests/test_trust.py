@@ -222,3 +222,23 @@ def test_records_hold_paths_relative_to_the_results_folder(tmp_path, monkeypatch
     shutil.rmtree(copy / "best")
     assert main(["report", str(copy)]) == 0
     assert (copy / "best" / "model.safetensors").exists()
+
+
+def test_sync_after_a_lost_ledger_matches_runs_by_candidate_tag(tmp_path):
+    import sqlite3
+
+    from growsearch.tracking import sync
+
+    out = tmp_path / "run"
+    run_search(load_config(small(candidates=2, tracking={"enabled": True})), out)
+
+    def children():
+        with sqlite3.connect(out / "mlflow.db") as con:
+            return sorted(con.execute("SELECT value FROM tags WHERE key = 'growsearch.candidate'").fetchall())
+
+    before = children()
+    assert [c for (c,) in before] == ["c0000", "c0001"]
+    (out / "mlflow.json").unlink()  # the ledger is lost
+    result = sync(out)
+    assert children() == before and result["pending"] == 0  # matched on the server, not logged again
+    assert json.loads((out / "mlflow.json").read_text())  # and the ledger is rebuilt

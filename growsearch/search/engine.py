@@ -203,6 +203,8 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
             # again under the lock: another process may have written the folder since the peek
             _check_out(cfg, out, resume)
             inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
+            if cfg.storage is None:  # Optuna's journal lock, left by an interrupted append: only we write here
+                (out / "study.journal.lock").unlink(missing_ok=True)
             return _run(cfg, out, space, base, progress, tracker, make_executor, inputs)
     finally:
         if started_ray:
