@@ -641,11 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _bench_parser(
         bsub, "faults", cmd_bench_faults, "inject real faults, check nothing is lost",
-        "Run a small search under real faults -- SIGKILL of the search process during\n"
-        "screening, promotion, full training and leaderboard writing (then --resume), a\n"
-        "candidate that raises, a candidate whose training diverges to NaN, a Ray worker\n"
-        "killed mid-trial -- and report for each: injected, survived, results lost (must be 0),\n"
-        "duplicates in the leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
+        "Run a small search under real faults -- SIGKILL, SIGINT (Ctrl-C) and SIGTERM of the\n"
+        "search during screening, promotion, full training and leaderboard writing (then\n"
+        "--resume; signals also inside Ray trials), a torn journal line, a full disk while\n"
+        "saving, two processes on one folder, kill -9 with Ray trials in flight, a candidate\n"
+        "that raises, one whose training diverges to NaN, a Ray worker killed mid-trial -- and\n"
+        "report for each: injected, survived, results lost (must be 0), duplicates in the\n"
+        "leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
     return parser
