@@ -132,6 +132,8 @@ CASES = [
     (["pretrain", "--family", "mlp", "--dataset", "imagenet", "--out", "{t}/out"], "dataset: got 'imagenet'"),
     (["pretrain", "--family", "rnn", "--out", "{t}/out"], "argument --family: invalid choice: 'rnn'"),
     (["bench", "predictors", "--pool", "imagenet", "--out", "{t}/x.json"], "--pool: got 'imagenet'"),
+    (["bench", "search", "--seeds", "0", "-1", "--out", "{t}/out/x.json"],
+     "--seeds: got [0, -1]; allowed: non-negative"),
     (["report", "{t}/nothing-here"], "holds no growsearch search results"),
     # non-finite numbers: each would silently switch a check off
     (["run", "{c}/lr_inf.yaml", "--out", "{t}/out"], "config.training.lr: got inf; allowed: a finite number"),
