@@ -233,7 +233,7 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 
     progress, task = _progress_bar("fault scenarios")
     with progress:
-        result = run_fault_benchmark(args.workdir, ray=not args.no_ray,
+        result = run_fault_benchmark(args.workdir, ray=not args.no_ray, extended=not args.basic,
                                      progress=lambda d, name: progress.update(task, completed=d, last=name))
     result["command"] = "growsearch bench faults " + " ".join(sys.argv[3:])
     write_json(args.out, result)
@@ -668,6 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
         "leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
+    p.add_argument("--basic", action="store_true",
+                   help="only the SIGKILL and candidate-failure scenarios (about a third of the time)")
     return parser
 
 

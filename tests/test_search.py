@@ -304,7 +304,8 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
     and a diverging candidate: nothing lost, nothing duplicated, identical to a clean run."""
     from growsearch.bench.faults import run_fault_benchmark
 
-    result = run_fault_benchmark(tmp_path, ray=False)  # the Ray worker kill is in tests/test_ray.py
+    # the Ray worker kill is in tests/test_ray.py; signals, lock, full disk, torn journal in test_trust/test_ray
+    result = run_fault_benchmark(tmp_path, ray=False, extended=False)
     for s in result["scenarios"]:
         assert s["injected"] and s["survived"] and s["lost"] == 0 and s["duplicates"] == 0, s
         if "identical" in s:
