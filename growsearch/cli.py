@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from growsearch._validate import read_yaml
-from growsearch.errors import ConfigError, GrowsearchError
+from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError
 
 EXIT_USAGE = 2
 
@@ -47,6 +47,7 @@ def _console():  # rich is imported lazily: `growsearch --help` should be instan
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from growsearch.pretrain import pretrain
 
+    check_out_dir(args.out)
     console = _console()
     with console.status(f"pretraining a {args.family} on {args.dataset or 'its default dataset'}"):
         _, spec, result = pretrain(args.family, args.dataset, out=args.out, epochs=args.epochs,
@@ -88,10 +89,23 @@ def load_base(directory: str):
     return model, spec, meta, task
 
 
+def check_out_dir(out: str | Path, what: str = "--out", protect: tuple[str | Path, ...] = ()) -> None:
+    """Refuse an output folder that is a file, or that is one of ``protect`` (its inputs)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what}: {path} is a file; allowed: a folder (new or existing)")
+    for other in protect:
+        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
+            raise ConfigError(f"{what}: {path} is the input checkpoint; allowed: another folder "
+                              "(growing must not overwrite its base)")
+
+
 def cmd_grow(args: argparse.Namespace) -> int:
     from growsearch.checkpoint import save_checkpoint
     from growsearch.grow import fold_mask, grow, output_diff
 
+    if args.out:
+        check_out_dir(args.out, protect=(args.checkpoint,))
     plan = plan_from_args(args)
     model, spec, meta, task = load_base(args.checkpoint)
     probe = task.probe(256, seed=args.seed)[0] if task is not None else None
@@ -234,7 +248,7 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 
     progress, task = _progress_bar("fault scenarios")
     with progress:
-        result = run_fault_benchmark(args.workdir, ray=not args.no_ray,
+        result = run_fault_benchmark(args.workdir, ray=not args.no_ray, extended=not args.basic,
                                      progress=lambda d, name: progress.update(task, completed=d, last=name))
     result["command"] = "growsearch bench faults " + " ".join(sys.argv[3:])
     write_json(args.out, result)
@@ -433,11 +447,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` would slip past every range check)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; allowed: a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; allowed: a finite number")
+    return value
+
+
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from growsearch.grow import DEFAULT_INIT, INIT_INFO, INITS
 
     p.add_argument("checkpoint", metavar="DIR", help="checkpoint directory of the base model")
-    p.add_argument("--width", type=float, default=None,
+    p.add_argument("--width", type=finite_float, default=None,
                    help="multiply every hidden width by W (MLP layers, CNN stage channels, "
                         "transformer d_model/heads/MLP hidden); default 1")
     p.add_argument("--depth", type=int, default=None,
@@ -487,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'growsearch COMMAND --help' for the options of each command.")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks on errors and the libraries' INFO logs (MLflow)")
+    parser.add_argument("--memory-limit", metavar="SIZE", default=None,
+                        help="refuse models whose weights, gradients and optimizer state would need more "
+                             "(e.g. 8GB; default: $GROWSEARCH_MEMORY_LIMIT, else half the physical memory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -651,17 +681,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _bench_parser(
         bsub, "faults", cmd_bench_faults, "inject real faults, check nothing is lost",
-        "Run a small search under real faults -- SIGKILL of the search process during\n"
-        "screening, promotion, full training and leaderboard writing (then --resume), a\n"
-        "candidate that raises, a candidate whose training diverges to NaN, a Ray worker\n"
-        "killed mid-trial -- and report for each: injected, survived, results lost (must be 0),\n"
-        "duplicates in the leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
+        "Run a small search under real faults -- SIGKILL, SIGINT (Ctrl-C) and SIGTERM of the\n"
+        "search during screening, promotion, full training and leaderboard writing (then\n"
+        "--resume; signals also inside Ray trials), a torn journal line, a full disk while\n"
+        "saving, two processes on one folder, kill -9 with Ray trials in flight, a candidate\n"
+        "that raises, one whose training diverges to NaN, a Ray worker killed mid-trial -- and\n"
+        "report for each: injected, survived, results lost (must be 0), duplicates in the\n"
+        "leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
+    p.add_argument("--basic", action="store_true",
+                   help="only the SIGKILL and candidate-failure scenarios (about a third of the time)")
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that a search stops exactly as on Ctrl-C."""
+
+
+_signals: list[int] = []  # signals received: libraries may re-raise a plain KeyboardInterrupt
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    _signals.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as a shell reports a killed process
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    _signals.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+            signal.signal(signal.SIGINT, _on_signal)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -670,16 +729,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         os.environ["GROWSEARCH_DEBUG"] = "1"
     try:
-        return int(args.func(args) or 0)
+        try:
+            if args.memory_limit is not None:
+                from growsearch.models.memory import ENV, parse_size
+
+                os.environ[ENV] = str(parse_size(args.memory_limit, "--memory-limit"))
+            return int(args.func(args) or 0)
+        except Exception:
+            if _signals:  # an interruption that a library's cleanup turned into another error
+                raise KeyboardInterrupt from None
+            raise
     except GrowsearchError as exc:
         if args.debug:
             raise
         print(f"growsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("growsearch: interrupted", file=sys.stderr)
-        return 130
+    except IncompleteSearchError as exc:
+        if args.debug:
+            raise
+        print(f"growsearch: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment (a full disk, a vanished folder), not the user's input
+        if args.debug:
+            raise
+        print(f"growsearch: error: {exc}; fix it and run the same command again (a search continues with "
+              "--resume)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        import signal
 
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        terminated = isinstance(exc, Terminated) or signal.SIGTERM in _signals
+        which = "SIGTERM" if terminated else "SIGINT"
+        again = " (nothing was decided on partial results; the same command with --resume continues)" \
+            if args.command in ("run", "demo") else ""
+        print(f"growsearch: interrupted by {which}{again}", file=sys.stderr)
+        return EXIT_SIGTERM if terminated else EXIT_SIGINT
 
 if __name__ == "__main__":
     sys.exit(main())

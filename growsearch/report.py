@@ -18,7 +18,7 @@ from growsearch.checkpoint import atomic_write, write_json
 from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.metrics.cost import training_flops
-from growsearch.results import SearchState
+from growsearch.results import SearchState, read_json
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "paused": 2, "promoted": 2, "screened": 3, "failed": 4,
                "rejected": 5}
@@ -197,7 +197,7 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     target = out / "best"
     tmp = out / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best["checkpoint"], tmp)
+    shutil.copytree(out / best["checkpoint"], tmp)  # relative to the results folder (absolute in old records)
     meta = json.loads((tmp / "meta.json").read_text())
     write_json(tmp / "meta.json", {**meta, "search": info, "gain": best["final_score"] - base_score,
                                    "test_gain": None if base_test_score is None or best.get("final_test_score") is None
@@ -210,12 +210,14 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
 def rerender(out: str | Path) -> dict[str, Any] | None:
     """``growsearch report DIR``: re-render the outputs from the records alone."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report: {out} is a file; allowed: a results folder")
     state = SearchState(out)
     records = state.records()
     if not (out / "config.yaml").exists() or not records:
         raise ConfigError(f"report: {out} holds no growsearch search results")
     reference = state.record("base")
-    base_meta = json.loads((out / "best" / "meta.json").read_text()) if (out / "best" / "meta.json").exists() else {}
+    base_meta = read_json(out / "best" / "meta.json") if (out / "best" / "meta.json").exists() else {}
     if reference and "final_score" in reference:
         base_score = reference["final_score"]
     else:

@@ -177,6 +177,8 @@ class MLflowTracker:
             for key, value in EXPERIMENT_TAGS.items():
                 if key not in exp.tags:
                     self.client.set_experiment_tag(exp_id, key, value)
+        if self._adopt(exp_id):  # the ledger was lost: the server's runs of this folder are matched by tag
+            return
         run = self.client.create_run(exp_id, run_name=cfg.name or self.out.name, tags={
             "growsearch.version": __version__, "growsearch.git_revision": git_revision(),
             "growsearch.results": str(self.out.resolve()), "growsearch.role": "search"})
@@ -190,6 +192,30 @@ class MLflowTracker:
                               metrics=[Metric(f"base_test_{k}", float(v), 0, 0) for k, v in base_test.items()])
         self.client.log_dict(run.info.run_id, cfg.to_dict(), "config.json")
         self.client.log_dict(run.info.run_id, base_spec, "base_spec.json")
+
+    def _adopt(self, exp_id: str) -> bool:
+        """Rebuild a lost ledger (``mlflow.json`` deleted) from the server: the parent run is the
+        one tagged with this results folder, the children are matched by ``growsearch.candidate``
+        -- so ``sync`` and a resumed search never log a candidate twice."""
+        folder = str(self.out.resolve()).replace("'", "\\'")
+        parents = self.client.search_runs([exp_id], filter_string=f"tags.`growsearch.results` = '{folder}' and "
+                                          "tags.`growsearch.role` = 'search'", max_results=1,
+                                          order_by=["attributes.start_time ASC"])
+        if not parents:
+            return False
+        parent = parents[0].info.run_id
+        self.ledger.update(parent=parent, experiment_id=exp_id)
+        self.client.update_run(parent, status="RUNNING")
+        for child in self.client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+                                             max_results=50_000):
+            cid = child.data.tags.get("growsearch.candidate")
+            if cid and cid not in self.ledger["children"]:
+                steps = [m.step for m in self.client.get_metric_history(child.info.run_id, "test_accuracy")]
+                stage = child.data.tags.get("stage")
+                self.ledger["children"][cid] = {"run_id": child.info.run_id, "stages": [stage] if stage else [],
+                                                "epochs": max(steps, default=0)}
+        self._save()
+        return True
 
     def candidate(self, record: dict[str, Any]) -> None:
         if self.ledger["parent"] is None:

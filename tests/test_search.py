@@ -21,6 +21,7 @@ from growsearch.errors import ConfigError
 from growsearch.grow import DEFAULT_INIT
 from growsearch.models import config_from_spec
 from growsearch.search import load_config, load_space, run_search
+from growsearch.search.inputs import study_name
 from growsearch.search.promote import Pareto, TopFraction, TopK
 from growsearch.search.schedulers import ASHA
 
@@ -333,7 +334,7 @@ def test_repeated_proposals_reuse_the_earlier_candidate(tmp_path, capsys):
     assert sorted(board["plan"]) == ["d1", "d2", "d3"] and list(board["candidate"].sort_values()) == \
         ["c0000", "c0001", "c0002"]
     assert f"proposed only earlier candidates {MAX_REPEATS} times in a row" in capsys.readouterr().err
-    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+    study = optuna.load_study(study_name=study_name(out), storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
     trials = study.get_trials(deepcopy=False)
     values = {t.user_attrs["candidate"]: t.values for t in trials if "candidate" in t.user_attrs}
@@ -415,7 +416,9 @@ def test_multi_objective_search(tmp_path):
     cfg = tiny(objectives=["manifold_metric", "params"], sampler={"name": "nsga2", "seed": 0},
                promotion={"policy": "pareto"}, reference=False)
     run_search(load_config(cfg), tmp_path / "run")
-    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+    name = json.loads((tmp_path / "run" / "inputs.json").read_text())["study"]  # named after the search
+    assert name.startswith("tiny-")
+    study = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "run" / "study.journal"))))
     assert len(study.directions) == 2 and len(study.best_trials) >= 1
 
@@ -426,7 +429,8 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
     and a diverging candidate: nothing lost, nothing duplicated, identical to a clean run."""
     from growsearch.bench.faults import run_fault_benchmark
 
-    result = run_fault_benchmark(tmp_path, ray=False)  # the Ray worker kill is in tests/test_ray.py
+    # the Ray worker kill is in tests/test_ray.py; signals, lock, full disk, torn journal in test_trust/test_ray
+    result = run_fault_benchmark(tmp_path, ray=False, extended=False)
     for s in result["scenarios"]:
         assert s["injected"] and s["survived"] and s["lost"] == 0 and s["duplicates"] == 0, s
         if "identical" in s:

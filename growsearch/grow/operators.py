@@ -28,6 +28,7 @@ from growsearch.grow.inits import DEFAULT_INIT, INITS, PRESERVING_INITS, widen_g
 from growsearch.grow.mask import GrowthMask, attach
 from growsearch.grow.plan import ExpansionPlan, resolve
 from growsearch.models import ModelConfig, UnitGroup, config_from_spec, count_params
+from growsearch.models.memory import check_memory
 
 
 @dataclass
@@ -138,12 +139,14 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
     start = time.perf_counter()
     cfg = config_from_spec(spec)
     resolved = resolve(cfg, plan)
+    # the memory guard, on the meta device, before any weight is allocated
+    wide_cfg = cfg.widened(resolved.targets) if resolved.targets else cfg
+    check_memory(wide_cfg.deepened(resolved.positions)[0] if resolved.positions else wide_cfg, "plan", PlanError)
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     # width: expand every group that changes, in the config's stable order
-    wide_cfg = cfg.widened(resolved.targets) if resolved.targets else cfg
     widened: list[tuple[UnitGroup, int]] = []
     if resolved.targets:
         fresh = _fresh_state(wide_cfg, seed)

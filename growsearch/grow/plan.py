@@ -17,6 +17,7 @@ from typing import Any
 from growsearch._validate import from_dict
 from growsearch.errors import PlanError
 from growsearch.models import ModelConfig
+from growsearch.models.memory import MAX_LAYERS, MAX_UNITS
 
 
 @dataclass
@@ -91,8 +92,10 @@ def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
     family = cfg.family
     if plan.width < 1.0:
         raise PlanError(f"plan.width: got {plan.width:g}; allowed: >= 1 (growth can only widen)")
-    if plan.depth < 0:
-        raise PlanError(f"plan.depth: got {plan.depth}; allowed: >= 0")
+    if not 0 <= plan.depth <= MAX_LAYERS:
+        raise PlanError(f"plan.depth: got {plan.depth}; allowed: 0..{MAX_LAYERS}")
+    if plan.insert_at is not None and len(plan.insert_at) > MAX_LAYERS:
+        raise PlanError(f"plan.insert_at: {len(plan.insert_at)} positions; allowed: at most {MAX_LAYERS}")
     for name in ("d_model", "n_heads", "mlp_hidden"):
         if getattr(plan, name) is not None and family != "gpt":
             raise PlanError(f"plan.{name}: applies to the gpt family only; this model is {family}")
@@ -129,6 +132,10 @@ def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
             if group.startswith("inner."):
                 wanted[group] = wanted["stage." + group.split(".")[1]]
     targets = {g: w for g, w in wanted.items() if w != groups[g]}
+    for group, size in targets.items():
+        if size > MAX_UNITS:
+            field = explicit.get(group, ("plan.width", plan.width))[0]
+            raise PlanError(f"{field}: makes {group} {size:.3g} units wide; allowed: at most {MAX_UNITS} units")
 
     n = cfg.num_layers()
     if plan.insert_at is not None:

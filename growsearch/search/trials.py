@@ -71,6 +71,24 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"
 
 
+def environment_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the environment's fault (a full disk, a lost file or connection),
+    not the candidate's: such a failure is retried by ``--resume``; a candidate's own failure
+    (a NaN loss, an exception in its model, running out of GPU memory) stays failed."""
+    return isinstance(exc, OSError) and not isinstance(exc, GrowsearchError)
+
+
+def _retry(exc: BaseException) -> dict[str, Any]:
+    return {"retry": True} if environment_failure(exc) else {}
+
+
+def relative_to_results(path: str | Path, out: str | Path) -> str:
+    """``path`` as records store it: relative to the results folder when inside it, so a
+    copied or moved folder reads its own files, and ``report`` works from any directory."""
+    path, out = Path(path).resolve(), Path(out).resolve()
+    return str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+
+
 def grow_candidate(ctx: SearchContext, plan: dict[str, Any], init: str, device: torch.device):
     task = ctx.task()
     return grow_on_task(ctx.base(device), ctx.base_spec, task, ExpansionPlan.from_dict(plan), init, ctx.seed), task
@@ -99,7 +117,7 @@ def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: s
             screen_cost=scores["cost"]["forward_backward"], spec=grown.spec,
         )
     except Exception as exc:
-        record.update(stage="failed", reason=_reason(exc))
+        record.update(stage="failed", reason=_reason(exc), **_retry(exc))
     record["screen_seconds"] = time.perf_counter() - start
     return record
 
@@ -184,9 +202,9 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
             (checkpoint / TrainState.FILE).unlink(missing_ok=True)
         stage = "paused" if paused else "stopped_early" if result.stopped_early else "completed"
         out.update(stage=stage, **final, epochs=len(history), train_cost=result.forward_backward,
-                   checkpoint=str(checkpoint))
+                   checkpoint=relative_to_results(checkpoint, ctx.out))
     except Exception as exc:
-        out.update(stage="failed", reason=_reason(exc), epochs=len(history))
+        out.update(stage="failed", reason=_reason(exc), epochs=len(history), **_retry(exc))
     out["history"] = history
     # earlier stages' training time (the resumed state's) plus this stage's
     out["train_seconds"] = time.perf_counter() - start + (state.seconds if state is not None else 0.0)
