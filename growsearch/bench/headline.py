@@ -251,15 +251,18 @@ def grid(space: SearchSpace, base: ModelConfig) -> list[ExpansionPlan]:
 def largest_plan(space: SearchSpace, base: ModelConfig, example: torch.Tensor) -> ExpansionPlan:
     """The plan with the most parameters that the space's constraints allow (ties: more
     FLOPs, then the first in the grid)."""
-    best, best_key = None, None
+    def flops(plan: ExpansionPlan) -> int:  # counted only to break a tie (it takes a forward pass)
+        with torch.device("meta"):
+            return flops_per_example(planned_config(base, plan).build(), example.to("meta"))
+
+    best, best_params = None, -1
     for plan in grid(space, base):
         if space.violation(base, plan, example) is not None:
             continue
         with torch.device("meta"):
-            model = planned_config(base, plan).build()
-        key = (count_params(model), flops_per_example(model, example.to("meta")))
-        if best_key is None or key > best_key:
-            best, best_key = plan, key
+            params = count_params(planned_config(base, plan).build())
+        if params > best_params or (params == best_params and flops(plan) > flops(best)):
+            best, best_params = plan, params
     if best is None:
         raise ValueError(f"{space.source}: no plan satisfies the constraints {space.constraints}")
     return best
@@ -540,17 +543,25 @@ def _seed_job(setting: Setting, seed: int) -> dict[str, dict[str, Any]]:
     return run_seed(setting, seed)
 
 
+def make_setting(pool: Pool) -> Setting:
+    """The pool's pretrained base, its family's bundled space and the largest plan in it."""
+    state, spec, pretrain_final = pretrain_base(pool)
+    setting = Setting(pool, state, spec, pretrain_final, f"{pool.family}.yaml")
+    task = setting.task()
+    setting.largest_plan = largest_plan(setting.space(), setting.base_cfg(), task.x_train[:1]).to_dict()
+    return setting
+
+
 def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, jobs: int = 1,
                            progress: Any = None) -> dict[str, Any]:
     """Run every strategy over ``seeds`` on ``pool``; the JSON-ready result."""
     began = time.perf_counter()
     torch.set_num_threads(1)
-    state, spec, pretrain_final = pretrain_base(pool)
-    setting = Setting(pool, state, spec, pretrain_final, f"{pool.family}.yaml")
+    setting = make_setting(pool)
+    state, spec, pretrain_final = setting.base_state, setting.base_spec, setting.pretrain_record
     task = setting.task()
     space = setting.space()
-    plan = largest_plan(space, setting.base_cfg(), task.x_train[:1])
-    setting.largest_plan = plan.to_dict()
+    plan = setting.largest()
     largest_cfg = planned_config(setting.base_cfg(), plan)
     unit = setting.flops(largest_cfg, task) * _full_examples(setting, task)
     base_flops = setting.flops(setting.base_cfg(), task)
