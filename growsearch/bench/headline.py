@@ -62,6 +62,7 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -348,6 +349,7 @@ def run_scratch_search(setting: Setting, seed: int, workdir: Path, horizon: floa
     space = architectures_only(setting.space())
     es = _product_defaults().early_stopping
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
@@ -602,6 +604,8 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
                  "pretrain_examples": pretrain_final["forward_backward"], "pretrain_compute": pretrain},
         "scratch_largest_compute": unit, "budgets": list(BUDGETS),
         "runs": runs, **summary,
+        "total_compute_vs_unit": {name: statistics.mean(r["total_compute"] for r in runs[name]) / unit
+                                  for name in STRATEGIES},
         "goals": goals(summary, margin=0.02 if task.kind == "lm" else 0.01),
         "product_config": product_config(setting, seeds[0], Path("<base>"), False).to_dict(),
         "seconds": time.perf_counter() - began,

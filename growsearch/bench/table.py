@@ -191,11 +191,11 @@ def headline_table(result: dict[str, Any]) -> list[str]:
              f"architecture `{result['largest']['plan_name']}` ({result['largest']['params']} parameters). "
              f"Budget unit: scratch_largest's full training = {unit:.3g} training FLOPs; the base's pretraining "
              f"= {result['base']['pretrain_compute'] / unit:.2f} of it. "
-             f"Base: {_points(result, result['base']['score'])}. "
+             f"Base: {_points(result, result['base']['score'])}. Compute columns: ÷ scratch_largest's full training. "
              f"Decisions on the `{result['decision_split']}` split; scores: {what} of the model with the best "
              "validation score so far, mean over seeds [min, max].", "",
              "| strategy | 25% | 50% | 100% | 25% (+pretraining) | 50% (+pretraining) | 100% (+pretraining) "
-             "| compute to scratch_largest's final |", "|---|---|---|---|---|---|---|---|"]
+             "| compute to scratch_largest's final | compute spent in all |", "|---|---|---|---|---|---|---|---|---|"]
     for name in STRATEGIES:
         cells = []
         for b in BUDGETS:
@@ -207,7 +207,8 @@ def headline_table(result: dict[str, Any]) -> list[str]:
         ratio = result["ratio_to_scratch_largest_final"][name]
         bold = "**" if name == "growsearch" else ""
         reach = "never" if ratio is None else f"{ratio:.0%}"
-        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {reach} |")
+        spent = result["total_compute_vs_unit"][name]
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {reach} | {spent:.0%} |")
     g = result["goals"]
     behind = g["growsearch_best_at_every_budget"]["behind"]
     margin = g["margin_over_scratch_largest"]
