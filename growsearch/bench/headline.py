@@ -84,7 +84,7 @@ from growsearch.search.engine import run_search
 from growsearch.search.executors import LocalExecutor
 from growsearch.search.space import SearchSpace, load_space, planned_config
 from growsearch.search.trials import SearchContext, train_candidate
-from growsearch.train import StopTraining, evaluate, train
+from growsearch.train import StopTraining, evaluate, task_score, train
 
 STRATEGIES = ("scratch_largest", "scratch_search", "grow_largest", "growsearch", "growsearch_random_pruning")
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of scratch-largest's full training compute
@@ -202,19 +202,6 @@ def goals(summary: dict[str, Any], margin: float) -> dict[str, Any]:
 
 
 # -- the setting shared by every strategy -----------------------------------------------
-def _split(task: Task) -> str:
-    """The split decisions are taken on: ``val`` (a seeded held-out share of the training
-    data) when the data has one."""
-    return "val" if getattr(task, "x_val", None) is not None else "test"
-
-
-def _scores(record: dict[str, float], task: Task, split: str) -> tuple[float, float]:
-    """``(decision score, test score)`` of one evaluation record (higher is better)."""
-    def one(name: str) -> float:
-        return -record[f"{name}_loss"] if task.kind == "lm" else record[f"{name}_accuracy"]
-    return one(split), one("test")
-
-
 def architectures_only(space: SearchSpace) -> SearchSpace:
     """``space`` without its ``init`` knob: the architectures it proposes."""
     return dataclasses.replace(space, knobs={k: v for k, v in space.knobs.items() if k != "init"})
@@ -299,7 +286,7 @@ class Setting:
         return ExpansionPlan.from_dict(self.largest_plan)
 
 
-def _epoch_events(task: Task, split: str, per_example: float, label: str, stage: str,
+def _epoch_events(task: Task, per_example: float, label: str, stage: str,
                   sink: list[Event]) -> Callable[[dict[str, float]], None]:
     """A training callback appending one event per epoch (compute: the epoch's examples)."""
     last = [0.0]
@@ -308,9 +295,8 @@ def _epoch_events(task: Task, split: str, per_example: float, label: str, stage:
         fb = rec["forward_backward"]
         delta = fb - last[0] if fb > last[0] else fb  # a resumed run may count from zero again
         last[0] = fb
-        val, test = _scores(rec, task, split)
         sink.append({"stage": stage, "compute": delta * per_example, "model": f"{label}@{int(rec['epoch'])}",
-                     "val": val, "test": test})
+                     "val": task_score(rec, task, "val"), "test": task_score(rec, task, "test")})
     return on_epoch
 
 
@@ -322,7 +308,7 @@ def run_scratch_largest(setting: Setting, seed: int, workdir: Path) -> list[Even
     model = cfg.build()
     events: list[Event] = []
     train(model, task, setting.pool.recipe, seed=seed,
-          callbacks=[_epoch_events(task, _split(task), setting.flops(cfg, task), "largest", "training", events)])
+          callbacks=[_epoch_events(task, setting.flops(cfg, task), "largest", "training", events)])
     return events
 
 
@@ -333,7 +319,7 @@ def run_grow_largest(setting: Setting, seed: int, workdir: Path) -> list[Event]:
     ctx = SearchContext(setting.base_spec, setting.base_state, setting.pool.dataset, setting.pool.recipe,
                         _product_defaults().manifold, seed, str(workdir))
     events: list[Event] = []
-    spy = _epoch_events(task, _split(task), per_example, f"{plan.describe()}/{DEFAULT_INIT}", "training", events)
+    spy = _epoch_events(task, per_example, f"{plan.describe()}/{DEFAULT_INIT}", "training", events)
     record = train_candidate(ctx, "grow_largest", plan.to_dict(), DEFAULT_INIT,
                              on_epoch=lambda rec, model, spec: spy(rec), device="cpu",
                              checkpoint_dir=workdir / "grow_largest")
@@ -344,7 +330,6 @@ def run_grow_largest(setting: Setting, seed: int, workdir: Path) -> list[Event]:
 
 def run_scratch_search(setting: Setting, seed: int, workdir: Path, horizon: float) -> list[Event]:
     task = setting.task()
-    split = _split(task)
     base = setting.base_cfg()
     space = architectures_only(setting.space())
     es = _product_defaults().early_stopping
@@ -376,7 +361,7 @@ def run_scratch_search(setting: Setting, seed: int, workdir: Path, horizon: floa
             continue
         repeats = 0
         cfg = planned_config(base, plan)
-        record = _epoch_events(task, split, setting.flops(cfg, task), f"scratch:{name}", "training", events)
+        record = _epoch_events(task, setting.flops(cfg, task), f"scratch:{name}", "training", events)
         last_val = [None]
 
         def report(rec: dict[str, float], trial: optuna.Trial = trial, record: Any = record,
@@ -436,7 +421,6 @@ def product_config(setting: Setting, seed: int, base_dir: Path, random_pruning: 
 
 def run_growsearch(setting: Setting, seed: int, workdir: Path, random_pruning: bool = False) -> list[Event]:
     task = setting.task()
-    split = _split(task)
     base_dir = workdir / "base"
     if not (base_dir / "spec.json").exists():
         save_checkpoint(base_dir, pool_base_model(setting.base_state, setting.base_spec), setting.base_spec,
@@ -464,25 +448,21 @@ def run_growsearch(setting: Setting, seed: int, workdir: Path, random_pruning: b
             ref = cid == "base"
             per_example = base_flops if ref else training_flops(records[cid]["flops"], 1)
             label = "base (reference)" if ref else f"{records[cid]['plan_name']}/{records[cid]['init']}"
-            spies[cid] = _epoch_events(task, split, per_example, label, "reference" if ref else "training", events)
+            spies[cid] = _epoch_events(task, per_example, label, "reference" if ref else "training", events)
         spies[cid](rec)
     return events
 
 
 def _base_point(setting: Setting) -> Point:
+    """The base as a model the user has before spending anything."""
     task = setting.task()
     model = pool_base_model(setting.base_state, setting.base_spec)
-    split = _split(task)
-    val = evaluate(model, *(_split_xy(task, split)))
-    test = evaluate(model, task.x_test, task.y_test)
-    records = {f"{split}_loss": val["loss"], f"{split}_accuracy": val["accuracy"],
-               "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
-    v, t = _scores(records, task, split)
-    return {"compute": 0.0, "score": t, "val": v, "model": "base"}
-
-
-def _split_xy(task: Task, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return (task.x_val, task.y_val) if split == "val" else (task.x_test, task.y_test)
+    record = {}
+    for split in ("val", "test"):
+        scores = evaluate(model, *task.split(split))
+        record.update({f"{split}_loss": scores["loss"], f"{split}_accuracy": scores["accuracy"]})
+    return {"compute": 0.0, "score": task_score(record, task, "test"), "val": task_score(record, task, "val"),
+            "model": "base"}
 
 
 def run_seed(setting: Setting, seed: int, strategies: tuple[str, ...] = STRATEGIES,
@@ -595,7 +575,7 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
     return {
         "pool": pool.name, "version": pool.version, "family": pool.family, "dataset": pool.dataset,
         "score": "neg_test_loss" if task.kind == "lm" else "test_accuracy",
-        "decision_split": _split(task), "seeds": list(seeds), "strategies": list(STRATEGIES),
+        "decision_split": "val", "seeds": list(seeds), "strategies": list(STRATEGIES),
         "recipe": pool.recipe.to_dict(), "space": {"file": setting.space_path, "constraints": space.constraints},
         "largest": {"plan": plan.to_dict(), "plan_name": plan.describe(), "params": largest_params,
                     "training_flops_per_example": setting.flops(largest_cfg, task)},
