@@ -276,6 +276,33 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_headline(args: argparse.Namespace) -> int:
+    from growsearch.bench.headline import STRATEGIES, run_headline_benchmark
+
+    if not args.seeds or any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds: got {args.seeds}; allowed: distinct non-negative integers")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: got {args.jobs}; allowed: a positive integer")
+    result = _run_pool_bench(args, "headline", lambda pool, progress: run_headline_benchmark(
+        pool, seeds=tuple(args.seeds), jobs=args.jobs, progress=progress))
+    for name in STRATEGIES:
+        at = result["at_budget"][name]
+        ratio = result["ratio_to_scratch_largest_final"][name]
+        _console().print(f"{name}: " + ", ".join(f"{float(b):.0%}: {'—' if v is None else f'{v:.4f}'}"
+                                                 for b, v in at.items())
+                         + f"; scratch-largest's final at {'never' if ratio is None else f'{ratio:.0%}'}")
+    return 0
+
+
+def cmd_bench_table(args: argparse.Namespace) -> int:
+    from growsearch.bench.table import render_all
+
+    written = render_all(Path(args.results), Path(args.out))
+    for path in written:
+        _console().print(f"[green]wrote[/] {path}")
+    return 0
+
+
 # -- run / demo / report ----------------------------------------------------------------
 class RichProgress:
     """Stage, candidates done/total, best so far and ETA, on stderr."""
@@ -664,6 +691,35 @@ def build_parser() -> argparse.ArgumentParser:
         pool="a pool name (see bench predictors)", default_pool="mnist1d-mlp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
                    help="growth, metric and training seeds; figures are means over them with their spread")
+
+    p = _bench_parser(
+        bsub, "headline", cmd_bench_headline, "growsearch vs. what a user would do instead, at equal compute",
+        "The headline benchmark. Five strategies under the same constraint (the family's bundled\n"
+        "search space) and recipe (the pool's), each over --seeds: scratch_largest (train the\n"
+        "largest allowed architecture from scratch), scratch_search (Optuna TPE + ASHA over the\n"
+        "same architectures from scratch), grow_largest (grow the base into the largest, train),\n"
+        "growsearch (the product as shipped) and growsearch_random_pruning (no surrogate). Writes\n"
+        "anytime curves -- test score of the best model by validation score vs. training FLOPs,\n"
+        "every stage counted -- per seed, and the means at 25/50/100% of scratch_largest's full\n"
+        "training, with the base's pretraining as a sunk cost and counted in. Render the figure\n"
+        "and tables with `growsearch bench table`.\n\n"
+        "example:\n  growsearch bench headline --pool mnist1d-mlp --out docs/results/headline-mnist1d-mlp.json",
+        pool="a pool name (see bench predictors)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                   help="one run of every strategy per seed (init, data order, growth, sampler)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+
+    p = bsub.add_parser(
+        "table", formatter_class=_Formatter, help="render benchmark JSON as docs (tables, headline figure)",
+        description=(
+            "Render every benchmark JSON of a folder as the markdown of docs/benchmarks.md, and\n"
+            "each headline result as a figure docs/headline-POOL.png beside it. Numbers are\n"
+            "copied as measured.\n\n"
+            "example:\n  growsearch bench table --results docs/results --out docs/benchmarks.md"))
+    p.add_argument("--results", default="docs/results", metavar="DIR", help="folder of benchmark JSON files")
+    p.add_argument("--out", default="docs/benchmarks.md", metavar="FILE.md",
+                   help="markdown to write; figures go to the same folder")
+    p.set_defaults(func=cmd_bench_table)
 
     p = _bench_parser(
         bsub, "overhead", cmd_bench_overhead, "Ray Tune orchestration overhead vs. in-process",
