@@ -51,7 +51,7 @@ def test_bad_configs(changes, message):
     ({"family": "mlp", "knobs": {"wide": {"low": 1, "high": 2}}}, "knobs.wide: unknown knob"),
     ({"family": "mlp", "knobs": {"width": {"low": 0.5, "high": 2}}}, "knobs.width.low: got 0.5"),
     ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: net2net, zero, random"),
-    ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt family only"),
+    ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt and hf families only"),
     ({"family": "rnn", "knobs": {}}, "family: got 'rnn'"),
     ({"family": "mlp", "knobs": {}}, "knobs: missing or empty"),
     ({"family": "mlp", "knobs": {"depth": {"low": 1, "high": 2}}, "constraints": {"max_ram": 3}},

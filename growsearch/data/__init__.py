@@ -11,7 +11,9 @@ Built-in datasets are generated or shipped offline -- nothing is downloaded:
 
 User data: a ``.pt`` (tensors only, loaded with ``weights_only=True``) or ``.npz`` file
 with ``x_train``, ``y_train``, ``x_test``, ``y_test``; or an image folder (``train/`` and
-``test/`` with one sub-folder per class) when torchvision is installed.
+``test/`` with one sub-folder per class) when torchvision is installed. For Hugging Face
+models: text files, JSONL/CSV and ``datasets`` folders, tokenised with the model's own
+tokenizer (:mod:`growsearch.data.tokenized`).
 """
 
 from __future__ import annotations

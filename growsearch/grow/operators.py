@@ -93,14 +93,14 @@ def _fresh_slice(fresh: torch.Tensor, like: torch.Tensor, axis: int, start: int,
 
 def _widen_group(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], group: UnitGroup,
                  new_size: int, mode: str, gen: torch.Generator) -> None:
-    n, b = group.size, group.block
+    n = group.size
     units = _unit_map(n, new_size, gen)
     shares = _split_shares(units, n, gen)
-    elements = (units[:, None] * b + torch.arange(b)).flatten()
-    element_shares = shares.repeat_interleave(b)
 
     def grow(name: str, axis: int, role: str) -> None:
-        t = state[name]
+        t, b = state[name], group.block_of(name)
+        elements = (units[:, None] * b + torch.arange(b)).flatten()
+        element_shares = shares.repeat_interleave(b)
         if mode == "split":
             out = t.index_select(axis, elements.to(t.device))
             if role == "consumer":
@@ -134,6 +134,20 @@ def _fresh_state(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cfg.build().state_dict()
+
+
+def _split_fused(state: dict[str, torch.Tensor], fused: dict[str, tuple[int, int]]) -> None:
+    """``name`` -> ``name#0..parts-1`` for parameters that hold several projections."""
+    for name, (axis, parts) in fused.items():
+        if name in state:
+            for i, part in enumerate(state.pop(name).chunk(parts, dim=axis)):
+                state[f"{name}#{i}"] = part.clone()
+
+
+def _join_fused(state: dict[str, torch.Tensor], fused: dict[str, tuple[int, int]]) -> None:
+    for name, (axis, parts) in fused.items():
+        if f"{name}#0" in state:
+            state[name] = torch.cat([state.pop(f"{name}#{i}") for i in range(parts)], dim=axis)
 
 
 def _rename(key: str, rename: dict[str, str]) -> str:
@@ -184,9 +198,13 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
     wide_cfg = cfg.widened(resolved.targets) if resolved.targets else cfg
     if resolved.targets:
         fresh = _fresh_state(wide_cfg, seed)
+        fused = cfg.fused()
+        _split_fused(state, fused)
+        _split_fused(fresh, fused)
         for group in cfg.unit_groups():
             if group.name in resolved.targets:
                 _widen_group(state, fresh, group, resolved.targets[group.name], _mode(init, group), gen)
+        _join_fused(state, fused)
 
     # depth: insert layers that are the identity (or fresh, for init=random)
     new_cfg = wide_cfg

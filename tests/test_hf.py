@@ -1,0 +1,140 @@
+"""Hugging Face transformers models as a family: growth, exactness, round trips, refusals.
+
+Tiny configs built here (nothing is downloaded): GPT-2, Llama with grouped-query attention
+and BERT with a classification head. Exactness is measured in float64 on the logits.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from growsearch.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from growsearch.grow import PRESERVING_INITS, ExpansionPlan, grow, output_diff  # noqa: E402
+from growsearch.grow.plan import resolve  # noqa: E402
+from growsearch.models import config_from_spec, count_params  # noqa: E402
+from growsearch.models.hf import HFConfig, HFModel, load_hf_directory  # noqa: E402
+from growsearch.search.space import planned_config  # noqa: E402
+
+torch.set_num_threads(1)
+transformers.logging.set_verbosity_error()
+
+TOL = 1e-5
+
+
+def _perturb_norms(model: torch.nn.Module, seed: int) -> None:
+    """Trained-looking norms: unit affine parameters would hide LayerNorm/RMSNorm errors."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() or "ln_" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+
+
+def tiny(arch: str, tie: bool | None = None) -> tuple[HFModel, dict]:
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=40, n_positions=16, n_embd=16, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0))
+    elif arch == "llama":
+        hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=8, max_position_embeddings=32, bos_token_id=0, eos_token_id=0,
+            pad_token_id=0, tie_word_embeddings=bool(tie)))
+    else:
+        hf = transformers.BertForSequenceClassification(transformers.BertConfig(
+            vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=32, num_labels=3))
+    _perturb_norms(hf, 1)
+    task = "sequence_classification" if arch == "bert" else "causal_lm"
+    return HFModel(hf, task), HFConfig(arch, hf.config.to_dict(), None, 12).to_spec()
+
+
+def logits_diff(a: torch.nn.Module, b: torch.nn.Module, spec: dict) -> float:
+    x = config_from_spec(spec).example_input(8, torch.Generator().manual_seed(5))
+    return output_diff(a, b, x, dtype=torch.float64)
+
+
+PLANS = {"width": {"width": 2.0}, "depth": {"depth": 2}, "mixed": {"width": 2.0, "depth": 1}}
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+@pytest.mark.parametrize("kind", list(PLANS))
+@pytest.mark.parametrize("init", PRESERVING_INITS)
+def test_growth_preserves_logits_and_matches_planned_architecture(arch: str, kind: str, init: str) -> None:
+    model, spec = tiny(arch)
+    plan = ExpansionPlan.from_dict(PLANS[kind])
+    result = grow(model, spec, plan, init=init, seed=3)
+    if arch == "bert" and kind != "width":
+        # post-LayerNorm: an inserted block is LN(LN(x)), not x; measured, not asserted
+        assert result.max_abs_output_diff < 1.0
+    else:
+        assert result.max_abs_output_diff <= TOL, (arch, kind, init, result.max_abs_output_diff)
+    planned = planned_config(config_from_spec(spec), plan)
+    with torch.device("meta"):
+        assert result.params_after == count_params(planned.build())
+    assert result.params_after > result.params_before
+
+
+def test_llama_heads_grow_in_whole_kv_groups() -> None:
+    model, spec = tiny("llama")
+    result = grow(model, spec, ExpansionPlan(n_heads=8), seed=0)
+    cfg = result.spec["config"]
+    assert (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]) == (8, 4, 8)
+    assert result.max_abs_output_diff <= TOL
+    with pytest.raises(Exception, match="multiple of 2"):
+        resolve(config_from_spec(spec), ExpansionPlan(n_heads=5))
+
+
+def test_tied_llama_head_keeps_function() -> None:
+    model, spec = tiny("llama", tie=True)
+    result = grow(model, spec, ExpansionPlan(width=2.0), seed=0)
+    assert result.max_abs_output_diff <= TOL
+
+
+def test_gpt2_width_must_keep_head_dim() -> None:
+    _, spec = tiny("gpt2")
+    with pytest.raises(Exception, match="multiple of 8"):
+        resolve(config_from_spec(spec), ExpansionPlan(d_model=20))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+def test_non_integer_width_is_measured(arch: str) -> None:
+    model, spec = tiny(arch)
+    result = grow(model, spec, ExpansionPlan(width=1.5), seed=0)
+    assert 0 < result.max_abs_output_diff < 1.0  # a norm spans the stream: approximate
+    assert result.notes
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
+def test_saved_growth_loads_with_transformers_alone(arch: str, tmp_path) -> None:
+    model, spec = tiny(arch)
+    result = grow(model, spec, ExpansionPlan.from_dict(PLANS["mixed"]), seed=0)
+    save_checkpoint(tmp_path / "grown", result.model, result.spec, {})
+    auto = transformers.AutoModelForSequenceClassification if arch == "bert" else transformers.AutoModelForCausalLM
+    plain = auto.from_pretrained(tmp_path / "grown")
+    config = json.loads((tmp_path / "grown" / "config.json").read_text())
+    assert config[{"gpt2": "n_embd"}.get(arch, "hidden_size")] == 32
+    task = "sequence_classification" if arch == "bert" else "causal_lm"
+    assert logits_diff(result.model, HFModel(plain, task), result.spec) == 0.0
+    again, again_spec, _ = load_checkpoint(tmp_path / "grown")  # growsearch's own loader
+    assert logits_diff(result.model, again, again_spec) == 0.0
+    loaded, loaded_spec = load_hf_directory(str(tmp_path / "grown"))  # as an hf: base
+    assert loaded_spec["config"]["model_type"] == arch
+    assert logits_diff(result.model, loaded, loaded_spec) == 0.0
+
+
+def test_unsupported_architecture_is_one_line(tmp_path, capsys) -> None:
+    from growsearch.cli import main
+
+    t5 = transformers.T5Config(vocab_size=20, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)
+    t5.save_pretrained(tmp_path / "t5")
+    code = main(["grow", f"hf:{tmp_path / 't5'}", "--width", "2", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "'t5'" in err and "gpt2" in err and "llama" in err and "bert" in err
+    assert not (tmp_path / "out").exists()
