@@ -292,7 +292,8 @@ def _print_leaderboard(out: Path, rows: int = 15) -> None:
     console = _console()
     console.print(table)
     if (out / "best" / "spec.json").exists():
-        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and plain PyTorch load it)")
+        loaders = "transformers' from_pretrained" if (out / "best" / "config.json").exists() else "plain PyTorch"
+        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and {loaders} load it)")
 
 
 def _run(cfg, out: Path, resume: bool, args: argparse.Namespace) -> int:

@@ -104,6 +104,7 @@ def _transformers():
     except ImportError:
         raise ConfigError("hf: transformers is not installed; pip install -e '.[hf]'") from None
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # rich shows growsearch's own progress
     return transformers
 
 
