@@ -138,3 +138,120 @@ def test_unsupported_architecture_is_one_line(tmp_path, capsys) -> None:
     assert code == 2 and "\n" not in err
     assert "'t5'" in err and "gpt2" in err and "llama" in err and "bert" in err
     assert not (tmp_path / "out").exists()
+
+
+# -- user data, the CLI and a search on an HF directory ----------------------------------
+def _corpus() -> str:
+    import pydoc_data.topics as topics
+
+    return "\n\n".join(topics.topics[k] for k in sorted(topics.topics))[:12000]
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    """A tiny GPT-2 and BERT directory with a locally trained tokenizer, and their data."""
+    from growsearch.models.hf.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("hf")
+    text = _corpus()
+    (root / "corpus.txt").write_text(text)
+    make_tiny(root / "gpt2", "gpt2", text, vocab_size=280, block_size=32, d_model=16, n_heads=2, mlp_hidden=32)
+    make_tiny(root / "bert", "bert", text, vocab_size=280, block_size=32, num_labels=3, d_model=16, n_heads=2,
+              mlp_hidden=32)
+    lines = [json.dumps({"text": p, "label": i % 3}) for i, p in enumerate(text.split("\n\n")[:60])]
+    (root / "labelled.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from growsearch.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip()
+
+
+def test_cli_grows_an_hf_directory_on_its_own_text(hf_dirs, tmp_path, capsys) -> None:
+    out = tmp_path / "grown"
+    code, stdout, _ = _cli(["grow", f"hf:{hf_dirs / 'gpt2'}", "--dataset", str(hf_dirs / "corpus.txt"),
+                            "--width", "2", "--depth", "1", "--out", str(out), "--json"], capsys)
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["max_abs_output_diff"] <= TOL and report["spec"]["config"]["n_embd"] == 32
+    plain = transformers.AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)  # the tokenizer travels with the model
+    ids = torch.tensor([tokenizer("def f(x): return x")["input_ids"]])
+    base = transformers.AutoModelForCausalLM.from_pretrained(hf_dirs / "gpt2")
+    with torch.no_grad():
+        assert (plain(ids).logits - base(ids).logits).abs().max().item() < 1e-4  # float32 forward
+
+
+def test_cli_scores_an_hf_encoder_on_labelled_jsonl(hf_dirs, capsys) -> None:
+    code, stdout, _ = _cli(["score", f"hf:{hf_dirs / 'bert'}", "--dataset", str(hf_dirs / "labelled.jsonl"),
+                            "--width", "2", "--json"], capsys)
+    assert code == 0
+    scores = json.loads(stdout)
+    assert scores["max_abs_output_diff"] <= TOL and -50 < scores["manifold_metric"] < 50
+
+
+def _bad_data_cases(root):
+    (root / "empty.txt").write_text("")
+    (root / "nofield.jsonl").write_text('{"body": "x"}\n')
+    (root / "labels.jsonl").write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 7}\n')
+    (root / "labels.csv").write_text("text,label\na,1\nb,x\n")
+    return [("gpt2", "empty.txt", "is empty"),
+            ("gpt2", "nofield.jsonl", "line 1: no 'text' field"),
+            ("bert", "labels.jsonl", "record 2: label 7 is out of range; allowed: an integer in 0..2"),
+            ("bert", "labels.csv", "record 2: label 'x' is out of range"),
+            ("bert", "nofield.jsonl", "line 1: no 'text' field"),
+            ("gpt2", "missing.txt", "does not exist")]
+
+
+def test_bad_user_data_is_one_line_and_writes_nothing(hf_dirs, tmp_path, capsys) -> None:
+    for arch, data, message in _bad_data_cases(tmp_path):
+        out = tmp_path / "out"
+        code, _, err = _cli(["grow", f"hf:{hf_dirs / arch}", "--dataset", str(tmp_path / data),
+                             "--width", "2", "--out", str(out)], capsys)
+        assert code == 2 and "\n" not in err and message in err, (data, err)
+        assert not out.exists()
+
+
+def test_model_directory_without_tokenizer_is_refused(hf_dirs, tmp_path, capsys) -> None:
+    bare = tmp_path / "bare"
+    transformers.AutoModelForCausalLM.from_pretrained(hf_dirs / "gpt2").save_pretrained(bare)
+    code, _, err = _cli(["score", f"hf:{bare}", "--dataset", str(hf_dirs / "corpus.txt"), "--width", "2"], capsys)
+    assert code == 2 and "\n" not in err and "has no tokenizer" in err
+
+
+def test_text_without_an_hf_model_is_refused(tmp_path, capsys, mlp_base) -> None:
+    (tmp_path / "c.txt").write_text("hello")
+    code, _, err = _cli(["score", str(mlp_base), "--dataset", str(tmp_path / "c.txt"), "--width", "2"], capsys)
+    assert code == 2 and "needs a tokenizer" in err
+
+
+@pytest.mark.slow
+def test_search_on_an_hf_model_through_ray_and_mlflow(hf_dirs, tmp_path) -> None:
+    import mlflow
+
+    from growsearch.search import load_config, run_search
+
+    cfg = {"name": "hf-ray", "base": {"hf": str(hf_dirs / "gpt2")}, "dataset": str(hf_dirs / "corpus.txt"),
+           "space": "hf_gpt2.yaml", "candidates": 3, "promotion": {"policy": "top_k", "k": 1},
+           "training": {"epochs": 1, "batch_size": 16, "lr": 0.002},
+           "early_stopping": {"policy": "none"}, "manifold": {"probe_size": 8, "batch_size": 8, "steps": 2},
+           "executor": {"name": "ray", "max_concurrent_trials": 1},
+           "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "hf"}}
+    result = run_search(load_config(cfg), tmp_path / "run")
+    assert result.best is not None
+    best = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "best")
+    assert best.config.model_type == "gpt2"
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("hf").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(runs) >= 4  # parent, 3 candidates (+ the reference)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"runs:/{parents[0].info.run_id}/best_model"
+    assert "transformers" in mlflow.models.get_model_info(uri).flavors
+    components = mlflow.transformers.load_model(uri, return_type="components")
+    assert components["model"].config.n_embd == best.config.n_embd
+    assert "tokenizer" in components

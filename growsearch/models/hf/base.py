@@ -309,7 +309,12 @@ class HFConfig(ModelConfig):
             return name
         return DATA_PREFIX + json.dumps({"path": name, "tokenizer": self.tokenizer_dir,
                                          "block_size": self.block_size, "task": self.adapter.task,
-                                         "num_labels": self.config.get("num_labels")}, sort_keys=True)
+                                         "num_labels": self.num_labels}, sort_keys=True)
+
+    @property
+    def num_labels(self) -> int:
+        """Classes of a classification head (transformers 5 keeps them as ``id2label``)."""
+        return int(self.config.get("num_labels") or len(self.config.get("id2label") or {}) or 2)
 
     def write_weights(self, model: nn.Module, directory: Path) -> None:
         """``save_pretrained`` (config.json + model.safetensors) and the tokenizer files, so that
