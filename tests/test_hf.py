@@ -255,3 +255,22 @@ def test_search_on_an_hf_model_through_ray_and_mlflow(hf_dirs, tmp_path) -> None
     components = mlflow.transformers.load_model(uri, return_type="components")
     assert components["model"].config.n_embd == best.config.n_embd
     assert "tokenizer" in components
+
+
+def test_text_formats_give_the_same_token_blocks(hf_dirs, tmp_path) -> None:
+    datasets = pytest.importorskip("datasets")
+    from growsearch.data import load_dataset
+
+    paragraphs = _corpus().split("\n\n")[:40]
+    (tmp_path / "a.txt").write_text("\n\n".join(paragraphs))
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": p, "id": i}) for i, p in enumerate(paragraphs)))
+    datasets.Dataset.from_dict({"text": paragraphs}).save_to_disk(str(tmp_path / "c"))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text("\n\n".join(paragraphs))
+    _, spec = load_hf_directory(str(hf_dirs / "gpt2"))
+    cfg = config_from_spec(spec)
+    tasks = [load_dataset(cfg.dataset_ref(str(tmp_path / p))) for p in ("a.txt", "b.jsonl", "c", "folder")]
+    assert all(t.kind == "lm" and t.x_train.shape[1] == 32 for t in tasks)
+    for t in tasks[1:]:
+        assert torch.equal(t.x_train, tasks[0].x_train) and torch.equal(t.y_test, tasks[0].y_test)
+    assert torch.equal(tasks[0].x_train[:, 1:], tasks[0].y_train[:, :-1])  # next-token targets
