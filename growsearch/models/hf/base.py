@@ -297,7 +297,11 @@ class HFConfig(ModelConfig):
         updates: dict[str, Any] = {self.adapter.sizes["n_layers"]: n}
         for key, value in self.config.items():  # per-layer lists (Qwen2's layer_types)
             if isinstance(value, list) and len(value) == old and old:
-                updates[key] = [value[min(max(p - 1, 0), old - 1)] for p in positions] + list(value)
+                grown: list[Any] = []
+                for i in range(old + 1):  # an inserted layer takes the type of the layer before it
+                    grown += [value[min(max(i - 1, 0), old - 1)]] * positions.count(i)
+                    grown += [value[i]] if i < old else []
+                updates[key] = grown
         return self._with(**updates), rename, new
 
     def identity_zeros(self, layer: str) -> list[str]:
@@ -307,7 +311,8 @@ class HFConfig(ModelConfig):
     def dataset_ref(self, name: str) -> str:
         if name.startswith(DATA_PREFIX) or name in ("mnist1d", "digits", "text"):
             return name
-        return DATA_PREFIX + json.dumps({"path": name, "tokenizer": self.tokenizer_dir,
+        # absolute: Ray workers run in other directories
+        return DATA_PREFIX + json.dumps({"path": str(Path(name).resolve()), "tokenizer": self.tokenizer_dir,
                                          "block_size": self.block_size, "task": self.adapter.task,
                                          "num_labels": self.num_labels}, sort_keys=True)
 
