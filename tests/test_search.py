@@ -35,7 +35,7 @@ def tiny(**changes):
     ({"promotion": {"policy": "best"}}, "config.promotion.policy: got 'best'"),
     ({"training": {"epochs": -1}}, "recipe.epochs: got -1"),
     ({"training": {"lr": "fast"}}, "config.training.lr: got 'fast'"),
-    ({"base": {}}, "base: give exactly one of checkpoint or pretrain"),
+    ({"base": {}}, "base: give exactly one of checkpoint, pretrain or hf"),
     ({"objectives": ["params"]}, "objectives: got ['params']; the first must be manifold_metric"),
     ({"sampler": {"name": "nsga2"}}, "nsga2 needs two objectives"),
     ({"manifold": {"vertices": 0}}, "manifold.vertices: got 0"),
