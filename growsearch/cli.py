@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -194,11 +195,14 @@ def _run_pool_bench(args: argparse.Namespace, title: str, runner: Any) -> dict[s
 def cmd_bench_growth(args: argparse.Namespace) -> int:
     from growsearch.bench.growth import run_growth_benchmark
 
-    result = _run_pool_bench(args, "growth vs scratch", run_growth_benchmark)
-    for row in result["plans"]:
-        _console().print(f"{row['plan_name']}: scratch {row['scratch_final_score']:.4f}; net2net reaches it with "
-                         f"{row['net2net_compute_ratio']} of scratch compute, random with "
-                         f"{row['random_compute_ratio']}")
+    def runner(pool, progress):
+        return run_growth_benchmark(pool, progress=progress, all_plans=args.all_plans)
+
+    result = _run_pool_bench(args, "growth vs scratch", runner)
+    for init, s in result["summary"].items():
+        _console().print(f"{init}: mean gain {s['mean_gain']:+.4f}; scratch's final reached with <= 50% of its "
+                         f"compute on {s['plans_reaching_scratch_at_half_compute']}/{s['plans']} plans")
+    _console().print(f"best preserving init: {result['best_preserving_init']} (default: {result['default_init']})")
     return 0
 
 
@@ -339,9 +343,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import os
     import shutil
-    import subprocess
 
     from growsearch.tracking import default_uri
 
@@ -358,17 +360,56 @@ def cmd_ui(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}  (listening on {args.host} only; "
                   "Ctrl-C stops it)")
-    proc = subprocess.Popen(cmd, env=env)
+    return _serve_until_stopped(cmd, env, console)
+
+
+def _serve_until_stopped(cmd: list[str], env: dict[str, str], console: Any) -> int:
+    """Run a server (``mlflow ui`` and the uvicorn workers it spawns) in its own process
+    group and stop that whole group when we are told to stop: Ctrl-C, SIGTERM (a process
+    manager, ``docker stop``) or SIGHUP (a closed terminal). Stopping only the direct child
+    would leave its workers listening on the port."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc)
         console.print("MLflow UI stopped")
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # any other way out (an exception): never leave the server behind
+            _stop_group(proc)
+
+
+def _stop_group(proc: Any) -> None:
+    """SIGTERM the process group led by ``proc`` and wait until every member is gone;
+    SIGKILL what is left after 15 s."""
+    import signal
+    import time
+
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader: a zombie would keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+    proc.poll()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -381,7 +422,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
-    from growsearch.grow import INITS
+    from growsearch.grow import DEFAULT_INIT, INIT_INFO, INITS
 
     p.add_argument("checkpoint", metavar="BASE",
                    help="the base model: a growsearch checkpoint directory, or hf:PATH for a local "
@@ -398,8 +439,9 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", metavar="PLAN.yaml",
                    help="a YAML ExpansionPlan (keys: width, widths, depth, insert_at, d_model, "
                         "n_heads, mlp_hidden); --width/--depth override its values")
-    p.add_argument("--init", choices=INITS, default="net2net",
-                   help="how new units and layers are initialised")
+    p.add_argument("--init", choices=INITS, default=DEFAULT_INIT,
+                   help="how new units and layers are initialised: "
+                        + "; ".join(f"{i.name}: {i.summary}" for i in INIT_INFO.values()))
     p.add_argument("--seed", type=int, default=0, help="seed for unit duplication and fresh weights")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -437,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(the manifold metric), prunes weak candidates before training, trains the promising\n"
             "ones and reports a leaderboard with the best grown model."),
         epilog="Run 'growsearch COMMAND --help' for the options of each command.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks on errors and the libraries' INFO logs (MLflow)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -460,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "grow", formatter_class=_Formatter, help="grow a checkpoint by a plan",
         description=(
-            "Grow a model wider and/or deeper. With a function-preserving init (net2net, zero)\n"
+            "Grow a model wider and/or deeper. With a function-preserving init (all but random)\n"
             "the grown model computes the same function as the base; the measured deviation on\n"
             "a probe batch of training data is reported as max_abs_output_diff.\n\n"
             "examples:\n"
@@ -558,15 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="candidates evaluated in parallel processes")
     p.add_argument("--manifold", metavar="FILE.yaml", help="override manifold-metric hyperparameters")
 
-    _bench_parser(
+    p = _bench_parser(
         bsub, "growth", cmd_bench_growth, "growing vs. training the same model from scratch",
-        "For one width, one depth and one mixed plan of a pool: train the target architecture\n"
-        "from scratch and grow the pretrained base into it (net2net and random init), all with\n"
-        "the pool's recipe over its seeds. Reports test score per epoch and the compute\n"
-        "(forward+backward examples) growth needs to reach the scratch model's final score,\n"
-        "with the base's pretraining compute reported separately.\n\n"
+        "Which init, and is growing worth it? For every plan of a pool: train the target\n"
+        "architecture from scratch and grow the pretrained base into it with random init and\n"
+        "every function-preserving init, all with the pool's recipe over 3 seeds. Reports per\n"
+        "plan and init the final score (mean, std, per seed), the training FLOPs needed to reach\n"
+        "scratch's final score (and the ratio to scratch's), the paired-seed difference against\n"
+        "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n\n"
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
+    p.add_argument("--all-plans", action="store_true",
+                   help="every plan of the pool with its full recipe (default: the CNN and GPT pools run "
+                        "6 of their plans, the CNN for 4 epochs, to fit in minutes on 2 CPU cores)")
 
     _bench_parser(
         bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",
@@ -602,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): a return code, not an exception
         return int(exc.code or 0)
+    if args.debug:
+        os.environ["GROWSEARCH_DEBUG"] = "1"
     try:
         return int(args.func(args) or 0)
     except GrowsearchError as exc:

@@ -15,7 +15,9 @@ from typing import Any
 import pandas as pd
 
 from growsearch.checkpoint import atomic_write, write_json
+from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
+from growsearch.results import SearchState
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
 COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
@@ -58,16 +60,46 @@ def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]
     return front
 
 
-def plot(df: pd.DataFrame, out: Path) -> list[Path]:
+def _human(value: float) -> str:
+    """A tick label people read at a glance: 7.5k, 20k, 1.2M."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _readable_log_ticks(ax: Any, low: float, high: float) -> None:
+    """Labelled ticks on a log x axis for data in ``[low, high]``, however narrow the range:
+    the 1-1.5-2-3-5-7 series of each decade where it gives three or more ticks, else four
+    geometrically spaced values over the visible axis, rounded to two significant digits. Matplotlib's default
+    labels only powers of ten, so a range inside one decade showed no number at all."""
+    import matplotlib.ticker
+
+    lo, hi = (low / 1.25, high * 1.25) if low > 0 else (1.0, 10.0)
+    ax.set_xlim(lo, hi)
+    ticks = [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+             for m in (1, 1.5, 2, 3, 5, 7) if lo <= m * 10.0**e <= hi]
+    if len(ticks) > 8:  # wide ranges: thin to the 1-2-5 series, then to powers of ten
+        ticks = [t for t in ticks if round(t / 10.0 ** math.floor(math.log10(t)), 6) in (1, 2, 5)]
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if round(t / 10.0 ** math.floor(math.log10(t)), 6) == 1]
+    if len(ticks) < 3:  # a narrow range: four values spread over the visible axis
+        a, b = math.log(lo * 1.08), math.log(hi / 1.08)
+        ticks = sorted({float(f"{math.exp(a + i * (b - a) / 3):.2g}") for i in range(4)})
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _human(v)))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def figures(df: pd.DataFrame) -> dict[str, Any]:
+    """The report's matplotlib figures, by file name (the caller saves and closes them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
-    out.mkdir(parents=True, exist_ok=True)
     trained = df[df["final_accuracy"].notna() & (df["candidate"] != "base")]
-    paths = []
+    figs = {}
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for init, group in trained.groupby("init"):
@@ -80,9 +112,7 @@ def plot(df: pd.DataFrame, out: Path) -> list[Path]:
     if len(trained):
         ax.legend()
     fig.tight_layout()
-    paths.append(out / "surrogate_vs_accuracy.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    figs["surrogate_vs_accuracy.png"] = fig
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     points = [(float(p), float(a)) for p, a in zip(trained["params"], trained["final_accuracy"], strict=True)]
@@ -95,15 +125,27 @@ def plot(df: pd.DataFrame, out: Path) -> list[Path]:
         ax.plot([p for p, _ in front], [a for _, a in front], "r--", label="Pareto front")
     if points:
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
+        _readable_log_ticks(ax, min(p for p, _ in points), max(p for p, _ in points))
     ax.set_xlabel("parameters")
     ax.set_ylabel("final test accuracy")
     ax.set_title("accuracy vs. size")
     ax.legend()
     fig.tight_layout()
-    paths.append(out / "accuracy_vs_params.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    figs["accuracy_vs_params.png"] = fig
+    return figs
+
+
+def plot(df: pd.DataFrame, out: Path) -> list[Path]:
+    """Write the report's plots as PNG files into ``out``."""
+    figs = figures(df)
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figs.items():
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths
 
 
@@ -146,9 +188,6 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
 
 def rerender(out: str | Path) -> dict[str, Any] | None:
     """``growsearch report DIR``: re-render the outputs from the records alone."""
-    from growsearch.errors import ConfigError
-    from growsearch.search.engine import SearchState
-
     out = Path(out)
     state = SearchState(out)
     records = state.records()

@@ -33,14 +33,43 @@ from typing import Any
 from growsearch import __version__
 from growsearch.checkpoint import write_json
 from growsearch.errors import ConfigError
+from growsearch.report import rerender
+from growsearch.results import SearchState
 
 STATUS = {"completed": "FINISHED", "screened": "FINISHED", "rejected": "FINISHED",
           "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING"}
 PIECES = ("loss0", "tau", "log_volume", "shrink", "check_loss", "cost", "seconds", "metric_per_param")
 
 
+#: Tags of every experiment growsearch creates: MLflow 3's UI opens an experiment of this
+#: kind in its model-training view (runs, metrics, compare), not the GenAI view (traces).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def default_uri(out: str | Path) -> str:
+    """The default tracking store of a search: SQLite inside its results folder."""
     return f"sqlite:///{Path(out).resolve() / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a local SQLite store (for the default
+    store, ``mlartifacts/`` inside the results folder, never ``./mlruns`` in the current
+    directory); None -- the server decides -- for a remote tracking server."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+
+
+def quiet_library_logs() -> None:
+    """MLflow's and alembic's INFO lines (creating database tables, migrations) are not the
+    user's business: shown only with ``--debug`` (which sets ``GROWSEARCH_DEBUG``). MLflow
+    sets its logger's level when it is imported, so it is imported first."""
+    if os.environ.get("GROWSEARCH_DEBUG"):
+        return
+    import mlflow  # noqa: F401  (configures its loggers on import; we adjust them after)
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def flatten(prefix: str, obj: Any) -> dict[str, Any]:
@@ -124,7 +153,14 @@ class MLflowTracker:
             self.client.update_run(self.ledger["parent"], status="RUNNING")
             return
         exp = self.client.get_experiment_by_name(self.experiment_name)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(self.experiment_name)
+        if exp is None:
+            exp_id = self.client.create_experiment(self.experiment_name, artifact_location=artifact_root(self.uri),
+                                                   tags=EXPERIMENT_TAGS)
+        else:
+            exp_id = exp.experiment_id
+            for key, value in EXPERIMENT_TAGS.items():
+                if key not in exp.tags:
+                    self.client.set_experiment_tag(exp_id, key, value)
         run = self.client.create_run(exp_id, run_name=cfg.name or self.out.name, tags={
             "growsearch.version": __version__, "growsearch.git_revision": git_revision(),
             "growsearch.results": str(self.out.resolve()), "growsearch.role": "search"})
@@ -281,8 +317,7 @@ def make_tracker(spec: Any, out: str | Path, default_name: str) -> MLflowTracker
     if not spec.enabled:
         return None
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    for name in ("mlflow", "alembic"):  # their INFO lines (schema migrations) are not the user's business
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_library_logs()
     return MLflowTracker(spec.uri or default_uri(out), spec.experiment or default_name, out)
 
 
@@ -301,9 +336,7 @@ def sync(out: str | Path) -> dict[str, int]:
     """Upload whatever a results folder has that its MLflow run lacks."""
     import yaml
 
-    from growsearch.report import rerender
     from growsearch.search.config import load_config
-    from growsearch.search.engine import SearchState
 
     out = Path(out)
     if not (out / "config.yaml").exists():

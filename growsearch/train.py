@@ -8,6 +8,7 @@ raises :class:`StopTraining` to end training early (e.g. a scheduler's decision)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from torch import nn
 from growsearch._validate import from_dict
 from growsearch.data import Task, batches
 from growsearch.errors import ConfigError, TrainingError
+from growsearch.grow.mask import fold_mask, growth_mask
 
 
 @dataclass
@@ -37,6 +39,9 @@ class TrainRecipe:
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
+    # masked growth: steps over which the mask of a model grown with init=masked is
+    # ramped from 0 to 1 (then folded away); None: MASK_FRACTION of the run's steps
+    mask_steps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -44,6 +49,8 @@ class TrainRecipe:
                 raise ConfigError(f"recipe.{name}: got {getattr(self, name)}; allowed: a positive integer")
         if self.steps is not None and self.steps <= 0:
             raise ConfigError(f"recipe.steps: got {self.steps}; allowed: a positive integer")
+        if self.mask_steps is not None and self.mask_steps <= 0:
+            raise ConfigError(f"recipe.mask_steps: got {self.mask_steps}; allowed: a positive integer")
         if not self.lr > 0:
             raise ConfigError(f"recipe.lr: got {self.lr}; allowed: > 0")
 
@@ -53,6 +60,40 @@ class TrainRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: Default length of the mask ramp of masked growth, as a fraction of the run's steps.
+MASK_FRACTION = 0.1
+
+
+def total_steps(recipe: TrainRecipe, n_train: int) -> int:
+    """Optimiser steps of one run of ``recipe`` on ``n_train`` training examples."""
+    return recipe.steps or recipe.epochs * math.ceil(n_train / recipe.batch_size)
+
+
+def mask_steps(recipe: TrainRecipe, n_train: int, where: str = "recipe") -> int:
+    """Steps of the mask ramp for a run; ConfigError (naming ``where``) when longer than the run."""
+    total = total_steps(recipe, n_train)
+    if recipe.mask_steps is None:
+        return max(1, round(MASK_FRACTION * total))
+    if recipe.mask_steps > total:
+        raise ConfigError(f"{where}.mask_steps: got {recipe.mask_steps}; allowed: 1..{total} "
+                          "(the mask must reach 1 within the training run)")
+    return recipe.mask_steps
+
+
+#: The recipe after growth (docs/growth.md; chosen on the tuning pool, digits-mlp):
+#: a fresh optimiser (train() always starts one), this fraction of the run as linear
+#: warm-up (unless the recipe asks for more), and the peak learning rate scaled by this.
+GROWTH_WARMUP_FRACTION = 0.0
+GROWTH_LR_SCALE = 1.0
+
+
+def after_growth(recipe: TrainRecipe, n_train: int) -> TrainRecipe:
+    """The recipe to train a freshly grown model with (see ``GROWTH_*``)."""
+    warmup = round(GROWTH_WARMUP_FRACTION * total_steps(recipe, n_train))
+    return dataclasses.replace(recipe, lr=recipe.lr * GROWTH_LR_SCALE,
+                               warmup_steps=max(recipe.warmup_steps, warmup))
 
 
 class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -131,6 +172,10 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
           evaluate_each_epoch: bool = True) -> TrainResult:
     """Train ``model`` in place on ``task`` with ``recipe``; deterministic given ``seed``.
 
+    A model grown with ``init="masked"`` carries a growth mask: it is ramped from 0 to 1
+    over the first :func:`mask_steps` steps and then folded away (also when training
+    stops early), so the trained model is a plain family model.
+
     Every epoch (and at the end of a ``steps`` budget) the model is evaluated on the
     test split and a record ``{epoch, step, train_loss, test_loss, test_accuracy,
     forward_backward, seconds}`` goes to each callback. Raises :class:`TrainingError`
@@ -142,8 +187,9 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n = len(task.x_train)
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
-    total = recipe.steps or recipe.epochs * steps_per_epoch
+    total = total_steps(recipe, n)
+    mask = growth_mask(model)
+    ramp = mask_steps(recipe, n) if mask is not None else 0
     opt = make_optimizer(model.parameters(), recipe)
     result = TrainResult()
     start = time.perf_counter()
@@ -156,6 +202,8 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
                                   generator=gen, device=device):
                 for group in opt.param_groups:
                     group["lr"] = recipe.lr * _lr_factor(step, total, recipe)
+                if mask is not None:
+                    mask.set(step / ramp)
                 loss = task_loss(model(xb), yb)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"loss became {loss.item()} at step {step} (epoch {epoch})")
@@ -168,6 +216,10 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
                 seen += len(xb)
                 result.forward_backward += len(xb)
                 step += 1
+                if mask is not None and step >= ramp:  # the ramp is done: a plain model again
+                    mask.set(1.0)
+                    mask.fold()
+                    mask = None
                 if step >= total:
                     break
             record: dict[str, float] = {"epoch": epoch, "step": step, "train_loss": running / seen,
@@ -185,5 +237,7 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
                 break
     except torch.OutOfMemoryError as exc:
         raise TrainingError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from None
+    finally:
+        fold_mask(model)  # stopped before the ramp ended: fold at the mask's current value
     result.seconds = time.perf_counter() - start
     return result

@@ -6,6 +6,7 @@ import pytest
 from growsearch.bench import stats
 from growsearch.bench.pools import POOLS
 from growsearch.cli import main
+from growsearch.grow import DEFAULT_INIT, PRESERVING_INITS
 
 
 def test_quick_pool_end_to_end(tmp_path):
@@ -13,12 +14,12 @@ def test_quick_pool_end_to_end(tmp_path):
     assert main(["bench", "predictors", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["pool"] == "digits-mlp-quick" and result["tuning_pool"] is True
-    assert len(result["candidates"]) == 3 * 2  # 3 plans x (net2net, random)
+    assert len(result["candidates"]) == 3 * 2  # 3 plans x (default init, random)
     for c in result["candidates"]:
         assert {"plan", "params", "flops", "predictors", "gain_mean", "gain_std",
                 "full_training_cost"} <= set(c)
         assert len(c["scores"]) == 2 and c["full_training_cost"] > 0
-        if c["init"] == "net2net":
+        if c["init"] == DEFAULT_INIT:
             assert c["max_abs_output_diff"] <= 1e-5
     for name in ("manifold_metric", "params", "flops", "snip", "naswot", "short_training"):
         entry = result["predictors"][name]
@@ -52,7 +53,7 @@ def test_pools_follow_the_protocol():
                  + ("d" if any(k in plan for k in ("depth", "insert_at")) else "") for plan in pool.plans}
         assert kinds == {"w", "d", "wd"}, pool.name
         assert 16 <= len(pool.candidates()) <= 30 and len(pool.seeds) >= 2
-        assert {"net2net", "random"} <= set(pool.inits)
+        assert {DEFAULT_INIT, "random"} <= set(pool.inits)
 
 
 def test_within_group_concordance():
@@ -68,14 +69,21 @@ def test_growth_benchmark_quick(tmp_path):
     out = tmp_path / "growth.json"
     assert main(["bench", "growth", "--pool", "mnist1d-mlp", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert len(result["plans"]) == 3 and result["default_init"] == DEFAULT_INIT
     row = result["plans"][0]
-    assert set(row["curves"]) == {"scratch", "net2net", "random"}
-    assert len(row["curves"]["scratch"]) == 1  # one epoch in the quick pool
-    assert row["scratch_compute"] == 4000  # one epoch of MNIST-1D's 4000 training examples
-    for init in ("net2net", "random"):
-        ratio = row[f"{init}_compute_ratio"]
-        assert ratio is None or 0 < ratio <= 1
-    assert result["base"]["pretrain_compute"] == 2 * 4000
+    assert set(row["arms"]) == {"random", *PRESERVING_INITS}
+    assert len(row["scratch"]["curve"]) == 1  # one epoch in the quick pool
+    assert row["scratch"]["forward_backward"] == 4000  # one epoch of MNIST-1D's 4000 training examples
+    assert row["scratch"]["compute"] == 4000 * row["training_flops_per_example"]
+    for init, arm in row["arms"].items():
+        assert len(arm["finals"]) == 2 and arm["final_mean"] == pytest.approx(sum(arm["finals"]) / 2)
+        assert arm["ratio_to_scratch"] is None or 0 < arm["ratio_to_scratch"] <= 1
+        if init != "random":
+            assert arm["max_abs_output_diff"] <= 1e-5
+            lo, hi = arm["vs_random"]["ci95"]
+            assert lo <= arm["vs_random"]["mean"] <= hi
+    assert row["arms"]["split_positive"]["symmetry"]["symmetric_fraction"] > 0.5  # copies stay copies
+    assert result["base"]["pretrain_compute_examples"] == 2 * 4000
 
 
 def test_search_efficiency_quick(tmp_path):

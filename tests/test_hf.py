@@ -14,7 +14,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from growsearch.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from growsearch.grow import PRESERVING_INITS, ExpansionPlan, grow, output_diff  # noqa: E402
+from growsearch.grow import PRESERVING_INITS, ExpansionPlan, fold_mask, grow, growth_mask, output_diff  # noqa: E402
 from growsearch.grow.plan import resolve  # noqa: E402
 from growsearch.models import config_from_spec, count_params  # noqa: E402
 from growsearch.models.hf import HFConfig, HFModel, load_hf_directory  # noqa: E402
@@ -78,6 +78,11 @@ def test_growth_preserves_logits_and_matches_planned_architecture(arch: str, kin
     with torch.device("meta"):
         assert result.params_after == count_params(planned.build())
     assert result.params_after > result.params_before
+    if init == "masked":  # at m = 1, folded, the model is a plain transformers model again
+        growth_mask(result.model).set(1.0)
+        fold_mask(result.model)
+        assert type(result.model.hf).__name__ == type(model.hf).__name__
+        assert not any("Masked" in type(m).__name__ for m in result.model.modules())
 
 
 def test_llama_heads_grow_in_whole_kv_groups() -> None:
@@ -105,9 +110,11 @@ def test_gpt2_width_must_keep_head_dim() -> None:
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
 def test_non_integer_width_is_measured(arch: str) -> None:
     model, spec = tiny(arch)
-    result = grow(model, spec, ExpansionPlan(width=1.5), seed=0)
+    result = grow(model, spec, ExpansionPlan(width=1.5), init="split_signed", seed=0)
     assert 0 < result.max_abs_output_diff < 1.0  # a norm spans the stream: approximate
     assert result.notes
+    masked = grow(model, spec, ExpansionPlan(width=1.5), init="masked", seed=0)
+    assert masked.max_abs_output_diff <= TOL  # masked norm statistics: exact at any width
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])

@@ -35,10 +35,24 @@ def test_segment_and_point():
 
 
 def test_degenerate_simplex_is_minus_infinity():
-    collinear = embed([[0, 0], [1, 1], [2, 2]])
-    assert simplex_log_volume(collinear).item() == -math.inf
+    # Many frames and offsets: the embedded points carry rounding noise of a different sign
+    # each time, so a verdict taken from the determinant's sign would flip between them.
+    for seed in range(20):
+        for offset in (0.0, 100.0, 1e4):
+            collinear = embed([[0, 0], [1, 1], [2, 2]], seed=seed) + offset
+            assert simplex_log_volume(collinear).item() == -math.inf, (seed, offset)
+            flat_tetra = embed([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.3, 0.4, 0]], seed=seed) + offset
+            assert simplex_log_volume(flat_tetra).item() == -math.inf, (seed, offset)
     same = embed([[0, 0], [0, 0], [0, 0]])
     assert simplex_log_volume(same).item() == -math.inf
+    # float32 vertices (as the metric's parameters are): still decided by the tolerance
+    assert simplex_log_volume(embed([[0, 0], [1, 1], [2, 2]]).float()).item() == -math.inf
+
+
+def test_thin_but_real_simplex_has_its_volume():
+    # a triangle of height 1e-3 on a base of 2: far above the degeneracy tolerance
+    thin = embed([[0, 0], [2, 0], [1, 1e-3]])
+    assert simplex_log_volume(thin).item() == pytest.approx(math.log(1e-3), rel=1e-6)
 
 
 def test_matches_gram_determinant_in_high_dimension():

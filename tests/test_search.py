@@ -16,6 +16,7 @@ import yaml
 from conftest import tiny_search_config
 
 from growsearch.errors import ConfigError
+from growsearch.grow import DEFAULT_INIT
 from growsearch.models import config_from_spec
 from growsearch.search import load_config, load_space, run_search
 from growsearch.search.promote import Pareto, TopFraction, TopK
@@ -50,7 +51,7 @@ def test_bad_configs(changes, message):
     ({"family": "mlp", "knobs": {"width": {"low": 3, "high": 2}}}, "knobs.width: empty range 3..2"),
     ({"family": "mlp", "knobs": {"wide": {"low": 1, "high": 2}}}, "knobs.wide: unknown knob"),
     ({"family": "mlp", "knobs": {"width": {"low": 0.5, "high": 2}}}, "knobs.width.low: got 0.5"),
-    ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: net2net, zero, random"),
+    ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: split_signed, masked, zero_out"),
     ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt and hf families only"),
     ({"family": "rnn", "knobs": {}}, "family: got 'rnn'"),
     ({"family": "mlp", "knobs": {}}, "knobs: missing or empty"),
@@ -87,7 +88,7 @@ def test_bundled_spaces_compile_and_propose_valid_plans(family, spec):
         plan, init = space.suggest(trial, base)
         resolve(base, plan)  # never an impossible plan
         kinds.add(plan.kind)
-        assert init in ("net2net", "random")
+        assert init in (DEFAULT_INIT, "random")
         study.tell(trial, 0.0)
     assert kinds == {"width", "depth", "mixed"}
     dists = study.trials[0].distributions
@@ -201,6 +202,35 @@ def test_rejected_candidates(tmp_path):
     assert rejected["manifold_metric"].isna().all()  # no compute was spent on them
 
 
+def test_repeated_proposals_reuse_the_earlier_candidate(tmp_path, capsys):
+    """A space of three expansions asked for five candidates: three distinct candidates,
+    every repeat told the earlier candidate's value, then a message that the space is
+    exhausted; resuming the finished search changes nothing."""
+    from growsearch.search.engine import MAX_REPEATS
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"family": "mlp", "knobs": {"depth": {"low": 1, "high": 3}}}))
+    out = tmp_path / "run"
+    cfg = tiny(space=str(space), candidates=5, reference=False)
+    run_search(load_config(cfg), out)
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert sorted(board["plan"]) == ["d1", "d2", "d3"] and list(board["candidate"].sort_values()) == \
+        ["c0000", "c0001", "c0002"]
+    assert f"proposed only earlier candidates {MAX_REPEATS} times in a row" in capsys.readouterr().err
+    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
+    trials = study.get_trials(deepcopy=False)
+    values = {t.user_attrs["candidate"]: t.values for t in trials if "candidate" in t.user_attrs}
+    repeats = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(repeats) >= MAX_REPEATS and len(trials) == 3 + len(repeats)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.values == values[t.user_attrs["duplicate_of"]]
+               for t in repeats)
+    before = board.to_csv()
+    run_search(load_config(cfg), out, resume=True)
+    assert pd.read_csv(out / "leaderboard.csv").to_csv() == before
+    assert len(study.get_trials(deepcopy=False)) == len(trials)  # nothing asked again
+
+
 def _run_cli(args, **kw):
     return subprocess.Popen([sys.executable, "-m", "growsearch.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
@@ -227,6 +257,7 @@ def test_resume_after_kill_9(tmp_path):
     fresh = pd.read_csv(fresh_out / "leaderboard.csv")
     for board in (resumed, fresh):
         assert board["candidate"].is_unique and len(board) == 9  # 8 candidates + the reference
+        assert not board[["plan", "init"]].duplicated().any()  # a repeated proposal is no new candidate
     key = ["candidate", "plan", "init", "stage"]
     assert resumed.sort_values("candidate")[key].values.tolist() == fresh.sort_values("candidate")[key].values.tolist()
 
@@ -265,3 +296,15 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
         if "identical" in s:
             assert s["identical"], s
     assert len(result["scenarios"]) == 6
+
+
+def test_results_folder_module_sits_below_engine_report_and_tracking():
+    """The layers read top-down: report and tracking reach the results folder through
+    growsearch.results, never through the search engine (no import circle)."""
+    code = ("import sys, growsearch.report, growsearch.tracking\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('growsearch.search'))\n"
+            "assert not loaded, loaded\n"
+            "from growsearch.results import SearchState\n"
+            "import growsearch.search.engine as engine\n"
+            "assert engine.SearchState is SearchState\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

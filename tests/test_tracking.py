@@ -88,6 +88,32 @@ def test_sqlite_store_parent_children_statuses_artifacts_and_resume(tmp_path):
     check_search_runs(uri, out)
 
 
+def test_search_from_an_empty_directory_writes_only_its_results_folder(tmp_path):
+    """The results folder is self-contained (MLflow's artifacts inside it, nothing in the
+    current directory), the experiment opens in MLflow's model-training view, and MLflow's
+    INFO lines stay quiet without --debug."""
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(tiny_search_config(name="tracked", candidates=2, tracking={"enabled": True},
+                                                    promotion={"policy": "top_k", "k": 1})))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", str(config), "--out", "out"], cwd=cwd,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(os.listdir(cwd)) == ["out"]
+    logs = run.stdout + run.stderr
+    assert "INFO" not in logs and "Creating initial MLflow database tables" not in logs, logs[:2000]
+    out = cwd / "out"
+    client = MlflowClient(default_uri(out))
+    exp = client.get_experiment_by_name("tracked")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    assert exp.artifact_location == (out / "mlartifacts").resolve().as_uri()
+    parent = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("growsearch.role") == "search")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "best_model_checkpoint"}
+    assert any((out / "mlartifacts").rglob("leaderboard.csv"))
+
+
 def test_failed_candidates_are_failed_runs(tmp_path):
     out = tmp_path / "run"
     cfg = dict(TRACKED, training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0})
@@ -180,29 +206,78 @@ def test_unreachable_tracking_uri_fails_before_compute(tmp_path, monkeypatch, ca
     assert not out.exists() or not any(out.iterdir())  # nothing written, nothing computed
 
 
-def test_ui_serves_the_store_on_loopback(tmp_path):
-    out = tmp_path / "run"
+def _port_is_free(port):
+    """Nothing listens on the port, and a new server could take it (with SO_REUSEADDR, as
+    servers bind: connections of the stopped server may linger in TIME_WAIT)."""
+    with socket.socket() as s:
+        s.settimeout(2)
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _ui_api(port, path, payload=None, timeout=120):
+    """A JSON API call to the UI server, retried until it answers (it takes seconds to start)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/{path}"
+            req = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+            return json.loads(urllib.request.urlopen(req, timeout=5).read().decode())
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def small_tracked_search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ui") / "run"
     run_search(load_config(dict(TRACKED, candidates=2, promotion={"policy": "top_k", "k": 1})), out)
+    return out
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_ui_serves_the_store_and_stops_its_whole_process_group(tmp_path, small_tracked_search, how):
+    """From another directory, the UI lists the search and its artifacts; SIGTERM to
+    growsearch alone (a process manager, docker stop) or Ctrl-C (SIGINT to the terminal's
+    group) stops mlflow and its workers too: the port is free afterwards."""
+    import psutil
+
+    out = small_tracked_search
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "growsearch.cli", "ui", str(out), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        deadline = time.time() + 120
-        body = ""
-        while time.time() < deadline:
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
-                                             data=json.dumps({"max_results": 10}).encode(),
-                                             headers={"Content-Type": "application/json"})
-                body = urllib.request.urlopen(req, timeout=2).read().decode()
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert "tracked" in body
+        exps = _ui_api(port, "experiments/search", {"max_results": 10})["experiments"]
+        exp = next(e for e in exps if e["name"] == "tracked")
+        runs = _ui_api(port, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        parent = next(r for r in runs if {"key": "growsearch.role", "value": "search"} in r["data"]["tags"])
+        files = _ui_api(port, f"artifacts/list?run_id={parent['info']['run_id']}")["files"]
+        assert {"leaderboard.csv", "best_model_checkpoint"} <= {f["path"] for f in files}
+        servers = psutil.Process(proc.pid).children(recursive=True)
+        assert servers and not _port_is_free(port)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        _, err = proc.communicate(timeout=30)
+        if how == "sigterm":
+            os.kill(proc.pid, signal.SIGTERM)  # growsearch alone, not its group
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
     assert f"http://127.0.0.1:{port}" in err and "stopped" in err
+    assert proc.returncode == 0
+    assert not [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert _port_is_free(port)
+    assert not any(elsewhere.iterdir())  # the UI wrote nothing where it was started
 
 
 def test_resume_against_another_tracking_store_starts_fresh_there(tmp_path):

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import torch
 
+from growsearch.grow import DEFAULT_INIT
 from growsearch.pretrain import pretrain
 from growsearch.search.config import SearchConfig, load_config
 from growsearch.search.executors import LocalExecutor, TrainJob
@@ -87,7 +88,7 @@ def run_overhead_benchmark(epochs: int = 40, out_dir: str = "runs/bench-overhead
     cfg.training = recipe
     ctx = SearchContext(spec, {k: v.clone() for k, v in model.state_dict().items()}, "mnist1d", recipe,
                         cfg.manifold, 0, os.path.abspath(out_dir))
-    jobs = [TrainJob(f"c{i:04d}", plan, "net2net", schedule=False) for i, plan in enumerate(PLANS)]
+    jobs = [TrainJob(f"c{i:04d}", plan, DEFAULT_INIT, schedule=False) for i, plan in enumerate(PLANS)]
     local = _stage(LocalExecutor(ctx, "cpu"), jobs)
 
     from growsearch.search.ray_executor import RayExecutor, connect

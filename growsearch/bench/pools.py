@@ -1,7 +1,7 @@
 """Named, versioned candidate pools for the predictor and growth benchmarks.
 
 A pool is one pretrained base + candidate expansions (width, depth and mixed plans of
-several sizes, each grown with ``net2net`` and ``random`` init) + one fixed full-training
+several sizes, each grown with the default init and ``random``) + one fixed full-training
 recipe used for every candidate and for the base's "same extra budget" reference.
 Plans were chosen so that several groups have (nearly) equal parameter counts -- the
 parameter counts are listed in docs/benchmarks.md.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from growsearch.errors import ConfigError
+from growsearch.grow import DEFAULT_INIT
 from growsearch.train import TrainRecipe
 
 
@@ -29,7 +30,7 @@ class Pool:
     base_epochs: int  # pretraining of the base (the dataset's default recipe otherwise)
     recipe: TrainRecipe  # the one full-training recipe of this pool
     plans: tuple[dict[str, Any], ...]
-    inits: tuple[str, ...] = ("net2net", "random")
+    inits: tuple[str, ...] = (DEFAULT_INIT, "random")
     seeds: tuple[int, ...] = (0, 1)
     manifold: dict[str, Any] = field(default_factory=dict)  # data-size knobs only (probe sizes)
     tuning: bool = False

@@ -62,26 +62,46 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
 
 
 def growth_table(result: dict[str, Any]) -> list[str]:
+    pts = result["points_per_score_unit"]
+    unit = "accuracy points" if result["score"] == "test_accuracy" else "0.01 nats"
+    arms = list(result["plans"][0]["arms"])
     lines = [f"### growth vs. scratch — {result['pool']}", "",
              f"`{result.get('command', '')}` — recipe {result['recipe']['epochs']} epochs, seeds {result['seeds']}; "
-             f"base pretraining compute {result['base']['pretrain_compute']} examples (not included in the ratios "
-             "unless stated).", "",
-             "| plan | params | scratch final | net2net final | random final | net2net: compute to scratch's "
-             "final (ratio) | random: compute to scratch's final (ratio) "
-             "| ratio incl. pretraining (net2net / random) |",
-             "|---|---|---|---|---|---|---|---|"]
-    def ratio(row: dict[str, Any], init: str, key: str = "compute_ratio") -> str:
-        v = row[f"{init}_{key}"]
-        return "not reached" if v is None else f"{v:.2f}"
-
-    with_pre = "compute_ratio_with_pretraining"
+             f"base score {result['base']['score']:.4f}; base pretraining "
+             f"{result['base']['pretrain_compute_examples']} examples (not in the ratios). Default init: "
+             f"`{result['default_init']}`; best preserving init here: `{result['best_preserving_init']}`.", "",
+             f"| init | mean gain over the base ({unit}) | plans where scratch's final is reached with ≤ 50% of "
+             "its compute | plans with paired diff vs random: 95% lower bound ≥ −0.5 |", "|---|---|---|---|"]
+    for init, s in result["summary"].items():
+        lines.append(f"| {init} | {s['mean_gain'] * pts:+.2f} | {s['plans_reaching_scratch_at_half_compute']}"
+                     f"/{s['plans']} | {s.get('plans_lower_bound_ge_-0.5_points', '—')}"
+                     f"{'/' + str(s['plans']) if 'plans_lower_bound_ge_-0.5_points' in s else ''} |")
+    lines += ["", "Final score mean ± std over seeds (compute to reach scratch's final ÷ scratch's compute; "
+              "— never reached):", "",
+              "| plan | params | scratch | " + " | ".join(arms) + " |", "|---|---|---|" + "---|" * len(arms)]
     for row in result["plans"]:
-        lines.append(
-            f"| {row['plan_name']} | {row['params']} | {row['scratch_final_score']:.4f} "
-            f"| {row['net2net_final_score']:.4f} | {row['random_final_score']:.4f} "
-            f"| {_f(row['net2net_compute_to_scratch_score'])} ({ratio(row, 'net2net')}) "
-            f"| {_f(row['random_compute_to_scratch_score'])} ({ratio(row, 'random')}) "
-            f"| {ratio(row, 'net2net', with_pre)} / {ratio(row, 'random', with_pre)} |")
+        cells = []
+        for init in arms:
+            a = row["arms"][init]
+            ratio = "—" if a["ratio_to_scratch"] is None else f"{a['ratio_to_scratch']:.2f}"
+            cells.append(f"{a['final_mean']:.4f} ± {a['final_std']:.4f} ({ratio})")
+        sc = row["scratch"]
+        lines.append(f"| {row['plan_name']} | {row['params']} | {sc['final_mean']:.4f} ± {sc['final_std']:.4f} | "
+                     + " | ".join(cells) + " |")
+    paired = [i for i in arms if i != "random"]
+    lines += ["", f"Paired-seed difference against `random` ({unit}: mean [95% interval]) and, after training, "
+              "the fraction of new units still copies of another unit (cosine > 0.999):", "",
+              "| plan | " + " | ".join(paired) + " |", "|---|" + "---|" * len(paired)]
+    for row in result["plans"]:
+        cells = []
+        for init in paired:
+            a = row["arms"][init]
+            d = a["vs_random"]
+            lo, hi = d["ci95"]
+            sym = a["symmetry"]["symmetric_fraction"]
+            cells.append(f"{d['mean'] * pts:+.2f} [{lo * pts:+.2f}, {hi * pts:+.2f}]"
+                         + ("" if sym is None else f"; {sym:.2f}"))
+        lines.append(f"| {row['plan_name']} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -157,7 +177,7 @@ def render(folder: Path) -> str:
         data = json.loads(path.read_text())
         if "predictors" in data and "candidates" in data:
             results[data["pool"]] = data
-        elif "plans" in data and "curves" in data["plans"][0]:
+        elif "plans" in data and "arms" in data["plans"][0]:
             growth[data["pool"]] = data
         elif "ray_startup_seconds" in data:
             overhead = data

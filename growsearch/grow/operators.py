@@ -1,28 +1,21 @@
 """The growth operators: widen unit groups, insert layers, and check preservation.
 
-Init methods (``INITS``):
-
-* ``net2net`` (default, function-preserving). Width: Net2WiderNet unit duplication --
-  a new unit copies the incoming weights of an existing unit and the outgoing weights of
-  every copy are split with *unequal* random shares that sum to one (as in LEMON), so the
-  copies are not symmetric and can diverge in training. BatchNorm/LayerNorm parameters
-  and running statistics are copied with their unit. Groups whose family asks for it
-  (transformer heads and MLP units) instead get fresh incoming and zero outgoing weights.
-  Depth: inserted residual layers/blocks whose branch outputs zero.
-* ``zero`` (function-preserving). New units: fresh incoming, zero outgoing weights.
-  Inserted layers as in ``net2net``. For groups spanned by a LayerNorm the new units
-  would change the norm's statistics, so there ``zero`` duplicates like ``net2net``.
-* ``random``. New units and inserted layers freshly initialised; not preserving.
+``grow`` resolves a plan into unit-group sizes and insertion positions, lets the init
+(:mod:`growsearch.grow.inits`) fill the new units and layers, builds the grown model
+and measures how far its function moved on a probe batch. For ``masked`` it attaches
+the :class:`~growsearch.grow.mask.GrowthMask` the training loop ramps.
 
 Exactness: duplication keeps a LayerNorm's mean and variance only when every unit is
 replicated equally often, i.e. at integer multiples of the width. Other sizes replicate
 a random subset once more; the function then changes slightly and ``grow`` reports the
-measured ``max_abs_output_diff`` (README, "Growth, exactly").
+measured ``max_abs_output_diff`` (README, "Growth, exactly"). ``masked`` weights the
+LayerNorm statistics instead and is exact at every width.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +24,10 @@ import torch
 from torch import nn
 
 from growsearch.errors import PlanError
+from growsearch.grow.inits import DEFAULT_INIT, INITS, PRESERVING_INITS, widen_group
+from growsearch.grow.mask import GrowthMask, attach, is_norm
 from growsearch.grow.plan import ExpansionPlan, resolve
 from growsearch.models import ModelConfig, UnitGroup, config_from_spec, count_params
-
-INITS = ("net2net", "zero", "random")
-PRESERVING_INITS = ("net2net", "zero")
 
 
 @dataclass
@@ -52,6 +44,8 @@ class GrowResult:
     max_abs_output_diff_float32: float  # the same, evaluated in float32 as the model runs
     seconds: float
     notes: list[str] = field(default_factory=list)
+    # every widened group, named as in the grown model (size = new size), with its old size
+    widened: list[tuple[UnitGroup, int]] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
         return {
@@ -68,66 +62,6 @@ class GrowResult:
             "seconds": self.seconds,
             "notes": self.notes,
         }
-
-
-def _unit_map(n: int, new_n: int, gen: torch.Generator) -> torch.Tensor:
-    """Old unit behind every new unit: the first ``n`` are themselves; whole multiples
-    replicate every unit equally (keeps LayerNorm statistics); the rest are a random subset."""
-    reps, rest = divmod(new_n, n)
-    extra = torch.randperm(n, generator=gen)[:rest]
-    return torch.cat([torch.arange(n).repeat(reps), extra])
-
-
-def _split_shares(units: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-    """Unequal shares of each old unit's outgoing weights among its copies; they sum to 1."""
-    raw = 0.5 + torch.rand(len(units), generator=gen, dtype=torch.float64)
-    total = torch.zeros(n, dtype=torch.float64).index_add_(0, units, raw)
-    return raw / total[units]
-
-
-def _fresh_slice(fresh: torch.Tensor, like: torch.Tensor, axis: int, start: int, stop: int) -> torch.Tensor:
-    index = [slice(0, s) for s in like.shape]
-    index[axis] = slice(start, stop)
-    return fresh[tuple(index)].to(like.dtype).clone()
-
-
-def _widen_group(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], group: UnitGroup,
-                 new_size: int, mode: str, gen: torch.Generator) -> None:
-    n = group.size
-    units = _unit_map(n, new_size, gen)
-    shares = _split_shares(units, n, gen)
-
-    def grow(name: str, axis: int, role: str) -> None:
-        t, b = state[name], group.block_of(name)
-        elements = (units[:, None] * b + torch.arange(b)).flatten()
-        element_shares = shares.repeat_interleave(b)
-        if mode == "split":
-            out = t.index_select(axis, elements.to(t.device))
-            if role == "consumer":
-                shape = [1] * t.dim()
-                shape[axis] = -1
-                out = (out.double() * element_shares.to(t.device).view(shape)).to(t.dtype)
-        else:
-            new = _fresh_slice(fresh[name], t, axis, n * b, new_size * b).to(t.device)
-            if role == "consumer" and mode == "zero_out":
-                new.zero_()
-            out = torch.cat([t, new], dim=axis)
-        state[name] = out
-
-    for name, axis in group.producers:
-        grow(name, axis, "producer")
-    for name in group.norms:
-        grow(name, 0, "norm")
-    for name, axis in group.consumers:
-        grow(name, axis, "consumer")
-
-
-def _mode(init: str, group: UnitGroup) -> str:
-    if init == "random":
-        return "random"
-    if init == "zero":
-        return "split" if group.normalized else "zero_out"
-    return group.preserve
 
 
 def _fresh_state(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
@@ -178,12 +112,43 @@ def output_diff(a: nn.Module, b: nn.Module, x: torch.Tensor, dtype: torch.dtype 
     return diff
 
 
+def _renamed(group: UnitGroup, rename: dict[str, str], size: int) -> UnitGroup:
+    """``group`` with its parameter names after depth growth moved layers, at ``size``."""
+    def pairs(items: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+        return tuple((_rename(name, rename), axis) for name, axis in items)
+
+    return dataclasses.replace(group, size=size, producers=pairs(group.producers),
+                               consumers=pairs(group.consumers),
+                               norms=tuple(_rename(n, rename) for n in group.norms))
+
+
+def _install_mask(model: nn.Module, widened: list[tuple[UnitGroup, int]], new_layers: list[str],
+                  cfg: ModelConfig) -> GrowthMask:
+    mask = GrowthMask(model)
+    for group, old in widened:
+        if group.normalized:  # norms first: a norm can also consume (a tied head's final norm)
+            norms = [*group.norms, *(name for name, _ in group.consumers if is_norm(model, name))]
+            for name in norms:
+                mask.mask_norm(name, old * group.block)
+        # the parts of a fused parameter are masked along a shared axis: mask it once
+        consumers = dict.fromkeys((name.split("#")[0], axis, group.block_of(name)) for name, axis in group.consumers)
+        for name, axis, block in consumers:
+            mask.mask_param(name, axis, old * block)
+    for layer in new_layers:
+        for name in cfg.identity_zeros(layer):
+            mask.mask_param(name, 0, 0)
+    attach(model, mask)
+    return mask
+
+
 def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPlan,
-         init: str = "net2net", seed: int = 0, probe: torch.Tensor | None = None) -> GrowResult:
+         init: str = DEFAULT_INIT, seed: int = 0, probe: torch.Tensor | None = None) -> GrowResult:
     """Grow ``model`` (built from ``spec``) by ``plan`` with ``init``; return the new model.
 
     The input model is not modified. ``probe`` is the batch on which the function
-    preservation is measured; by default 64 random inputs of the right shape.
+    preservation is measured; by default 64 random inputs of the right shape. With
+    ``init="masked"`` the grown model carries its mask (``growsearch.grow.mask``) until
+    the training loop folds it.
     """
     if init not in INITS:
         raise PlanError(f"init: got {init!r}; allowed: {', '.join(INITS)}")
@@ -196,6 +161,7 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
 
     # width: expand every group that changes, in the config's stable order
     wide_cfg = cfg.widened(resolved.targets) if resolved.targets else cfg
+    widened: list[tuple[UnitGroup, int]] = []
     if resolved.targets:
         fresh = _fresh_state(wide_cfg, seed)
         fused = cfg.fused()
@@ -203,11 +169,12 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
         _split_fused(fresh, fused)
         for group in cfg.unit_groups():
             if group.name in resolved.targets:
-                _widen_group(state, fresh, group, resolved.targets[group.name], _mode(init, group), gen)
+                widen_group(state, fresh, group, resolved.targets[group.name], init, gen)
+                widened.append((group, group.size))
         _join_fused(state, fused)
 
-    # depth: insert layers that are the identity (or fresh, for init=random)
-    new_cfg = wide_cfg
+    # depth: insert layers that are the identity (zero output), masked, or fresh (random)
+    new_cfg, rename, new_layers = wide_cfg, {}, []
     if resolved.positions:
         new_cfg, rename, new_layers = wide_cfg.deepened(resolved.positions)
         fresh = _fresh_state(new_cfg, seed + 1)
@@ -215,14 +182,17 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
         for key, value in fresh.items():
             if any(key.startswith(layer + ".") for layer in new_layers):
                 state[key] = value.to(device)
-        if init in PRESERVING_INITS:
+        if init in PRESERVING_INITS and init != "masked":
             for layer in new_layers:
                 for name in new_cfg.identity_zeros(layer):
                     state[name].zero_()
+    widened = [(_renamed(g, rename, resolved.targets[g.name]), old) for g, old in widened]
 
     grown = new_cfg.build().to(device)
     grown.load_state_dict(state, strict=True)
     grown.train(model.training)
+    if init == "masked":
+        _install_mask(grown, widened, new_layers, new_cfg)
 
     if probe is None:
         probe = cfg.example_input(64, torch.Generator().manual_seed(seed))
@@ -236,5 +206,5 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
         model=grown, spec=new_cfg.to_spec(), plan=copy.deepcopy(plan), init=init,
         params_before=count_params(model), params_after=count_params(grown),
         max_abs_output_diff=diff, max_abs_output_diff_float32=output_diff(model, grown, probe),
-        seconds=time.perf_counter() - start, notes=notes,
+        seconds=time.perf_counter() - start, notes=notes, widened=widened,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from growsearch.data import Task
-from growsearch.grow import ExpansionPlan, GrowResult, grow
+from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, grow
 from growsearch.metrics.cost import cost_figures, flops_per_example
 from growsearch.metrics.manifold import ManifoldConfig, ManifoldResult, manifold_metric, simplex_log_volume
 from growsearch.metrics.proxies import ZERO_COST, short_training, zero_cost_proxies
@@ -58,14 +58,14 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
 
 
 def grow_on_task(base: nn.Module, spec: dict[str, Any], task: Task, plan: ExpansionPlan,
-                 init: str = "net2net", seed: int = 0) -> GrowResult:
+                 init: str = DEFAULT_INIT, seed: int = 0) -> GrowResult:
     """Grow ``base``, measuring function preservation on 256 training examples of ``task``."""
     probe_x = task.probe(256, seed=seed)[0].to(next(base.parameters()).device)
     return grow(base, spec, plan, init=init, seed=seed, probe=probe_x)
 
 
 def score_candidate(base: nn.Module, spec: dict[str, Any], task: Task, plan: ExpansionPlan,
-                    init: str = "net2net", seed: int = 0, **kwargs: Any) -> tuple[GrowResult, dict[str, Any]]:
+                    init: str = DEFAULT_INIT, seed: int = 0, **kwargs: Any) -> tuple[GrowResult, dict[str, Any]]:
     """Grow ``base`` by ``plan`` and score the grown model; returns ``(grown, scores)``."""
     grown = grow_on_task(base, spec, task, plan, init, seed)
     report = grown.report()

@@ -125,6 +125,12 @@ class ManifoldResult:
         return out
 
 
+#: A simplex is degenerate (volume zero) when the smallest eigenvalue of its edge Gram matrix
+#: is at most this fraction of the largest: the float64 Gram matrix carries a relative
+#: rounding error near 1e-16, so a flat simplex lands far below this and a real one far above.
+DEGENERATE_RTOL = 1e-10
+
+
 def simplex_log_volume(vertices: torch.Tensor) -> torch.Tensor:
     """log of the k-volume of the simplex with ``k+1`` vertices (rows), by Cayley-Menger.
 
@@ -132,26 +138,33 @@ def simplex_log_volume(vertices: torch.Tensor) -> torch.Tensor:
     pairwise squared distances. Computed in float64 with the distances rescaled to mean 1
     (the log-volume shifts by ``k/2 log c``), so that the determinant stays well
     conditioned for any parameter scale. Differentiable; ``-inf`` for a degenerate simplex.
+
+    Degeneracy is decided before the determinant, by a tolerance relative to the scale:
+    the smallest eigenvalue of the edge Gram matrix against its largest
+    (:data:`DEGENERATE_RTOL`). The sign of a near-zero determinant is rounding noise and
+    differs between CPUs; this verdict does not.
     """
     k = vertices.shape[0] - 1
     if k == 0:
         return torch.zeros((), dtype=torch.float64, device=vertices.device)
+    minus_inf = torch.tensor(-math.inf, dtype=torch.float64, device=vertices.device)
     edges = (vertices[1:] - vertices[0]).double()  # differences first: no cancellation
     gram = edges @ edges.T
+    eig = torch.linalg.eigvalsh(gram.detach())
+    if not eig[-1] > 0 or eig[0] <= DEGENERATE_RTOL * eig[-1]:
+        return minus_inf
     sq = torch.diagonal(gram)
     dist = torch.zeros(k + 1, k + 1, dtype=torch.float64, device=vertices.device)
     dist[1:, 0] = sq
     dist[0, 1:] = sq
     dist[1:, 1:] = (sq[:, None] + sq[None, :] - 2 * gram).clamp_min(0)
     scale = dist.sum() / (k * (k + 1))
-    if not scale > 0:
-        return torch.tensor(-math.inf, dtype=torch.float64, device=vertices.device)
     cm = torch.ones(k + 2, k + 2, dtype=torch.float64, device=vertices.device)
     cm[0, 0] = 0
     cm[1:, 1:] = dist / scale
     sign, logabsdet = torch.linalg.slogdet(cm)
-    if sign.item() != (-1) ** (k + 1):  # zero or wrong-signed: degenerate, volume zero
-        return torch.tensor(-math.inf, dtype=torch.float64, device=vertices.device)
+    if sign.item() != (-1) ** (k + 1):  # cannot happen above the tolerance; kept as a guard
+        return minus_inf
     return 0.5 * (logabsdet - k * math.log(2) - 2 * math.lgamma(k + 1)) + 0.5 * k * torch.log(scale)
 
 

@@ -32,7 +32,7 @@ class UnitGroup:
     ``normalized`` marks groups spanned by a LayerNorm, whose statistics change when
     units are added unless every unit is replicated the same number of times.
     ``block`` is the number of contiguous elements per unit (``head_dim`` for heads).
-    ``preserve`` says how the function-preserving ``net2net`` init treats new units:
+    ``preserve`` says how the baseline ``split_positive`` init (the old Net2Net) treats new units:
     ``"split"`` duplicates units and splits their outgoing weights (Net2WiderNet);
     ``"zero_out"`` gives new units fresh incoming and zero outgoing weights.
     ``blocks`` overrides ``block`` for single parameters: a grouped-query attention unit is

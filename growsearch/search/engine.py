@@ -1,14 +1,7 @@
 """The search loop: propose -> grow -> screen -> promote -> train -> leaderboard.
 
-Everything a search produces lives in one results folder, written atomically::
-
-    config.yaml          the resolved config (a resume must match it)
-    study.journal        Optuna's study (JournalStorage): one trial per candidate
-    base/                the base checkpoint, when the config pretrains one
-    candidates/cNNNN.json  one record per candidate (screening, then training)
-    candidates/cNNNN/    the trained model of each trained candidate
-    promotion.json       which candidates the policy promoted
-    leaderboard.csv/.md, plots/*.png, best/   the outputs
+Everything a search produces lives in one results folder (:mod:`growsearch.results`
+describes its layout), written atomically.
 
 Resume: running the same command again reads the records, never recomputes a finished
 candidate, and re-proposes nothing twice. The sampler is re-created before every ask
@@ -38,13 +31,16 @@ from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
+from growsearch.report import write_report
+from growsearch.results import SearchState
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import make_scheduler
 from growsearch.search.space import load_space
 from growsearch.search.trials import SearchContext
-from growsearch.train import evaluate, task_score
+from growsearch.tracking import default_experiment, make_tracker
+from growsearch.train import evaluate, mask_steps, task_score
 
 STUDY_NAME = "growsearch"
 
@@ -73,30 +69,6 @@ def make_sampler(cfg: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
     if cfg.sampler.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
-
-
-class SearchState:
-    """The results folder: records in, records out, each write atomic."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.cdir = out / "candidates"
-
-    def record(self, cid: str) -> dict[str, Any] | None:
-        path = self.cdir / f"{cid}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def save(self, record: dict[str, Any]) -> dict[str, Any]:
-        write_json(self.cdir / f"{record['id']}.json", record)
-        return record
-
-    def update(self, cid: str, **fields: Any) -> dict[str, Any]:
-        return self.save({**(self.record(cid) or {"id": cid}), **fields})
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.cdir.exists():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.cdir.glob("c*.json"))]
 
 
 def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
@@ -142,6 +114,9 @@ def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
             check_dataset_name(cfg.base.pretrain.dataset)
     if family != space_family:
         raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
+    if cfg.training.mask_steps is not None:  # the mask ramp must fit in the training run
+        dataset = loaded[2] if loaded else (cfg.dataset or cfg.base.pretrain.dataset or DEFAULT_DATASET[family])
+        mask_steps(cfg.training, len(load_dataset(dataset).x_train), "training")
     return loaded
 
 
@@ -185,8 +160,6 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     base = _check_base(cfg, space.family)
     _check_out(cfg, out, resume)
     if tracker is None and cfg.tracking.enabled:
-        from growsearch.tracking import default_experiment, make_tracker
-
         tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
     if tracker is not None:
         tracker.check()  # an unreachable server is an error before any compute
@@ -227,13 +200,20 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     reference = state.record("base") if cfg.reference else None
     base_score = reference["final_score"] if reference and "final_score" in reference else \
         task_score({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task)
-    from growsearch.report import write_report
-
     best = write_report(out, records, reference, base_score,
                         {"base_test": base_test, "dataset": dataset, "version": __version__})
     if tracker is not None:
         tracker.finish(out, records, best, base_score)
     return SearchResult(out, records, reference, best)
+
+
+#: Proposals in a row that repeat an earlier candidate before the space counts as exhausted.
+MAX_REPEATS = 50
+
+
+def plan_key(record: dict[str, Any]) -> tuple[str, str]:
+    """What makes two proposals the same candidate: the expansion and its init."""
+    return record.get("plan_name", ""), record.get("init", "")
 
 
 class Proposer:
@@ -243,6 +223,13 @@ class Proposer:
     the space, and -- if the plan breaks a constraint -- a ``rejected`` record, before any
     compute. ``done(number, record, told)`` persists a finished record and, unless the
     executor's searcher already did (Ray's OptunaSearch), tells the study.
+
+    A proposal equal to an earlier candidate (same plan and init) is no new candidate:
+    ``suggest`` returns None, the trial is told the earlier candidate's value (at once, or
+    when that candidate finishes) and carries ``duplicate_of``; the executor asks again.
+    After :data:`MAX_REPEATS` repeats in a row the space counts as exhausted. Every count
+    that seeds the sampler is read back from the study, so a resumed search proposes what
+    an uninterrupted one would.
     """
 
     def __init__(self, cfg: SearchConfig, space, base_cfg, example: torch.Tensor, study: optuna.Study,
@@ -251,31 +238,85 @@ class Proposer:
         self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
         self.issued = self.recorded()
         self.best: tuple[str, float] = ("", -math.inf)  # best surrogate so far, for the progress line
+        self.seen = {plan_key(r): r["id"] for r in self.state.records() if r.get("stage")}
+        self.waiting: dict[str, list[int]] = {}  # candidate id -> repeats to tell when it finishes
+        self.repeats = self.streak = 0
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            if "duplicate_of" in t.user_attrs:
+                self.repeats += 1
+                self.streak += 1
+            elif "candidate" in t.user_attrs:
+                self.streak = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.streak >= MAX_REPEATS
 
     def recorded(self) -> int:
         return sum(1 for r in self.state.records() if r.get("stage"))
 
     def remaining(self) -> int:
-        return self.cfg.candidates - self.recorded()
+        return 0 if self.exhausted else self.cfg.candidates - self.recorded()
 
     def sampler(self) -> optuna.samplers.BaseSampler:
-        # seeded by the count of issued candidates, not of trials: an interrupted trial
-        # (dropped on resume) must not shift the proposals of a resumed search
-        return make_sampler(self.cfg, self.issued)
+        # seeded by the count of issued candidates and of repeats, not of trials: an
+        # interrupted trial (dropped on resume) must not shift the proposals of a resumed search
+        return make_sampler(self.cfg, self.issued + self.repeats)
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+    def ask(self, study: optuna.Study) -> tuple[optuna.Trial, dict[str, Any]] | None:
+        """The next new candidate's trial and record, asking again over repeats; None when
+        the space is exhausted."""
+        while not self.exhausted:
+            study.sampler = self.sampler()  # Optuna does not store samplers: re-seeded per ask
+            trial = study.ask()
+            record = self.suggest(trial)
+            if record is not None:
+                return trial, record
+        return None
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any] | None:
+        plan, init = self.space.suggest(trial, self.base_cfg)
+        record = {"plan": plan.to_dict(), "init": init, "plan_name": plan.describe(), "kind": plan.kind}
+        earlier = self.seen.get(plan_key(record))
+        if earlier is not None:
+            self._repeat(trial, earlier)
+            return None
         # numbered like the sampler's seed, so a resumed search names them as a fresh one
         cid = f"c{self.issued:04d}"
         self.issued += 1
-        plan, init = self.space.suggest(trial, self.base_cfg)
+        self.streak = 0
+        self.seen[plan_key(record)] = cid
         trial.set_user_attr("candidate", cid)
-        record = {"id": cid, "trial": trial.number, "plan": plan.to_dict(), "init": init,
-                  "plan_name": plan.describe(), "kind": plan.kind}
+        record = {"id": cid, "trial": trial.number, **record}
         try:
             why = self.space.violation(self.base_cfg, plan, self.example)
         except ConfigError as exc:  # a plan the space allows but the model cannot take
             why = str(exc)
         return {**record, "stage": "rejected", "reason": why} if why is not None else record
+
+    def _repeat(self, trial: optuna.Trial, earlier: str) -> None:
+        trial.set_user_attr("duplicate_of", earlier)
+        self.repeats += 1
+        self.streak += 1
+        record = self.state.record(earlier)
+        if record is not None and record.get("stage"):
+            self.tell_repeat(trial.number, record)
+        else:  # still being screened (concurrent trials): told when it finishes
+            self.waiting.setdefault(earlier, []).append(trial.number)
+        self.progress.advance(self.recorded(), f"{record['plan_name'] if record else earlier} proposed again "
+                                               f"(= {earlier}): not screened twice")
+        if self.exhausted:
+            print(f"growsearch: the sampler proposed only earlier candidates {MAX_REPEATS} times in a row: the "
+                  f"space looks exhausted at {self.recorded()} distinct candidates (candidates: "
+                  f"{self.cfg.candidates}); screening stops here", file=sys.stderr)
+
+    def tell_repeat(self, number: int, record: dict[str, Any]) -> None:
+        """Tell the repeat trial ``number`` what its earlier candidate ``record`` got."""
+        if record["stage"] not in ("rejected", "failed"):
+            self.study.tell(number, objective_values(record, self.cfg.objectives))
+        else:
+            self.study.tell(number, state=optuna.trial.TrialState.PRUNED if record["stage"] == "rejected"
+                            else optuna.trial.TrialState.FAIL)
 
     def done(self, number: int, record: dict[str, Any], told: bool = False) -> None:
         record = self.state.save(record)
@@ -286,6 +327,8 @@ class Proposer:
                 state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
                     else optuna.trial.TrialState.FAIL
                 self.study.tell(number, state=state)
+        for repeat in self.waiting.pop(record["id"], []):
+            self.tell_repeat(repeat, record)
         if self.tracker is not None:
             self.tracker.candidate(record)
         value = record.get("manifold_metric")
@@ -308,9 +351,12 @@ def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Execu
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         cid = t.user_attrs.get("candidate")
         record = state.record(cid) if cid else None
+        earlier = state.record(t.user_attrs["duplicate_of"]) if "duplicate_of" in t.user_attrs else None
         if record is not None and record.get("trial") == t.number and \
                 record.get("stage") in ("screened", "rejected", "failed"):
             proposer.done(t.number, record)
+        elif earlier is not None and earlier.get("stage"):
+            proposer.tell_repeat(t.number, earlier)  # a repeat whose earlier candidate finished since
         else:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     progress.stage("screening", cfg.candidates)

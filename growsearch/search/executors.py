@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from growsearch.grow import DEFAULT_INIT
 from growsearch.search.schedulers import Scheduler
 from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
 
@@ -24,7 +25,7 @@ from growsearch.search.trials import SearchContext, screen_candidate, train_cand
 class TrainJob:
     id: str
     plan: dict[str, Any] | None  # None: the base model, trained as the reference
-    init: str = "net2net"
+    init: str = DEFAULT_INIT
     schedule: bool = True  # subject to early stopping (the reference is not)
 
 
@@ -54,9 +55,10 @@ class LocalExecutor(Executor):
 
     def screen(self, study: Any, proposer: Any, storage: Any) -> None:
         while proposer.remaining() > 0:
-            study.sampler = proposer.sampler()  # Optuna does not store samplers: re-seeded per ask
-            trial = study.ask()
-            record = proposer.suggest(trial)
+            asked = proposer.ask(study)
+            if asked is None:  # the space is exhausted
+                break
+            trial, record = asked
             if record.get("stage") != "rejected":
                 record = {**record, **screen_candidate(self.ctx, record["id"], record["plan"], record["init"],
                                                        self.device)}

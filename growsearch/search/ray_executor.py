@@ -72,9 +72,18 @@ def seeded_optuna_search(driver: DriverOnly, **kwargs: Any) -> Any:
 
     class _Seeded(OptunaSearch):
         def suggest(self, trial_id: str) -> Any:
-            if self._ot_study is not None and driver.obj is not None:
-                self._ot_study.sampler = driver.obj.sampler()
-            return super().suggest(trial_id)
+            proposer = driver.obj
+            while True:
+                if proposer is not None:
+                    if proposer.exhausted:
+                        return OptunaSearch.FINISHED
+                    if self._ot_study is not None:
+                        self._ot_study.sampler = proposer.sampler()
+                config = super().suggest(trial_id)
+                if proposer is None or config.get("record") is not None:
+                    return config
+                # a repeat of an earlier candidate: the proposer told Optuna its value; ask again
+                self._ot_trials.pop(trial_id, None)
 
     return _Seeded(**kwargs)
 
@@ -87,8 +96,9 @@ class ProposerSpace:
         self.driver, self.numbers, self.cpus = driver, numbers, cpus
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        record = self.driver.obj.suggest(trial)
-        self.numbers[record["id"]] = trial.number
+        record = self.driver.obj.suggest(trial)  # None: a repeat, asked again by the searcher
+        if record is not None:
+            self.numbers[record["id"]] = trial.number
         return {"record": record, "cpus": self.cpus}
 
 

@@ -11,7 +11,7 @@ A space file names the model ``family``, its ``knobs`` and optional ``constraint
       d_model: {choices: [1, 2]}                 # gpt, hf: residual width multiplier
       n_heads: {low: 0, high: 4}                 # gpt, hf: heads to add per block
       mlp_hidden: {choices: [1.0, 2.0]}          # gpt, hf: MLP size multiplier
-      init: {choices: [net2net, random, zero]}
+      init: {choices: [zero_out, random, masked]}  # growsearch.grow.INITS
     constraints: {max_params: 100000, max_flops: 5000000, max_width: 4.0}
 
 A knob is ``{choices: [...]}`` (categorical) or ``{low, high[, step][, log]}`` (int when
@@ -31,7 +31,7 @@ import torch
 
 from growsearch._validate import read_yaml
 from growsearch.errors import ConfigError
-from growsearch.grow import INITS, ExpansionPlan
+from growsearch.grow import DEFAULT_INIT, INITS, ExpansionPlan
 from growsearch.grow.plan import resolve
 from growsearch.models import FAMILIES, ModelConfig, count_params
 
@@ -101,7 +101,7 @@ class SearchSpace:
                     plan.mlp_hidden = round(base.mlp_hidden * self.knobs["mlp_hidden"].suggest(trial))
         if kind in ("depth", "mixed") and "depth" in self.knobs:
             plan.depth = self.knobs["depth"].suggest(trial)
-        init = self.knobs["init"].suggest(trial) if "init" in self.knobs else "net2net"
+        init = self.knobs["init"].suggest(trial) if "init" in self.knobs else DEFAULT_INIT
         return plan, init
 
     def violation(self, base: ModelConfig, plan: ExpansionPlan, example: torch.Tensor) -> str | None:
