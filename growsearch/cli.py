@@ -241,11 +241,17 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 def cmd_bench_search(args: argparse.Namespace) -> int:
     from growsearch.bench.search_efficiency import run_search_benchmark
 
-    result = _run_pool_bench(args, "search efficiency", run_search_benchmark)
+    if any(seed < 0 for seed in args.seeds):
+        raise ConfigError(f"--seeds: got {args.seeds}; allowed: non-negative integers")
+    result = _run_pool_bench(args, "search efficiency",
+                             lambda pool, progress: run_search_benchmark(pool, seeds=tuple(args.seeds),
+                                                                         progress=progress))
     for name, st in result["strategies"].items():
         ratio = st["compute_to_target_vs_train_all"]
-        _console().print(f"{name}: to target {'never' if ratio is None else f'{ratio:.1%} of train-all'}, "
-                         f"regret at budget {st['regret_at_budget']:.4f}")
+        regret = st["regret_at_budget"]
+        _console().print(f"{name}: to target {'never (some seed)' if ratio is None else f'{ratio:.1%} of train-all'}"
+                         f" (FLOPs, mean over seeds {result['seeds']}), regret at budget "
+                         f"{'—' if regret is None else f'{regret:.4f}'}")
     return 0
 
 
@@ -608,20 +614,26 @@ def build_parser() -> argparse.ArgumentParser:
         "every function-preserving init, all with the pool's recipe over 3 seeds. Reports per\n"
         "plan and init the final score (mean, std, per seed), the training FLOPs needed to reach\n"
         "scratch's final score (and the ratio to scratch's), the paired-seed difference against\n"
-        "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n\n"
+        "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n"
+        "Scores are test scores; the best init is chosen by validation gain.\n\n"
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
     p.add_argument("--all-plans", action="store_true",
                    help="every plan of the pool with its full recipe (default: the CNN and GPT pools run "
                         "6 of their plans, the CNN for 4 epochs, to fit in minutes on 2 CPU cores)")
 
-    _bench_parser(
+    p = _bench_parser(
         bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",
-        "Train every candidate of a pool once (recording per-epoch curves), then replay four\n"
-        "strategies on the same curves: train-all, random-k, early stopping only (ASHA), and\n"
-        "surrogate pruning + early stopping (growsearch). Reports the compute to reach a candidate\n"
-        "within 0.5 accuracy points of the pool's best, and regret at 25% of train-all's budget.",
+        "Train every candidate of a pool once per seed (recording per-epoch validation and test\n"
+        "curves), then replay four strategies on the same curves: train-all, random order\n"
+        "(expected compute over random orders, exact), early stopping only (ASHA on validation\n"
+        "scores), and surrogate pruning + early stopping (growsearch). Reports the training FLOPs\n"
+        "(forward+backward = 3x forward) to complete a candidate within 0.5 test-accuracy points\n"
+        "of the pool's best, and the regret at 25% of train-all's budget of the candidate each\n"
+        "strategy would pick by validation score: mean over seeds with [min, max].",
         pool="a pool name (see bench predictors)", default_pool="mnist1d-mlp")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                   help="growth, metric and training seeds; figures are means over them with their spread")
 
     p = _bench_parser(
         bsub, "overhead", cmd_bench_overhead, "Ray Tune orchestration overhead vs. in-process",

@@ -28,6 +28,11 @@ class ConfigError(GrowsearchError):
     """A config or spec field with a wrong key, type or value."""
 
 
+class SearchFailed(GrowsearchError):  # noqa: N818 - reads as the event it reports
+    """A search cannot produce honest results (e.g. its reference training failed, so
+    gains would be measured against something else); one line, exit code 2."""
+
+
 def require(condition: bool, message: str, error: type[GrowsearchError] = ConfigError) -> None:
     """Raise ``error(message)`` unless ``condition`` holds."""
     if not condition:

@@ -70,10 +70,11 @@ def pretrain(family: str, dataset: str = "", *, out: str | Path | None = None,
     result = train(model, task, recipe, seed=seed, device=device, callbacks=callbacks)
     spec = cfg.to_spec()
     if out is not None:
-        test = evaluate(model, task.x_test, task.y_test)
+        val, test = evaluate(model, *task.split("val")), evaluate(model, *task.split("test"))
         meta = {"dataset": dataset, "family": family, "seed": seed, "recipe": recipe.to_dict(),
-                "params": count_params(model), "test_loss": test["loss"],
-                "test_accuracy": test["accuracy"], "forward_backward": result.forward_backward,
+                "params": count_params(model), "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                "forward_backward": result.forward_backward,
                 "seconds": result.seconds, "growsearch_version": __version__}
         save_checkpoint(out, model, spec, meta)
     return model, spec, result

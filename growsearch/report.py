@@ -17,28 +17,39 @@ import pandas as pd
 from growsearch.checkpoint import atomic_write, write_json
 from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
+from growsearch.metrics.cost import training_flops
 from growsearch.results import SearchState
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
 COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
-           "stage", "reason", "epochs", "final_accuracy", "final_loss", "gain", "compute_fb", "seconds"]
+           "stage", "reason", "epochs", "val_score", "test_score", "final_accuracy", "final_loss", "gain",
+           "test_gain", "compute_fb", "compute_flops", "seconds"]
 
 
-def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = False) -> pd.DataFrame:
+def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = False,
+                base_test_score: float | None = None) -> pd.DataFrame:
     """One row per candidate (and the reference), best first: trained candidates by
-    final score, then the rest by surrogate."""
+    final validation score, then the rest by surrogate. ``gain`` is on the validation
+    split (what the best is chosen by), ``test_gain`` on the test split (reported only);
+    ``final_accuracy``/``final_loss`` are test figures. ``compute_flops`` is screening +
+    training in FLOPs (forward+backward = 3x forward)."""
     rows = []
     for r in records:
         final = r.get("final_score")
+        test = r.get("final_test_score")
+        examples = (r.get("screen_cost") or 0) + (r.get("train_cost") or 0)
         rows.append({
             "candidate": r["id"], "plan": r.get("plan_name", ""), "kind": r.get("kind", ""),
             "init": r.get("init", "") if r["id"] != "base" else "",
             "params": r.get("params"), "flops": r.get("flops"),
             "manifold_metric": r.get("manifold_metric"), "max_abs_output_diff": r.get("max_abs_output_diff"),
             "stage": r.get("stage", ""), "reason": r.get("reason", ""), "epochs": r.get("epochs"),
+            "val_score": final, "test_score": test,
             "final_accuracy": r.get("final_accuracy"), "final_loss": r.get("final_loss"),
             "gain": (final - base_score) if final is not None else None,
-            "compute_fb": (r.get("screen_cost") or 0) + (r.get("train_cost") or 0),
+            "test_gain": (test - base_test_score) if test is not None and base_test_score is not None else None,
+            "compute_fb": examples,
+            "compute_flops": training_flops(r["flops"], examples) if r.get("flops") is not None else None,
             "seconds": (r.get("screen_seconds") or 0) + (r.get("train_seconds") or 0),
             "_score": final if final is not None else -math.inf,
             "_order": STAGE_ORDER.get(r.get("stage", ""), 6) if r["id"] != "base" else 0,
@@ -151,19 +162,22 @@ def plot(df: pd.DataFrame, out: Path) -> list[Path]:
 
 def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict[str, Any] | None,
                  base_score: float, info: dict[str, Any]) -> dict[str, Any] | None:
-    """Write leaderboard.csv/.md, plots/ and best/ into ``out``; return the best record."""
+    """Write leaderboard.csv/.md, plots/ and best/ into ``out``; return the best record
+    (the best *validation* score; its test score is reported, never selected on)."""
     out = Path(out)
     all_records = records + ([reference] if reference else [])
-    df = leaderboard(all_records, base_score)
+    base_test_score = reference.get("final_test_score") if reference else info.get("base_test_score")
+    df = leaderboard(all_records, base_score, base_test_score=base_test_score)
     atomic_write(out / "leaderboard.csv", df.to_csv(index=False))
     maybe_inject("report", "-")  # between two files: a kill here must not leave a torn leaderboard
     shown = df.drop(columns=["reason"]).copy()
-    for col in ("manifold_metric", "final_accuracy", "final_loss", "gain"):
+    for col in ("manifold_metric", "val_score", "test_score", "final_accuracy", "final_loss", "gain", "test_gain"):
         shown[col] = shown[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")
     shown["max_abs_output_diff"] = shown["max_abs_output_diff"].map(
         lambda v: "" if v is None or pd.isna(v) else f"{v:.1e}")
     failures = df[df["reason"].astype(bool)][["candidate", "stage", "reason"]]
-    md = ["# Leaderboard", "", f"Base score (reference for gain): {base_score:.4f}", "",
+    md = ["# Leaderboard", "", f"Base validation score (reference for gain; ranked by validation score, test "
+          f"figures reported only): {base_score:.4f}", "",
           shown.to_markdown(index=False)]
     if len(failures):
         md += ["", "## Rejected and failed", "", failures.to_markdown(index=False)]
@@ -180,7 +194,9 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(best["checkpoint"], tmp)
     meta = json.loads((tmp / "meta.json").read_text())
-    write_json(tmp / "meta.json", {**meta, "search": info, "gain": best["final_score"] - base_score})
+    write_json(tmp / "meta.json", {**meta, "search": info, "gain": best["final_score"] - base_score,
+                                   "test_gain": None if base_test_score is None or best.get("final_test_score") is None
+                                   else best["final_test_score"] - base_test_score})
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return best
@@ -198,5 +214,5 @@ def rerender(out: str | Path) -> dict[str, Any] | None:
     if reference and "final_score" in reference:
         base_score = reference["final_score"]
     else:
-        base_score = base_meta.get("search", {}).get("base_test", {}).get("accuracy", 0.0)
+        base_score = base_meta.get("search", {}).get("base_score", 0.0)
     return write_report(out, records, reference, base_score, base_meta.get("search", {}))

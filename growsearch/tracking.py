@@ -7,8 +7,9 @@ the driver, which receives every trial's records, Ray's included).
 
 What a child run holds: flattened plan params (``plan.width``, ``plan.depth``, ...),
 ``init``, ``params``, ``flops``; metrics: the manifold metric and its pieces, the
-function-preservation deviation, screening and training cost, per-epoch train/test
-curves with steps, final accuracy/loss and gain; tags ``stage`` and ``reason``.
+function-preservation deviation, screening and training cost, per-epoch
+train/val/test curves with steps, final val and test accuracy/loss, ``gain``
+(validation, what the best is chosen by) and ``test_gain``; tags ``stage`` and ``reason``.
 Statuses: FINISHED (screened, rejected, completed), KILLED (stopped early by the
 scheduler), FAILED (with the error), RUNNING only while a promoted candidate trains.
 
@@ -38,6 +39,7 @@ from growsearch.results import SearchState
 
 STATUS = {"completed": "FINISHED", "screened": "FINISHED", "rejected": "FINISHED",
           "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING"}
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")  # per-epoch curves
 PIECES = ("loss0", "tau", "log_volume", "shrink", "check_loss", "cost", "seconds", "metric_per_param")
 
 
@@ -202,15 +204,16 @@ class MLflowTracker:
                    "manifold_metric": r.get("manifold_metric"), "manifold_per_param": r.get("manifold_per_param"),
                    "max_abs_output_diff": r.get("max_abs_output_diff"), "screen_cost": r.get("screen_cost"),
                    "screen_seconds": r.get("screen_seconds"), "final_accuracy": r.get("final_accuracy"),
-                   "final_loss": r.get("final_loss"), "train_cost": r.get("train_cost"),
-                   "train_seconds": r.get("train_seconds"), "gain": r.get("gain")}
+                   "final_loss": r.get("final_loss"), "final_val_accuracy": r.get("final_val_accuracy"),
+                   "final_val_loss": r.get("final_val_loss"), "val_score": r.get("final_score"),
+                   "test_score": r.get("final_test_score"), "train_cost": r.get("train_cost"),
+                   "train_seconds": r.get("train_seconds"), "gain": r.get("gain"), "test_gain": r.get("test_gain")}
         metrics.update({f"manifold.{k}": (r.get("manifold") or {}).get(k) for k in PIECES})
         batch = [Metric(k, float(v), 0, 0) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and math.isfinite(v)]
         history = r.get("history") or []
         for h in history[entry["epochs"]:]:
-            batch += [Metric(k, float(h[k]), 0, int(h["epoch"])) for k in ("train_loss", "test_loss", "test_accuracy")
-                      if k in h]
+            batch += [Metric(k, float(h[k]), 0, int(h["epoch"])) for k in EPOCH_METRICS if k in h]
         tags = [RunTag("stage", stage)] + ([RunTag("reason", r["reason"][:5000])] if r.get("reason") else [])
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 entries
             self.client.log_batch(run_id, metrics=batch[i:i + 900], tags=tags if i == 0 else [])
@@ -234,18 +237,22 @@ class MLflowTracker:
 
             step = int(rec["epoch"])
             self.client.log_batch(entry["run_id"], metrics=[
-                Metric(k, float(rec[k]), 0, step) for k in ("train_loss", "test_loss", "test_accuracy") if k in rec])
+                Metric(k, float(rec[k]), 0, step) for k in EPOCH_METRICS if k in rec])
             entry["epochs"] = step
             self._save()
 
         self._guard(cid, log)
 
     def finish(self, out: Path, records: list[dict[str, Any]], best: dict[str, Any] | None,
-               base_score: float | None = None) -> None:
+               base_score: float | None = None, base_test_score: float | None = None) -> None:
+        """Log what is missing; ``gain`` against the base's validation score, ``test_gain``
+        against its test score."""
         for r in records:
             if r.get("stage") and r["id"] != "base":
                 if base_score is not None and r.get("final_score") is not None:
                     r = {**r, "gain": r["final_score"] - base_score}
+                if base_test_score is not None and r.get("final_test_score") is not None:
+                    r = {**r, "test_gain": r["final_test_score"] - base_test_score}
                 self.candidate(r)
         self._guard("artifacts", self._finish_parent, out, best)
         missing = sorted(self.pending)
@@ -359,7 +366,7 @@ def sync(out: str | Path) -> dict[str, int]:
     reference = state.record("base")
     best = rerender(out) if (out / "leaderboard.csv").exists() else None
     base_score = reference.get("final_score") if reference else None
-    tracker.finish(out, records, best, base_score)
+    tracker.finish(out, records, best, base_score, reference.get("final_test_score") if reference else None)
     after = sum(len(c["stages"]) for c in tracker.ledger["children"].values())
     return {"uploaded": after - before, "pending": len(tracker.pending)}
 

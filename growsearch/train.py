@@ -145,10 +145,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     return {"loss": total_loss / count, "accuracy": correct / count}
 
 
-def task_score(record: dict[str, float], task: Task) -> float:
-    """The score a search and the benchmarks rank by (higher is better): test accuracy,
-    or -test loss for language models."""
-    return -record["test_loss"] if task.kind == "lm" else record["test_accuracy"]
+def task_score(record: dict[str, float], task: Task, split: Literal["val", "test"] = "val") -> float:
+    """The score to rank by (higher is better): accuracy, or -loss for language models, on
+    ``split``. Decisions (early stopping, the best candidate, gains) use ``val``; ``test``
+    is for final numbers only."""
+    return -record[f"{split}_loss"] if task.kind == "lm" else record[f"{split}_accuracy"]
 
 
 def _lr_factor(step: int, total: int, recipe: TrainRecipe) -> float:
@@ -177,8 +178,9 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     stops early), so the trained model is a plain family model.
 
     Every epoch (and at the end of a ``steps`` budget) the model is evaluated on the
-    test split and a record ``{epoch, step, train_loss, test_loss, test_accuracy,
-    forward_backward, seconds}`` goes to each callback. Raises :class:`TrainingError`
+    validation and test splits and a record ``{epoch, step, train_loss, val_loss,
+    val_accuracy, test_loss, test_accuracy, forward_backward, seconds}`` goes to each
+    callback (decisions read ``val_*``; ``test_*`` are final numbers). Raises :class:`TrainingError`
     when the loss becomes NaN/Inf or the device runs out of memory.
     """
     device = resolve_device(device)
@@ -225,8 +227,9 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
             record: dict[str, float] = {"epoch": epoch, "step": step, "train_loss": running / seen,
                                         "forward_backward": result.forward_backward}
             if evaluate_each_epoch or step >= total:
-                test = evaluate(model, task.x_test, task.y_test, device=device)
-                record.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
+                for split in ("val", "test"):
+                    scores = evaluate(model, *task.split(split), device=device)
+                    record.update({f"{split}_loss": scores["loss"], f"{split}_accuracy": scores["accuracy"]})
             record["seconds"] = time.perf_counter() - start
             result.history.append(record)
             try:

@@ -97,6 +97,8 @@ CASES = [
     (["pretrain", "--family", "mlp", "--dataset", "imagenet", "--out", "{t}/out"], "dataset: got 'imagenet'"),
     (["pretrain", "--family", "rnn", "--out", "{t}/out"], "argument --family: invalid choice: 'rnn'"),
     (["bench", "predictors", "--pool", "imagenet", "--out", "{t}/x.json"], "--pool: got 'imagenet'"),
+    (["bench", "search", "--seeds", "0", "-1", "--out", "{t}/out/x.json"],
+     "--seeds: got [0, -1]; allowed: non-negative"),
     (["report", "{t}/nothing-here"], "holds no growsearch search results"),
 ]
 

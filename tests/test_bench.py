@@ -1,7 +1,9 @@
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from growsearch.bench import stats
 from growsearch.bench.pools import POOLS
@@ -56,13 +58,38 @@ def test_pools_follow_the_protocol():
         assert {DEFAULT_INIT, "random"} <= set(pool.inits)
 
 
-def test_within_group_concordance():
+def test_equal_param_groups_are_fixed_log_bins():
+    # bins [1.1^b, 1.1^(b+1)): 100 and 105 share bin 48, 1000 and 1050 bin 72, 1090 is in 73
     groups = stats.equal_param_groups([100, 105, 300, 1000, 1050, 1090])
-    assert groups == [[0, 1], [3, 4, 5]]
-    tau, pairs = stats.within_group_kendall([1, 2, 0, 3, 2, 1], [1, 2, 5, 3, 2, 1], groups)
-    assert pairs == 4 and tau == 1.0
-    tau, _ = stats.within_group_kendall([2, 1, 0, 1, 2, 3], [1, 2, 5, 3, 2, 1], groups)
-    assert tau == -1.0
+    assert groups == [[0, 1], [3, 4]]
+    # a candidate's group does not depend on which other candidates exist
+    rng = np.random.default_rng(0)
+    params = [int(p) for p in rng.integers(1000, 5000, 40)]
+    for extra in (1049, 2200, 4999):
+        before = {frozenset(g) for g in stats.equal_param_groups(params)}
+        after = {frozenset(i for i in g if i < len(params)) for g in stats.equal_param_groups([*params, extra])}
+        assert before == {g for g in after if len(g) > 1}
+    assert all(stats.param_bin(p) == stats.param_bin(q) for g in stats.equal_param_groups(params)
+               for p, q in [(params[g[0]], params[i]) for i in g])
+
+
+def test_within_group_tau_is_scipy_tau_b():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(1)
+    pred = [float(v) for v in rng.integers(0, 4, 9)]  # ties in both variables
+    target = [float(v) for v in rng.integers(0, 3, 9)]
+    tau, pairs = stats.within_group_kendall(pred, target, [list(range(9))])
+    assert pairs == 36 and tau == pytest.approx(kendalltau(pred, target, variant="b").statistic, abs=1e-12)
+    assert stats.kendall(pred, target) == pytest.approx(tau, abs=1e-12)
+    # pooled over two groups: 3 concordant, 0 discordant, 1 tie in pred among 4 pairs
+    tau, pairs = stats.within_group_kendall([1, 2, 0, 3, 3, 1], [1, 2, 5, 3, 2, 1], [[0, 1], [3, 4, 5]])
+    assert pairs == 4 and tau == pytest.approx((3 - 0) / math.sqrt((4 - 1) * (4 - 0)))
+
+
+def test_infinities_rank_at_the_ends():
+    assert stats.kendall([1.0, math.inf, 2.0, -math.inf], [1.0, 3.0, 2.0, 0.0]) == pytest.approx(1.0)
+    assert stats.kendall([math.nan, 5.0, math.inf], [0.0, 1.0, 2.0]) == pytest.approx(1.0)
 
 
 def test_growth_benchmark_quick(tmp_path):
@@ -73,8 +100,16 @@ def test_growth_benchmark_quick(tmp_path):
     row = result["plans"][0]
     assert set(row["arms"]) == {"random", *PRESERVING_INITS}
     assert len(row["scratch"]["curve"]) == 1  # one epoch in the quick pool
-    assert row["scratch"]["forward_backward"] == 4000  # one epoch of MNIST-1D's 4000 training examples
-    assert row["scratch"]["compute"] == 4000 * row["training_flops_per_example"]
+    # one epoch of MNIST-1D's 3600 training examples (4000 less the validation split), 3x forward FLOPs
+    from growsearch.grow import ExpansionPlan
+    from growsearch.metrics.cost import flops_per_example
+    from growsearch.models import config_from_spec
+    from growsearch.search.space import planned_config
+
+    target = planned_config(config_from_spec(result["base"]["spec"]), ExpansionPlan.from_dict(row["plan"])).build()
+    assert row["training_flops_per_example"] == 3 * flops_per_example(target, torch.zeros(1, 40))
+    assert row["scratch"]["forward_backward"] == 3600
+    assert row["scratch"]["compute"] == 3600 * row["training_flops_per_example"]
     for init, arm in row["arms"].items():
         assert len(arm["finals"]) == 2 and arm["final_mean"] == pytest.approx(sum(arm["finals"]) / 2)
         assert arm["ratio_to_scratch"] is None or 0 < arm["ratio_to_scratch"] <= 1
@@ -83,18 +118,70 @@ def test_growth_benchmark_quick(tmp_path):
             lo, hi = arm["vs_random"]["ci95"]
             assert lo <= arm["vs_random"]["mean"] <= hi
     assert row["arms"]["split_positive"]["symmetry"]["symmetric_fraction"] > 0.5  # copies stay copies
-    assert result["base"]["pretrain_compute_examples"] == 2 * 4000
+    assert result["base"]["pretrain_compute_examples"] == 2 * 3600
+    assert result["best_preserving_init"] == max(  # chosen by validation gain
+        (i for i in row["arms"] if i != "random"), key=lambda i: result["summary"][i]["val_mean_gain"])
 
 
 def test_search_efficiency_quick(tmp_path):
     out = tmp_path / "search.json"
-    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--out", str(out)]) == 0
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "0", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     s = result["strategies"]
     assert set(s) == {"train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"}
-    n = len(result["candidates"])
-    # train-all pays every candidate's full training: 1 epoch of 1437 digits images each
-    assert s["train_all"]["total_compute"] == n * 1437
+    assert [r["seed"] for r in result["per_seed"]] == [0, 1]
+    for run in result["per_seed"]:
+        # train-all pays every candidate's full training in FLOPs: 1 epoch of the 1293 digits training
+        # images (1437 less the validation split) at 3x each candidate's forward FLOPs
+        expected = sum(3 * c["flops"] * 1293 for c in run["candidates"])
+        assert run["strategies"]["train_all"]["total_compute"] == pytest.approx(expected, rel=1e-12)
+        ours = run["strategies"]["surrogate_and_early_stopping"]
+        assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
     assert s["train_all"]["compute_to_target"] is not None and s["train_all"]["regret_at_budget"] >= 0
-    ours = s["surrogate_and_early_stopping"]
-    assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
+    low, high = result["spread"]["train_all"]["total_compute"]
+    assert low <= s["train_all"]["total_compute"] <= high
+    # a seed reproduces exactly, alone or among others (seconds aside)
+    again = tmp_path / "again.json"
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "1", "--out", str(again)]) == 0
+    alone = json.loads(again.read_text())["per_seed"][0]["strategies"]
+    for name, st in result["per_seed"][1]["strategies"].items():
+        for fig in ("compute_to_target", "total_compute", "regret_at_budget", "promoted"):
+            assert st.get(fig) == alone[name].get(fig), (name, fig)
+
+
+def test_expected_cost_to_first_hit_matches_every_order():
+    from itertools import permutations
+
+    from growsearch.bench.search_efficiency import expected_cost_to_first_hit
+
+    costs = [3.0, 5.0, 1.0, 8.0, 2.0, 13.0]
+    for hits in ([False, True, False, False, True, False], [False, False, False, False, False, True],
+                 [True] * 6, [False] * 6):
+        paid = []
+        for order in permutations(range(len(costs))):
+            total, found = 0.0, None
+            for i in order:
+                total += costs[i]
+                if hits[i]:
+                    found = total
+                    break
+            paid.append(found)
+        expected = expected_cost_to_first_hit(costs, hits)
+        if not any(hits):
+            assert expected is None and all(p is None for p in paid)
+        else:
+            assert expected == pytest.approx(sum(paid) / len(paid), rel=1e-12)
+
+
+def test_random_order_counts_the_draws_that_miss():
+    from growsearch.bench.search_efficiency import replay_strategies
+
+    # 8 candidates, only the last reaches the target; each costs 1 FLOP-unit and 1 second
+    candidates = [{"name": str(i), "flops": 1, "manifold_metric": float(i), "metric_flops": 0.0,
+                   "metric_seconds": 0.0, "curve": [{"epoch": 1, "score": 0.5, "test_score": 0.9 if i == 7 else 0.5,
+                                                     "flops": 1.0, "seconds": 1.0}]} for i in range(8)]
+    result = replay_strategies(candidates, epochs=1, promote_fraction=0.25, draws=200)
+    rk = result["strategies"]["random_k"]
+    # the target is found after (8 + 1) / 2 = 4.5 trainings in expectation, more than k = 2
+    assert rk["compute_to_target"] == pytest.approx(4.5) and rk["seconds_to_target"] == pytest.approx(4.5)
+    assert 0 < rk["reach_rate_within_k"] < 0.5

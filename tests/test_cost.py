@@ -86,3 +86,18 @@ def test_training_flops_is_three_forwards():
     assert TRAINING_FLOPS_PER_FORWARD == 3
     assert training_flops(1000, 64) == 192_000
     assert training_flops(1000, 0.5) == 1500
+
+
+def test_cpu_attention_rule_counts_what_torch_counts_for_the_gpu_kernels():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from growsearch.metrics.cost import _ATTENTION_RULES
+
+    registry = FlopCounterMode(display=False, custom_mapping=_ATTENTION_RULES).flop_registry
+    q, k, v = torch.randn(2, 4, 16, 8), torch.randn(2, 4, 16, 8), torch.randn(2, 4, 16, 8)
+    cpu = registry[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu](q, k, v, out_val=None)
+    assert cpu == 2 * (2 * 2 * 4 * 16 * 16 * 8)
+    for gpu_kernel in (torch.ops.aten._scaled_dot_product_flash_attention,
+                       torch.ops.aten._scaled_dot_product_efficient_attention,
+                       torch.ops.aten._scaled_dot_product_cudnn_attention):
+        assert registry[gpu_kernel](q, k, v, out_val=None) == cpu

@@ -8,13 +8,38 @@ from growsearch.errors import ConfigError
 
 def test_builtin_datasets_are_offline_and_deterministic():
     a, b = load_dataset("mnist1d"), load_dataset("mnist1d")
-    assert a.x_train.shape == (4000, 40) and a.x_test.shape == (1000, 40)
-    assert torch.equal(a.x_train, b.x_train)
+    # MNIST-1D's 4000 training examples: 3600 train + 400 held out for validation
+    assert a.x_train.shape == (3600, 40) and a.x_val.shape == (400, 40) and a.x_test.shape == (1000, 40)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.x_val, b.x_val)
     digits = load_dataset("digits")
-    assert digits.x_train.shape[1:] == (8, 8) and len(digits.x_train) + len(digits.x_test) == 1797
+    assert digits.x_train.shape[1:] == (8, 8)
+    assert len(digits.x_train) + len(digits.x_val) + len(digits.x_test) == 1797
     text = load_dataset("text")
     assert text.kind == "lm" and text.x_train.shape[1] == 64
     assert torch.equal(text.x_train[0, 1:], text.y_train[0, :-1])  # targets are the next chars
+
+
+def test_validation_split_is_seeded_and_disjoint_from_train():
+    task, again, other = load_dataset("digits"), load_dataset("digits"), load_dataset("digits", val_seed=1)
+    assert torch.equal(task.x_val, again.x_val) and not torch.equal(task.x_val, other.x_val)
+    train_rows = {tuple(r.flatten().tolist()) for r in task.x_train}
+    val_rows = [tuple(r.flatten().tolist()) for r in task.x_val]
+    # digits has a few duplicate images; almost none of the val rows may appear in train
+    assert sum(r in train_rows for r in val_rows) <= 2
+    assert len(task.x_val) == round(0.1 * (len(task.x_train) + len(task.x_val)))
+
+
+def test_user_file_may_bring_its_own_validation_split(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = dict(x_train=rng.normal(size=(20, 5)), y_train=rng.integers(0, 3, 20), x_val=rng.normal(size=(4, 5)),
+                  y_val=rng.integers(0, 3, 4), x_test=rng.normal(size=(6, 5)), y_test=rng.integers(0, 3, 6))
+    np.savez(tmp_path / "own.npz", **arrays)
+    task = load_dataset(str(tmp_path / "own.npz"))
+    assert len(task.x_train) == 20 and np.allclose(task.x_val.numpy(), arrays["x_val"])
+    del arrays["y_val"]
+    np.savez(tmp_path / "half.npz", **arrays)
+    with pytest.raises(ConfigError, match="only one of x_val, y_val"):
+        load_dataset(str(tmp_path / "half.npz"))
 
 
 def test_probe_comes_from_training_split():
@@ -32,6 +57,7 @@ def test_user_npz(tmp_path):
              x_test=rng.normal(size=(6, 5)), y_test=rng.integers(0, 3, 6))
     task = load_dataset(str(path))
     assert task.num_classes == 3 and task.input_shape == (5,)
+    assert (len(task.x_train), len(task.x_val)) == (18, 2)
 
 
 @pytest.mark.parametrize("arrays, message", [

@@ -202,3 +202,15 @@ def test_unknown_init_is_refused():
     spec = {"family": "mlp", "in_dim": 4, "out_dim": 2, "hidden": [8]}
     with pytest.raises(PlanError, match="init: got 'lemon'; allowed: split_signed, masked"):
         grow(build(spec), spec, ExpansionPlan(width=2), init="lemon")
+
+
+@pytest.mark.parametrize("hidden, depth, positions", [
+    ([32], 1, [1]),  # the one layer added to a 1-layer MLP goes after its hidden layer, not on the input
+    ([32], 3, [0, 1, 1]),
+    ([32, 32], 1, [1]),
+    ([32, 32, 32], 1, [2]),
+    ([32, 32], 3, [1, 1, 2]),
+])
+def test_depth_is_spread_with_half_way_rounding_up(hidden, depth, positions):
+    cfg = config_from_spec({"family": "mlp", "in_dim": 40, "out_dim": 10, "hidden": hidden})
+    assert resolve(cfg, ExpansionPlan(depth=depth)).positions == positions

@@ -77,8 +77,18 @@ def test_shrink_bisection_finds_the_known_boundary():
     s, loss = _shrink_to_pass(check, bisection_steps=10)
     assert 0.3 - 2**-10 <= s <= 0.3 and loss <= 1.36
     assert _shrink_to_pass(lambda s: (True, 0.0), 10) == (1.0, 0.0)
-    # nothing above 0 passes: below resolution, half the smallest failing factor
-    assert _shrink_to_pass(lambda s: (s == 0, 1.0), 3)[0] == pytest.approx(2**-4)
+    # no bisection point passes: keep halving below the resolution; the factor returned was
+    # checked, and the loss returned is its own
+    checked = {}
+
+    def narrow(s):
+        checked[s] = 1 + s
+        return s <= 2**-6, 1 + s
+
+    s, loss = _shrink_to_pass(narrow, 3)
+    assert s == 2**-6 and loss == 1 + 2**-6 and s in checked
+    # nothing above 0 passes at all: s = 0 (metric -inf), with theta0's own loss
+    assert _shrink_to_pass(lambda s: (s == 0, 1.0 + s), 3) == (0.0, 1.0)
 
 
 @pytest.fixture(scope="module")

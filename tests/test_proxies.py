@@ -28,6 +28,18 @@ def test_grad_norm_and_snip_known_answers():
     assert snip(linear([[1, 0], [0, 1]]), X, Y) == pytest.approx(1 - p0, rel=1e-6)
 
 
+def test_synflow_ignores_batchnorm_running_statistics():
+    from conftest import randomize_norms
+
+    spec = {"family": "cnn", "in_channels": 1, "num_classes": 10, "channels": [4, 8], "blocks": [1, 1]}
+    torch.manual_seed(0)
+    model = build(spec)
+    x, y = torch.randn(8, 40), torch.randint(0, 10, (8,))
+    before = synflow(model, x, y)
+    randomize_norms(model, seed=3)  # new running statistics (and affine parameters) of every BatchNorm
+    assert synflow(model, x, y) == pytest.approx(before, rel=1e-12)
+
+
 def test_synflow_known_answer():
     # |W| on a ones input: R = sum|W|, dR/dW = 1 everywhere, score = sum|W|
     assert synflow(linear([[1, -2], [3, 0.5]]), X, Y) == pytest.approx(math.log(6.5))

@@ -132,4 +132,5 @@ def test_ray_and_in_process_agree_for_the_same_seed(tmp_path):
     key = ["candidate", "plan", "init", "stage", "params"]
     assert a[key].fillna("").values.tolist() == b[key].fillna("").values.tolist()
     assert a["manifold_metric"].fillna(0).tolist() == pytest.approx(b["manifold_metric"].fillna(0).tolist(), rel=1e-5)
-    assert a["final_accuracy"].fillna(-1).tolist() == pytest.approx(b["final_accuracy"].fillna(-1).tolist(), abs=1e-6)
+    for column in ("final_accuracy", "val_score", "test_score"):  # stopped trials too: val and test both kept
+        assert a[column].fillna(-1).tolist() == pytest.approx(b[column].fillna(-1).tolist(), abs=1e-6), column

@@ -180,13 +180,24 @@ def test_existing_results_need_resume(tmp_path):
 
 def test_diverging_candidates_fail_and_the_search_completes(tmp_path):
     out = tmp_path / "run"
-    cfg = tiny(training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0})
+    cfg = tiny(training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0},
+               reference=False)
     run_search(load_config(cfg), out)
     board = pd.read_csv(out / "leaderboard.csv")
     failed = board[board["stage"] == "failed"]
-    assert len(failed) >= 2  # the promoted candidates (and the reference) diverged
+    assert len(failed) >= 2  # the promoted candidates diverged
     assert all(re.search(r"TrainingError: loss became (nan|inf)", r) for r in failed["reason"])
     assert "## Rejected and failed" in (out / "leaderboard.md").read_text()
+
+
+def test_a_failed_reference_is_an_error_not_a_silent_fallback(tmp_path):
+    from growsearch.errors import SearchFailed
+
+    cfg = tiny(candidates=2, promotion={"policy": "top_k", "k": 1},
+               training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0})
+    with pytest.raises(SearchFailed, match=r"reference training .* failed: TrainingError: loss became"):
+        run_search(load_config(cfg), tmp_path / "run")
+    assert not (tmp_path / "run" / "leaderboard.csv").exists()  # no gains against the untrained base
 
 
 def test_rejected_candidates(tmp_path):
@@ -296,6 +307,38 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
         if "identical" in s:
             assert s["identical"], s
     assert len(result["scenarios"]) == 6
+
+
+def test_no_decision_reads_the_test_split(tmp_path):
+    """Same data but adversarial test labels: every decision (ASHA stops, promotion, the
+    best, gains) is unchanged; only the reported test figures move."""
+    import numpy as np
+
+    from growsearch.data import load_dataset
+
+    digits = load_dataset("digits")
+    arrays = {"x_train": digits.x_train.numpy(), "y_train": digits.y_train.numpy(),
+              "x_val": digits.x_val.numpy(), "y_val": digits.y_val.numpy(), "x_test": digits.x_test.numpy()}
+    runs = {}
+    for name, y_test in (("honest", digits.y_test.numpy()), ("adversarial", (digits.y_test.numpy() + 1) % 10)):
+        np.savez(tmp_path / f"{name}.npz", **arrays, y_test=y_test, num_classes=10)
+        cfg = tiny(base={"pretrain": {"family": "mlp", "dataset": str(tmp_path / f"{name}.npz"), "epochs": 3}},
+                   early_stopping={"policy": "asha", "grace_epochs": 1, "reduction_factor": 3})
+        runs[name] = run_search(load_config(cfg), tmp_path / name)
+
+    def decisions(result):
+        return {r["id"]: (r["stage"], r.get("epochs"), r.get("final_score"),
+                          [h["score"] for h in r.get("history", [])]) for r in result.records}
+
+    honest, adversarial = runs["honest"], runs["adversarial"]
+    assert decisions(honest) == decisions(adversarial)
+    assert honest.best["id"] == adversarial.best["id"]
+    trained = [r for r in honest.records if r.get("final_test_score") is not None]
+    assert trained and any(r["stage"] == "stopped_early" for r in honest.records)
+    worse = {r["id"]: r["final_test_score"] for r in adversarial.records if r.get("final_test_score") is not None}
+    assert all(worse[r["id"]] < r["final_test_score"] for r in trained)  # the test split was really changed
+    board = pd.read_csv(tmp_path / "honest" / "leaderboard.csv")
+    assert {"val_score", "test_score", "gain", "test_gain"} <= set(board.columns)
 
 
 def test_results_folder_module_sits_below_engine_report_and_tracking():

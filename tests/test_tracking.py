@@ -53,11 +53,13 @@ def check_search_runs(uri, out, n=5):
     metrics = [c.data.metrics["manifold_metric"] for c in children if "manifold_metric" in c.data.metrics]
     assert metrics == sorted(metrics, reverse=True)
     trained = [c for c in children if c.data.tags["stage"] in ("completed", "stopped_early")]
-    assert trained and all("final_accuracy" in c.data.metrics and "params" in c.data.metrics for c in trained)
+    assert trained and all({"final_accuracy", "params", "val_score", "test_score"} <= set(c.data.metrics)
+                           for c in trained)
     assert all("plan.width" in c.data.params or "plan.depth" in c.data.params for c in children)
-    for c in trained:  # per-epoch curves with steps
+    for c in trained:  # per-epoch curves with steps, validation (decisions) and test (reported)
         history = client.get_metric_history(c.info.run_id, "test_accuracy")
         assert [m.step for m in history] == list(range(1, len(history) + 1))
+        assert [m.step for m in client.get_metric_history(c.info.run_id, "val_accuracy")] == [m.step for m in history]
         assert len(history) == json.loads((out / "candidates" / f"{c.data.tags['growsearch.candidate']}.json")
                                           .read_text())["epochs"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -116,7 +118,8 @@ def test_search_from_an_empty_directory_writes_only_its_results_folder(tmp_path)
 
 def test_failed_candidates_are_failed_runs(tmp_path):
     out = tmp_path / "run"
-    cfg = dict(TRACKED, training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0})
+    cfg = dict(TRACKED, training={"epochs": 2, "lr": 1e12, "grad_clip": None, "optimizer": "sgd", "momentum": 0.0},
+               reference=False)  # a diverging reference stops the search (tests/test_search.py)
     run_search(load_config(cfg), out)
     _, _, children = runs_of(default_uri(out))
     failed = [c for c in children if c.data.tags["stage"] == "failed"]

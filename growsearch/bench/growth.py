@@ -9,8 +9,8 @@ compute (FLOPs) the arm needs to reach scratch's mean final score on its mean cu
 its ratio to scratch's total, the paired-seed difference against ``random`` with a 95%
 t-interval, and the symmetry probe (:mod:`growsearch.grow.symmetry`) after training. The
 base's pretraining compute is reported separately (a team that already has the small
-model paid it). ``default_init`` is the preserving init with the highest mean gain over
-the plans.
+model paid it). ``best_preserving_init`` is the preserving init with the highest mean *validation*
+gain over the plans (scores reported are test scores). FLOPs: :func:`growsearch.metrics.cost.training_flops`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.data import load_dataset
 from growsearch.grow import DEFAULT_INIT, PRESERVING_INITS, ExpansionPlan, grow
 from growsearch.grow.symmetry import symmetry_probe
-from growsearch.metrics.cost import flops_per_example
+from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_RECIPES
 from growsearch.search.space import planned_config
@@ -52,21 +52,18 @@ GROWTH_SETTINGS: dict[str, tuple[int | None, tuple[int, ...] | None]] = {
 POINTS = 100.0
 
 
-def training_flops(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """Training FLOPs per example: forward FLOPs (measured) x 3 (backward ~ 2 x forward)."""
-    return 3 * flops_per_example(model, example)
-
-
 def _curve(model: torch.nn.Module, pool: Pool, task: Any, seed: int, grown: bool) -> list[dict[str, float]]:
     recipe = after_growth(pool.recipe, len(task.x_train)) if grown else pool.recipe
     result = train(model, task, recipe, seed=seed)
-    return [{"epoch": h["epoch"], "score": task_score(h, task), "forward_backward": h["forward_backward"]}
-            for h in result.history]
+    # "score" is the test score (reported); "val_score" is what the choice of an init reads
+    return [{"epoch": h["epoch"], "score": task_score(h, task, "test"), "val_score": task_score(h, task, "val"),
+             "forward_backward": h["forward_backward"]} for h in result.history]
 
 
 def _mean_curve(curves: list[list[dict[str, float]]]) -> list[dict[str, float]]:
     return [{"epoch": pts[0]["epoch"], "forward_backward": pts[0]["forward_backward"],
-             "score": statistics.mean(p["score"] for p in pts)} for pts in zip(*curves, strict=True)]
+             "score": statistics.mean(p["score"] for p in pts),
+             "val_score": statistics.mean(p["val_score"] for p in pts)} for pts in zip(*curves, strict=True)]
 
 
 def _compute_to_reach(curve: list[dict[str, float]], target: float) -> int | None:
@@ -88,7 +85,8 @@ def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> dict
 
 def _arm_summary(finals: list[float], curves: list[list[dict[str, float]]]) -> dict[str, Any]:
     return {"final_mean": statistics.mean(finals), "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-            "finals": finals, "curve": _mean_curve(curves)}
+            "finals": finals, "val_final_mean": statistics.mean(c[-1]["val_score"] for c in curves),
+            "curve": _mean_curve(curves)}
 
 
 def run_plan(pool: Pool, task: Any, base: torch.nn.Module, spec: dict[str, Any], plan_dict: dict[str, Any],
@@ -97,7 +95,7 @@ def run_plan(pool: Pool, task: Any, base: torch.nn.Module, spec: dict[str, Any],
     plan = ExpansionPlan.from_dict(plan_dict)
     target_cfg = planned_config(config_from_spec(spec), plan)
     example = task.x_train[:1]
-    flops = training_flops(target_cfg.build(), example)
+    flops = training_flops(flops_per_example(target_cfg.build(), example), 1)  # per example trained
     probe_x = task.probe(256, seed=0)[0]
     curves: dict[str, list[list[dict[str, float]]]] = {arm: [] for arm in ("scratch", *inits)}
     probes: dict[str, list[dict[str, Any]]] = {init: [] for init in inits}
@@ -137,7 +135,8 @@ def run_plan(pool: Pool, task: Any, base: torch.nn.Module, spec: dict[str, Any],
     return row
 
 
-def summarize(rows: list[dict[str, Any]], base_score: float, points: float) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], base_score: float, points: float,
+              base_val_score: float | None = None) -> dict[str, Any]:
     """Per init, over the plans: mean gain over the base, how often the paired difference
     against random has a 95% lower bound >= -0.5 points, how often scratch's final score
     is reached with <= 50% of scratch's compute."""
@@ -147,6 +146,8 @@ def summarize(rows: list[dict[str, Any]], base_score: float, points: float) -> d
         arms = [r["arms"][init] for r in rows]
         entry: dict[str, Any] = {
             "mean_gain": statistics.mean(a["final_mean"] - base_score for a in arms),
+            "val_mean_gain": None if base_val_score is None else
+            statistics.mean(a["val_final_mean"] - base_val_score for a in arms),
             "plans_reaching_scratch_at_half_compute": sum(
                 1 for a in arms if a["ratio_to_scratch"] is not None and a["ratio_to_scratch"] <= 0.5),
             "plans_reaching_scratch": sum(1 for a in arms if a["ratio_to_scratch"] is not None),
@@ -178,7 +179,7 @@ def run_growth_benchmark(pool: Pool, progress: Any = None, seeds: tuple[int, ...
     task = load_dataset(pool.dataset)
     state, spec, pretrain_final = pretrain_base(pool)
     base = pool_base_model(state, spec)
-    base_score = task_score(pretrain_final, task)
+    base_score, base_val_score = task_score(pretrain_final, task, "test"), task_score(pretrain_final, task, "val")
     pretrain_recipe = dataclasses.replace(DEFAULT_RECIPES[pool.dataset], epochs=pool.base_epochs)
     pretrain_fb = pool.base_epochs * len(task.x_train)
     rows = []
@@ -186,14 +187,15 @@ def run_growth_benchmark(pool: Pool, progress: Any = None, seeds: tuple[int, ...
         rows.append(run_plan(pool, task, base, spec, plan_dict, seeds, inits))
         if progress is not None:
             progress(i + 1, len(pool.plans), rows[-1]["plan_name"])
-    summary = summarize(rows, base_score, POINTS)
+    summary = summarize(rows, base_score, POINTS, base_val_score)
     preserving = [i for i in inits if i in PRESERVING_INITS]
-    best = max(preserving, key=lambda i: summary[i]["mean_gain"]) if preserving else None
+    # a choice: by the validation gain, never the test gain
+    best = max(preserving, key=lambda i: summary[i]["val_mean_gain"]) if preserving else None
     return {"pool": pool.name, "dataset": pool.dataset, "family": pool.family,
             "score": "neg_test_loss" if task.kind == "lm" else "test_accuracy",
             "points_per_score_unit": POINTS, "recipe": pool.recipe.to_dict(),
             "recipe_after_growth": after_growth(pool.recipe, len(task.x_train)).to_dict(), "seeds": list(seeds),
-            "base": {"spec": spec, "pretrain": pretrain_final, "score": base_score,
+            "base": {"spec": spec, "pretrain": pretrain_final, "score": base_score, "val_score": base_val_score,
                      "pretrain_recipe": pretrain_recipe.to_dict(), "pretrain_compute_examples": pretrain_fb},
             "plans": rows, "summary": summary, "best_preserving_init": best,
             "default_init": DEFAULT_INIT, "seconds": time.perf_counter() - start}

@@ -5,8 +5,12 @@ grown model (manifold metric and variants, params, FLOPs, zero-cost proxies, sho
 training at the metric's cost), then fully train it with the pool's recipe over the
 pool's seeds. gain = mean score of the trained candidate - mean score of the base
 trained for the same extra budget (score: test accuracy; -test loss for language
-models). Each predictor is judged by Kendall tau-b and Spearman rho against the gain,
-with a bootstrap 95% interval, and by concordance within equal-parameter groups.
+models) -- the final number predictors are judged against. The same gain on the
+validation split (``val_gain_mean``) is what any choice made from this file reads (the
+metric's tuning, ``bench/tune.py``). Each predictor is judged by Kendall tau-b and
+Spearman rho against the gain, with a bootstrap 95% interval, and by tau-b within
+equal-parameter groups (:func:`growsearch.bench.stats.equal_param_groups`). Costs are in
+training FLOPs (:func:`growsearch.metrics.cost.training_flops`); probe sizes are recorded.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from growsearch.bench.pools import Pool
 from growsearch.data import Task, load_dataset
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, score_candidate
+from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import build
 from growsearch.pretrain import DEFAULT_RECIPES, default_config
 from growsearch.train import TrainRecipe, task_score, train
@@ -56,21 +61,24 @@ def pool_base_model(state: dict[str, torch.Tensor], spec: dict[str, Any]) -> tor
 
 
 def _train_seeds(model: torch.nn.Module, task: Task, recipe: TrainRecipe,
-                 seeds: tuple[int, ...]) -> tuple[list[float], int, float]:
-    scores, fb, seconds = [], 0, 0.0
+                 seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Train a copy of ``model`` per seed: final test and validation scores, examples, seconds."""
+    test, val, fb, seconds = [], [], 0, 0.0
     for seed in seeds:
         result = train(copy.deepcopy(model), task, recipe, seed=seed)
-        scores.append(task_score(result.final, task))
+        test.append(task_score(result.final, task, "test"))
+        val.append(task_score(result.final, task, "val"))
         fb, seconds = result.forward_backward, seconds + result.seconds
-    return scores, fb, seconds / len(seeds)
+    forward = flops_per_example(model, task.x_train[:1])
+    return {"scores": test, "val_scores": val, "full_training_cost": fb,
+            "full_training_flops": training_flops(forward, fb), "full_training_seconds": seconds / len(seeds)}
 
 
 def _base_job(pool: Pool, state: dict, spec: dict) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = load_dataset(pool.dataset)
     base = pool_base_model(state, spec)
-    scores, fb, seconds = _train_seeds(base, task, pool.recipe, pool.seeds)
-    return {"scores": scores, "full_training_cost": fb, "full_training_seconds": seconds}
+    return _train_seeds(base, task, pool.recipe, pool.seeds)
 
 
 def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
@@ -87,11 +95,11 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
         "max_abs_output_diff": scores["max_abs_output_diff"],
         "predictors": {name: scores[name] for name in PREDICTORS},
         "manifold": scores["manifold"], "metric_cost": scores["cost"]["forward_backward"],
-        "metric_seconds": scores["cost"]["seconds"],
+        "metric_flops": training_flops(scores["flops"], scores["cost"]["forward_backward"]),
+        "metric_seconds": scores["cost"]["seconds"], "probe_sizes": scores["probe_sizes"],
     }
     if train_candidates:
-        trained, fb, seconds = _train_seeds(grown.model, task, pool.recipe, pool.seeds)
-        out.update(scores=trained, full_training_cost=fb, full_training_seconds=seconds)
+        out.update(_train_seeds(grown.model, task, pool.recipe, pool.seeds))
     return out
 
 
@@ -133,11 +141,13 @@ def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, 
                 progress(len(results), len(todo), results[-1]["name"])
         base = base_future.result()
     base_mean = statistics.mean(base["scores"])
+    base_val_mean = statistics.mean(base["val_scores"])
     for c in results:
         c["gain_mean"] = statistics.mean(c["scores"]) - base_mean
         c["gain_std"] = statistics.stdev(c["scores"]) if len(c["scores"]) > 1 else 0.0
+        c["val_gain_mean"] = statistics.mean(c["val_scores"]) - base_val_mean
     table, groups = judge(results)
-    ratios = [c["metric_cost"] / c["full_training_cost"] for c in results]
+    ratios = [c["metric_flops"] / c["full_training_flops"] for c in results]
     return {
         "pool": pool.name, "version": pool.version, "tuning_pool": pool.tuning,
         "family": pool.family, "dataset": pool.dataset,
@@ -147,14 +157,15 @@ def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, 
         "base": {"spec": spec, "params": sum(v.numel() for k, v in state.items()
                                              if not k.endswith(("running_mean", "running_var",
                                                                 "num_batches_tracked"))),
-                 "pretrain": pretrain_final, **base, "score_mean": base_mean},
+                 "pretrain": pretrain_final, **base, "score_mean": base_mean, "val_score_mean": base_val_mean},
         "noise": {"base_score_std": statistics.stdev(base["scores"]) if len(base["scores"]) > 1 else 0.0,
                   "median_candidate_score_std": statistics.median(c["gain_std"] for c in results),
                   "median_abs_gain": statistics.median(abs(c["gain_mean"]) for c in results)},
         "candidates": results,
         "equal_param_groups": groups,
         "predictors": table,
-        "metric_cost_ratio": statistics.median(ratios),
+        "metric_cost_ratio": statistics.median(ratios),  # metric FLOPs / one full training's FLOPs
+        "probe_sizes": results[0]["probe_sizes"] if results else {},
         "seconds": time.perf_counter() - start,
         "environment": {"growsearch": __version__, "torch": torch.__version__,
                         "python": platform.python_version(), "cpus": os.cpu_count(), "jobs": jobs},

@@ -1,5 +1,5 @@
 """Rank statistics for judging predictors: Kendall tau-b, Spearman rho, bootstrap
-intervals, and concordance within groups of (nearly) equal parameter count."""
+intervals, and Kendall tau-b within groups of (nearly) equal parameter count."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from scipy import stats
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
-    """-inf (e.g. a degenerate volume) ranks lowest; NaN also ranks lowest."""
+    """Values ready for ranking: +inf ranks highest; -inf (e.g. a degenerate volume) and
+    NaN rank lowest (ties among themselves)."""
     arr = np.asarray(values, dtype=float)
-    low = np.nanmin(arr[np.isfinite(arr)]) - 1.0 if np.isfinite(arr).any() else 0.0
-    return np.where(np.isfinite(arr), arr, low)
+    finite = arr[np.isfinite(arr)]
+    low, high = (finite.min() - 1.0, finite.max() + 1.0) if finite.size else (-1.0, 1.0)
+    return np.where(np.isfinite(arr), arr, np.where(arr == np.inf, high, low))
 
 
 def kendall(pred: Sequence[float], target: Sequence[float]) -> float:
@@ -44,32 +46,44 @@ def bootstrap_ci(pred: Sequence[float], target: Sequence[float], n_boot: int = 1
     return [float(lo), float(hi)]
 
 
-def equal_param_groups(params: Sequence[int], tolerance: float = 0.1) -> list[list[int]]:
-    """Indices grouped so that every member is within ``tolerance`` (relative) of the
-    group's smallest; only groups of two or more are returned."""
-    order = sorted(range(len(params)), key=lambda i: params[i])
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and params[i] <= params[groups[-1][0]] * (1 + tolerance):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return [g for g in groups if len(g) > 1]
+GROUP_TOLERANCE = 0.1  # equal-parameter bins are 10% wide on a log scale
+
+
+def param_bin(params: int, tolerance: float = GROUP_TOLERANCE) -> int:
+    """The fixed bin of a parameter count: ``floor(log(params) / log(1 + tolerance))``,
+    i.e. bins ``[(1 + tolerance)^b, (1 + tolerance)^(b + 1))`` anchored at 1 parameter."""
+    # the tiny offset keeps an exact power of (1 + tolerance) in its own bin despite rounding
+    return math.floor(math.log(params) / math.log1p(tolerance) + 1e-9)
+
+
+def equal_param_groups(params: Sequence[int], tolerance: float = GROUP_TOLERANCE) -> list[list[int]]:
+    """Indices grouped by :func:`param_bin`: a candidate's group depends on its own parameter
+    count only, never on which other candidates exist (members of a group are within
+    ``tolerance`` of each other; two counts closer than that can still straddle a bin edge).
+    Only groups of two or more are returned, ordered by bin."""
+    bins: dict[int, list[int]] = {}
+    for i, p in enumerate(params):
+        bins.setdefault(param_bin(p, tolerance), []).append(i)
+    return [bins[b] for b in sorted(bins) if len(bins[b]) > 1]
 
 
 def within_group_kendall(pred: Sequence[float], target: Sequence[float],
                          groups: list[list[int]]) -> tuple[float, int]:
-    """Kendall-style concordance over all pairs inside the groups:
-    (concordant - discordant) / pairs, ties in either variable counted as neither.
-    Returns ``(tau, number of pairs)``."""
+    """Kendall tau-b over the pairs inside the groups, pooled -- the same statistic as the
+    overall tau (scipy's ``kendalltau``, variant b) restricted to those pairs:
+    ``(concordant - discordant) / sqrt((pairs - ties in pred) * (pairs - ties in target))``.
+    For a single group it equals scipy's tau-b on that group. Returns ``(tau, pairs)``."""
     p, t = _finite(pred), _finite(target)
-    conc = disc = pairs = 0
+    conc = disc = pairs = tied_p = tied_t = 0
     for g in groups:
         for a in range(len(g)):
             for b in range(a + 1, len(g)):
                 i, j = g[a], g[b]
                 pairs += 1
-                s = np.sign(p[i] - p[j]) * np.sign(t[i] - t[j])
-                conc += s > 0
-                disc += s < 0
-    return (float((conc - disc) / pairs) if pairs else math.nan), pairs
+                dp, dt = np.sign(p[i] - p[j]), np.sign(t[i] - t[j])
+                tied_p += dp == 0
+                tied_t += dt == 0
+                conc += dp * dt > 0
+                disc += dp * dt < 0
+    denominator = math.sqrt((pairs - tied_p) * (pairs - tied_t))
+    return (float((conc - disc) / denominator) if denominator else math.nan), pairs

@@ -35,10 +35,11 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
         f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
         f"median std of a candidate's score over seeds {noise['median_candidate_score_std']:.4f} (the noise). "
-        f"Manifold-metric cost ÷ full training (median, forward+backward examples): "
-        f"**{result['metric_cost_ratio']:.4f}**.",
+        f"Manifold-metric cost ÷ full training (median, training FLOPs): "
+        f"**{result['metric_cost_ratio']:.4f}**. Probe sizes (training examples): "
+        + ", ".join(f"{k} {v}" for k, v in result.get("probe_sizes", {}).items()) + ".",
         "",
-        "| predictor | Kendall τ | 95% CI | Spearman ρ | τ within equal-params groups (pairs) |",
+        "| predictor | Kendall τ_b | 95% CI | Spearman ρ | τ_b within equal-params groups (pairs) |",
         "|---|---|---|---|---|",
     ]
     table = result["predictors"]
@@ -56,7 +57,8 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {c['name']} | {c['params']} | {c['flops']} | {c['gain_mean']:+.4f} ± {c['gain_std']:.4f} "
                      f"| {p['manifold_metric']:+.3f} | {c['manifold']['shrink']:.3f} | {c['manifold']['loss0']:.3f} "
                      f"| {p['short_training']:+.3f} |")
-    lines += ["", "Equal-parameter groups (within 10%): " +
+    lines += ["", "Equal-parameter groups (fixed bins 10% wide on a log scale, "
+              "⌊log(params) / log 1.1⌋; a candidate's group depends on its own count only): " +
               "; ".join("{" + ", ".join(g) + "}" for g in result["equal_param_groups"]), "", "</details>", ""]
     return lines
 
@@ -69,7 +71,8 @@ def growth_table(result: dict[str, Any]) -> list[str]:
              f"`{result.get('command', '')}` — recipe {result['recipe']['epochs']} epochs, seeds {result['seeds']}; "
              f"base score {result['base']['score']:.4f}; base pretraining "
              f"{result['base']['pretrain_compute_examples']} examples (not in the ratios). Default init: "
-             f"`{result['default_init']}`; best preserving init here: `{result['best_preserving_init']}`.", "",
+             f"`{result['default_init']}`; best preserving init here (by validation gain): "
+             f"`{result['best_preserving_init']}`. Scores are test scores.", "",
              f"| init | mean gain over the base ({unit}) | plans where scratch's final is reached with ≤ 50% of "
              "its compute | plans with paired diff vs random: 95% lower bound ≥ −0.5 |", "|---|---|---|---|"]
     for init, s in result["summary"].items():
@@ -119,28 +122,42 @@ def overhead_table(result: dict[str, Any]) -> list[str]:
             f"| peak resident memory of Ray's processes | {result['ray_peak_rss_mb']:.0f} MB |", ""]
 
 
-def _seconds(strategy: dict[str, Any]) -> str:
-    value = strategy["seconds_to_target"]
-    return "—" if value is None else f"{value:.1f}"
+def _flops(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
+
+
+def _spread(result: dict[str, Any], name: str, fig: str, fmt: Any) -> str:
+    """``mean [min, max]`` over seeds; ``never`` when no seed reached the target."""
+    mean, spread = result["strategies"][name][fig], result["spread"][name][fig]
+    if spread is None:
+        return "never"
+    reached = result["strategies"][name]["reached_in_seeds"]
+    lo, hi = fmt(spread[0]), fmt(spread[1])
+    if mean is None:  # some seeds never reached it: the mean would leave them out
+        return f"[{lo}, {hi}] (reached in {reached} of {len(result['seeds'])} seeds)"
+    return f"{fmt(mean)} [{lo}, {hi}]"
 
 
 def search_table(result: dict[str, Any]) -> list[str]:
+    first = result["per_seed"][0]
     lines = [f"### {result['pool']}", "",
-             f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, best score "
-             f"{result['best_score']:.4f}, target {result['target']:.4f} (0.5 points below), k = {result['k']} "
-             f"promoted, ASHA grace {result['asha']['grace']} / η {result['asha']['eta']}, budget for regret = "
-             f"{result['budget_fraction']:.0%} of train-all ({result['budget_compute']:.0f} examples).", "",
-             "| strategy | compute to target (examples) | ÷ train-all total | seconds to target | total compute "
+             f"`{result.get('command', '')}` — {result['n_candidates']} candidates, seeds {result['seeds']}; "
+             f"best test score (mean over seeds) {result['best_score']:.4f}, target 0.5 points below; "
+             f"k = {result['k']} promoted, ASHA grace {result['asha']['grace']} / η {result['asha']['eta']} on "
+             f"validation scores; budget for regret = {result['budget_fraction']:.0%} of train-all "
+             f"({_flops(first['budget_compute'])} FLOPs on seed {first['seed']}). Compute in "
+             f"{result['compute_unit']}; mean over seeds [min, max].", "",
+             "| strategy | compute to target (FLOPs) | ÷ train-all total | seconds to target | total compute (FLOPs) "
              "| regret at budget |", "|---|---|---|---|---|---|"]
     for name in ("train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"):
         st = result["strategies"][name]
-        reach = st["compute_to_target"]
-        ratio = st["compute_to_target_vs_train_all"]
-        extra = f" (reached in {st['reach_rate']:.0%} of {st['draws']} draws)" if "reach_rate" in st else ""
-        lines.append(f"| {name} | {'never' if reach is None else f'{reach:.0f}'}{extra} "
-                     f"| {'—' if ratio is None else f'{ratio:.1%}'} "
-                     f"| {_seconds(st)} "
-                     f"| {st['total_compute']:.0f} | {st['regret_at_budget']:.4f} |")
+        extra = (f" (expected over random orders; k draws reach it in {st['reach_rate_within_k']:.0%})"
+                 if name == "random_k" else "")
+        lines.append(f"| {name} | {_spread(result, name, 'compute_to_target', _flops)}{extra} "
+                     f"| {_spread(result, name, 'compute_to_target_vs_train_all', lambda v: f'{v:.1%}')} "
+                     f"| {_spread(result, name, 'seconds_to_target', lambda v: f'{v:.1f}')} "
+                     f"| {_spread(result, name, 'total_compute', _flops)} "
+                     f"| {_spread(result, name, 'regret_at_budget', lambda v: f'{v:.4f}')} |")
     return [*lines, ""]
 
 
@@ -181,7 +198,7 @@ def render(folder: Path) -> str:
             growth[data["pool"]] = data
         elif "ray_startup_seconds" in data:
             overhead = data
-        elif "strategies" in data:
+        elif "strategies" in data and "per_seed" in data:  # older files (one seed, examples) are not shown
             search[data["pool"]] = data
         elif "scenarios" in data:
             faults = data
@@ -189,6 +206,10 @@ def render(folder: Path) -> str:
     out = ["# Benchmarks", "",
            "Generated by `python -m growsearch.bench.table docs/results > docs/benchmarks.md` from the JSON files "
            "in `docs/results/`, exactly as measured. How the metric is built and judged: docs/metric.md.", "",
+           "Every decision a benchmark makes (early stopping, which candidate is picked, which init is best) reads "
+           "a validation split held out from the training data (a seeded 10%); the scores reported are test "
+           "scores. Compute is in training FLOPs: forward + backward = 3 × the measured forward FLOPs "
+           "(`growsearch.metrics.cost.training_flops`; attention counted on every device).", "",
            "## Predictor benchmark: summary", "", *summary_table(ordered),
            f"Predictors compared on identical inputs: {', '.join(PREDICTORS)}.", "",
            "## Predictor benchmark: per pool", ""]

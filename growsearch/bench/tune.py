@@ -2,9 +2,10 @@
 
 Reuses the gains measured by ``growsearch bench predictors --pool digits-mlp`` (the
 expensive part) and recomputes only the metric for each configuration proposed by an
-Optuna TPE sampler. Objective: Kendall tau against gain plus the concordance within
+Optuna TPE sampler. Objective: Kendall tau against the *validation* gain (a choice never
+reads the test split) plus the concordance within
 equal-parameter groups; configurations costing more than ``max_cost_ratio`` of one full
-training are infeasible. Refuses any pool not marked as the tuning pool, so that result
+training (in FLOPs) are infeasible. Refuses any pool not marked as the tuning pool, so that result
 pools never influence a hyperparameter.
 
     python -m growsearch.bench.tune --results docs/results/digits-mlp.json --out docs/results/tuning.json
@@ -29,6 +30,7 @@ from growsearch.data import load_dataset
 from growsearch.errors import ConfigError
 from growsearch.grow import ExpansionPlan, grow
 from growsearch.metrics import ManifoldConfig, manifold_metric
+from growsearch.metrics.cost import training_flops
 
 
 def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed: int = 0) -> dict:
@@ -44,9 +46,9 @@ def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed
     base = pool_base_model(state, spec)
     candidates = results["candidates"]
     grown = [grow(base, spec, ExpansionPlan.from_dict(c["plan"]), c["init"]).model for c in candidates]
-    gains = [c["gain_mean"] for c in candidates]
+    gains = [c["val_gain_mean"] for c in candidates]  # a choice: validation gains, never test
     groups = stats.equal_param_groups([c["params"] for c in candidates])
-    full_cost = statistics.median(c["full_training_cost"] for c in candidates)
+    full_cost = statistics.median(c["full_training_flops"] for c in candidates)
 
     def objective(trial: optuna.Trial) -> float:
         cfg = ManifoldConfig(
@@ -64,7 +66,8 @@ def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed
             init_scale=trial.suggest_float("init_scale", 0.005, 0.5, log=True),
         )
         runs = [manifold_metric(m, task.x_train, task.y_train, cfg) for m in grown]
-        ratio = statistics.median(r.cost for r in runs) / full_cost
+        ratio = statistics.median(training_flops(c["flops"], r.cost) / c["full_training_flops"]
+                                  for c, r in zip(candidates, runs, strict=True))
         values = [r.metric for r in runs]
         tau = stats.kendall(values, gains)
         within, _ = stats.within_group_kendall(values, gains, groups)
@@ -85,7 +88,7 @@ def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed
     rows = sorted(({"params": t.params, "objective": t.value, **t.user_attrs} for t in study.trials),
                   key=lambda r: -r["objective"])
     return {"pool": pool.name, "trials": trials, "max_cost_ratio": max_cost_ratio,
-            "full_training_cost": full_cost, "best": rows[0], "top": rows[:10]}
+            "full_training_flops": full_cost, "best": rows[0], "top": rows[:10]}
 
 
 def main() -> None:

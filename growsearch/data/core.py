@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Iterator
@@ -14,10 +15,18 @@ import torch
 
 from growsearch.errors import ConfigError
 
+VAL_FRACTION = 0.1  # share of the training data held out as the validation split
+VAL_SEED = 0  # seed of the permutation that picks the validation examples
+
 
 @dataclass
 class Task:
-    """A dataset in memory: tensors on the CPU, moved to the device batch by batch."""
+    """A dataset in memory: tensors on the CPU, moved to the device batch by batch.
+
+    Three splits: ``train`` (fitting, and the probes of the surrogate and the proxies),
+    ``val`` (every decision: early stopping, promotion of the best, gains; held out from
+    the training data by :func:`load_dataset`) and ``test`` (final numbers only).
+    """
 
     name: str
     kind: str  # "classification" or "lm" (next-token prediction)
@@ -27,6 +36,17 @@ class Task:
     y_test: torch.Tensor
     num_classes: int  # classes, or vocabulary size for "lm"
     meta: dict[str, Any] = field(default_factory=dict)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of the ``train``, ``val`` or ``test`` split."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split: got {name!r}; allowed: train, val, test")
+        x, y = getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+        if x is None:
+            raise ValueError(f"task {self.name} has no {name} split; load it with load_dataset")
+        return x, y
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -144,8 +164,12 @@ def _check_user_arrays(arrays: dict[str, Any], path: str) -> Task:
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise ConfigError(f"data file {path}: missing array {missing[0]!r}; required: {', '.join(keys)}")
-    t = {k: torch.as_tensor(np.asarray(arrays[k])) for k in keys}
-    for split in ("train", "test"):
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        raise ConfigError(f"data file {path}: has only one of x_val, y_val; allowed: both or neither "
+                          f"(neither: {VAL_FRACTION:.0%} of the training data is held out)")
+    splits = ("train", "val", "test") if "x_val" in arrays else ("train", "test")
+    t = {f"{a}_{s}": torch.as_tensor(np.asarray(arrays[f"{a}_{s}"])) for s in splits for a in "xy"}
+    for split in splits:
         x, y = t[f"x_{split}"], t[f"y_{split}"]
         if len(x) != len(y) or len(x) == 0:
             raise ConfigError(f"data file {path}: x_{split} has {len(x)} rows but y_{split} has "
@@ -153,17 +177,19 @@ def _check_user_arrays(arrays: dict[str, Any], path: str) -> Task:
         if y.dim() != 1 or y.dtype.is_floating_point:
             raise ConfigError(f"data file {path}: y_{split} must be a 1-D integer label array; "
                               f"got shape {tuple(y.shape)} dtype {y.dtype}")
-    if t["x_train"].shape[1:] != t["x_test"].shape[1:]:
-        raise ConfigError(f"data file {path}: x_test rows have shape {tuple(t['x_test'].shape[1:])}, "
-                          f"x_train rows {tuple(t['x_train'].shape[1:])}; allowed: the same")
+    for split in splits[1:]:
+        if t[f"x_{split}"].shape[1:] != t["x_train"].shape[1:]:
+            raise ConfigError(f"data file {path}: x_{split} rows have shape {tuple(t[f'x_{split}'].shape[1:])}, "
+                              f"x_train rows {tuple(t['x_train'].shape[1:])}; allowed: the same")
     num_classes = int(arrays.get("num_classes", int(t["y_train"].max()) + 1))
-    for split in ("train", "test"):
+    for split in splits:
         y = t[f"y_{split}"]
         if int(y.min()) < 0 or int(y.max()) >= num_classes:
             raise ConfigError(f"data file {path}: y_{split} has labels in {int(y.min())}..{int(y.max())}; "
                               f"allowed: 0..{num_classes - 1}")
+    val = {"x_val": t["x_val"].float(), "y_val": t["y_val"].long()} if "x_val" in t else {}
     return Task(Path(path).stem, "classification", t["x_train"].float(), t["y_train"].long(),
-                t["x_test"].float(), t["y_test"].long(), num_classes, {"path": str(path)})
+                t["x_test"].float(), t["y_test"].long(), num_classes, {"path": str(path)}, **val)
 
 
 def _user_file(path: str) -> Task:
@@ -221,12 +247,24 @@ def check_dataset_name(name: str) -> None:
     raise ConfigError(f"dataset: got {name!r}; allowed: {', '.join(DATASETS)}, a .pt/.npz file, or an image folder")
 
 
-def load_dataset(name: str, seed: int | None = None, **options: Any) -> Task:
-    """Load a built-in dataset by name, or user data from a file or folder path.
+def hold_out_validation(task: Task, fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> Task:
+    """``task`` with a seeded random ``fraction`` of its training examples moved to the
+    validation split (unless the task brings its own validation split)."""
+    if task.x_val is not None:
+        return task
+    n = len(task.x_train)
+    n_val = max(1, round(fraction * n))
+    if n - n_val < 1:
+        raise ConfigError(f"dataset {task.name}: x_train has {n} rows; allowed: at least 2 "
+                          f"({fraction:.0%} are held out for validation)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return dataclasses.replace(task, x_train=task.x_train[train], y_train=task.y_train[train],
+                               x_val=task.x_train[val], y_val=task.y_train[val],
+                               meta={**task.meta, "val_fraction": fraction, "val_seed": seed})
 
-    ``seed`` changes MNIST-1D's generator seed (default: the package's 42) and the digits
-    split (default 0). ``options`` go to the text corpus (``block_size``, ``max_chars``).
-    """
+
+def _load_splits(name: str, seed: int | None, options: dict[str, Any]) -> Task:
     if name == "mnist1d":
         return _mnist1d(42 if seed is None else seed)
     if name == "digits":
@@ -248,3 +286,16 @@ def load_dataset(name: str, seed: int | None = None, **options: Any) -> Task:
         return _image_folder(name)
     raise ConfigError(f"dataset: got {name!r}; allowed: {', '.join(DATASETS)}, "
                       "a .pt/.npz file, or an image folder")
+
+
+def load_dataset(name: str, seed: int | None = None, *, val_fraction: float = VAL_FRACTION,
+                 val_seed: int = VAL_SEED, **options: Any) -> Task:
+    """Load a built-in dataset by name, or user data from a file or folder path, with its
+    train / val / test splits -- the one way every part of growsearch gets its data.
+
+    ``seed`` changes MNIST-1D's generator seed (default: the package's 42) and the digits
+    split (default 0). ``options`` go to the text corpus (``block_size``, ``max_chars``).
+    The validation split is ``val_fraction`` of the original training data, chosen by
+    ``val_seed`` (a user file may bring its own ``x_val``/``y_val``).
+    """
+    return hold_out_validation(_load_splits(name, seed, options), val_fraction, val_seed)

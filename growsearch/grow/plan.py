@@ -10,6 +10,7 @@ and insertion positions for one architecture, refusing what cannot be applied.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,9 @@ class ResolvedPlan:
 def _spread(depth: int, n: int, family: str) -> list[int]:
     if family == "cnn":  # stage indices, centred in equal shares of the stages
         return [min(n - 1, int((i + 0.5) * n / depth)) for i in range(depth)]
-    return [max(min(round((i + 1) * n / (depth + 1)), n), 0) for i in range(depth)]
+    # half-way rounds up (towards the output): Python's round() would send the one layer
+    # added to a 1-layer MLP (position 0.5) to the input side, before the hidden layer
+    return [max(min(math.floor((i + 1) * n / (depth + 1) + 0.5), n), 0) for i in range(depth)]
 
 
 def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:

@@ -21,7 +21,7 @@ from growsearch.metrics.manifold import ManifoldConfig, ManifoldResult, manifold
 from growsearch.metrics.proxies import ZERO_COST, short_training, zero_cost_proxies
 from growsearch.train import TrainRecipe
 
-PROXY_PROBE = 128  # examples of the probe set used by the zero-cost proxies
+PROXY_PROBE = 128  # training examples the zero-cost proxies and the short-training baseline are judged on
 
 
 def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = None, *,
@@ -30,9 +30,10 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     """Surrogate scores of ``model`` as it is (before training), as one flat dict.
 
     Always: ``manifold_metric`` (+ its pieces under ``manifold``), ``params``, ``flops``,
-    ``cost`` (forward+backward examples and seconds the metric spent). With ``proxies``:
-    every zero-cost proxy on the same probe; with ``short_recipe``: the short-training
-    baseline at the metric's cost; with ``variants``: the forward-only ``ray`` estimator.
+    ``cost`` (forward+backward examples and seconds the metric spent), ``probe_sizes``.
+    With ``proxies``: every zero-cost proxy on one probe of :data:`PROXY_PROBE` training
+    examples; with ``short_recipe``: the short-training baseline at the metric's cost,
+    judged on that same probe; with ``variants``: the forward-only ``ray`` estimator.
     """
     manifold = manifold or ManifoldConfig()
     x, y = task.x_train, task.y_train
@@ -43,15 +44,18 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
         "manifold": result.to_dict(),
         "cost": {"forward_backward": result.cost, "seconds": result.seconds},
         **cost_figures(model, task.x_train[:1]),
+        "probe_sizes": {"manifold": min(manifold.probe_size, len(x))},
     }
-    probe = task.probe(manifold.probe_size, seed=manifold.seed)
+    probe = task.probe(PROXY_PROBE, seed=manifold.seed)
+    if proxies or short_recipe is not None:
+        out["probe_sizes"]["proxies"] = len(probe[0])
     if variants:
         ray_cfg = ManifoldConfig(**{**result.config, "estimator": "ray"})
         ray = manifold_metric(model, x, y, ray_cfg)
         out["manifold_ray"] = ray.metric
         out["manifold_ray_cost"] = ray.cost
     if proxies:
-        out.update(zero_cost_proxies(model, probe[0][:PROXY_PROBE], probe[1][:PROXY_PROBE]))
+        out.update(zero_cost_proxies(model, *probe))
     if short_recipe is not None:
         out.update(short_training(model, task, result.cost, short_recipe, probe, seed=manifold.seed))
     return out

@@ -186,25 +186,38 @@ def _dirichlet(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     return e / e.sum(dim=1, keepdim=True)
 
 
+MAX_EXTRA_HALVINGS = 10  # below the bisection's resolution, how far the fallback keeps halving
+
+
 def _shrink_to_pass(check, bisection_steps: int) -> tuple[float, float]:
-    """Largest shrink factor in (0, 1] whose check loss passes, by bisection on [0, 1].
+    """Largest shrink factor in (0, 1] whose check loss passes, by bisection on [0, 1];
+    returns the factor and *its own* check loss -- every returned factor was checked.
 
     ``check(s)`` returns ``(passes, loss)``. s = 0 is theta0 itself, which passes by
-    construction (L0 <= tau). If no tested s > 0 passes, the answer is half the smallest
-    failing s: below the resolution of the bisection.
+    construction (L0 <= tau). If no bisection point s > 0 passes, the factor keeps halving
+    below the resolution (at most :data:`MAX_EXTRA_HALVINGS` times) until one passes; if
+    none does, the answer is s = 0 (a metric of -inf: no extent at any tested scale).
     """
     ok, loss = check(1.0)
     if ok:
         return 1.0, loss
-    lo, hi, lo_loss, hi_loss = 0.0, 1.0, math.nan, loss
+    lo, hi, lo_loss = 0.0, 1.0, math.nan
     for _ in range(bisection_steps):
         mid = 0.5 * (lo + hi)
         ok, loss = check(mid)
         if ok:
             lo, lo_loss = mid, loss
         else:
-            hi, hi_loss = mid, loss
-    return (lo, lo_loss) if lo > 0 else (hi / 2, hi_loss)
+            hi = mid
+    if lo > 0:
+        return lo, lo_loss
+    s = hi
+    for _ in range(MAX_EXTRA_HALVINGS):
+        s /= 2
+        ok, loss = check(s)
+        if ok:
+            return s, loss
+    return 0.0, check(0.0)[1]
 
 
 def manifold_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

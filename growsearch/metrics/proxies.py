@@ -95,10 +95,25 @@ def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return total
 
 
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _without_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every BatchNorm replaced by the identity."""
+    net = copy.deepcopy(model)
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, BATCH_NORMS):
+                setattr(module, name, nn.Identity())
+    return net
+
+
 def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """log of sum |theta * dR/dtheta| with R the output sum of the |theta| network on an
-    all-ones input (integer inputs: token 0 everywhere), in float64, in eval mode."""
-    net = copy.deepcopy(model).double().eval()
+    all-ones input (integer inputs: token 0 everywhere), in float64, in eval mode, with
+    BatchNorm removed as in the reference implementation (Abdelfattah et al. build the
+    network with ``bn=False`` for synflow): the score must not depend on running statistics."""
+    net = _without_batchnorm(model).double().eval()
     with torch.no_grad():
         for p in net.parameters():
             p.abs_()

@@ -27,7 +27,7 @@ import yaml
 from growsearch import __version__
 from growsearch.checkpoint import atomic_write, load_base_model, load_checkpoint, write_json
 from growsearch.data import load_dataset
-from growsearch.errors import ConfigError
+from growsearch.errors import ConfigError, SearchFailed
 from growsearch.faults import maybe_inject
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
@@ -183,14 +183,15 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     base_model, base_spec, dataset = base or _pretrained_base(cfg, out)
     base_cfg = config_from_spec(base_spec)
     task = load_dataset(dataset)
-    base_test = evaluate(base_model, task.x_test, task.y_test)
-    progress.advance(1, f"{base_cfg.family}, test accuracy {base_test['accuracy']:.3f}")
+    base_val, base_test = (evaluate(base_model, *task.split(split)) for split in ("val", "test"))
+    progress.advance(1, f"{base_cfg.family}, val accuracy {base_val['accuracy']:.3f}")
     ctx = SearchContext(base_spec, {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
                         dataset, cfg.training, cfg.manifold, cfg.seed, str(out))
     executor = (make_executor or default_executor)(ctx, cfg)
     state = SearchState(out)
     if tracker is not None:
-        tracker.start(cfg, out, base_spec, base_test)
+        tracker.start(cfg, out, base_spec, {**{f"val_{k}": v for k, v in base_val.items()},
+                                            **{f"test_{k}": v for k, v in base_test.items()}})
     try:
         _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker)
         _promote_and_train(cfg, executor, state, progress, tracker)
@@ -198,12 +199,22 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
         executor.close()
     records = state.records()
     reference = state.record("base") if cfg.reference else None
-    base_score = reference["final_score"] if reference and "final_score" in reference else \
-        task_score({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task)
+    if cfg.reference and (reference is None or reference.get("final_score") is None):
+        # gains against the untrained base would silently measure something else
+        raise SearchFailed(f"the reference training (the base for the same budget) failed: "
+                            f"{(reference or {}).get('reason', 'no final score')}; gains cannot be computed. Fix the "
+                            "cause and resume (the finished candidates are kept), or set reference: false")
+    # gains are measured on the validation split (a decision); test figures are reported beside them
+    base_score = reference["final_score"] if reference else \
+        task_score({"val_accuracy": base_val["accuracy"], "val_loss": base_val["loss"]}, task, "val")
+    base_test_score = reference.get("final_test_score") if reference else \
+        task_score({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task, "test")
     best = write_report(out, records, reference, base_score,
-                        {"base_test": base_test, "dataset": dataset, "version": __version__})
+                        {"base_val": base_val, "base_test": base_test, "base_score": base_score,
+                         "base_test_score": base_test_score,
+                         "dataset": dataset, "version": __version__})
     if tracker is not None:
-        tracker.finish(out, records, best, base_score)
+        tracker.finish(out, records, best, base_score, base_test_score)
     return SearchResult(out, records, reference, best)
 
 

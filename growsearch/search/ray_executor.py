@@ -267,8 +267,9 @@ class RayExecutor(Executor):
             def on_trial_result(self, iteration, trials, trial, result, **info):
                 job = trial.config["job"]
                 if "growsearch_final" not in result:
-                    rec = {k: result[k] for k in ("epoch", "step", "train_loss", "test_loss", "test_accuracy",
-                                                  "score", "forward_backward", "seconds") if k in result}
+                    rec = {k: result[k] for k in ("epoch", "step", "train_loss", "val_loss", "val_accuracy",
+                                                  "test_loss", "test_accuracy", "score", "test_score",
+                                                  "forward_backward", "seconds") if k in result}
                     self.history.setdefault(job["id"], []).append(rec)
                     if driver.obj is not None and driver.obj[0] is not None:
                         driver.obj[0](job["id"], rec)
@@ -283,8 +284,9 @@ class RayExecutor(Executor):
                     full = len(history) >= epochs
                     record = {"id": job["id"], "stage": "completed" if full else "stopped_early", "history": history,
                               "epochs": len(history), "final_accuracy": last.get("test_accuracy"),
-                              "final_loss": last.get("test_loss"), "final_score": last.get("score"),
-                              "train_cost": last.get("forward_backward")}
+                              "final_loss": last.get("test_loss"), "final_val_accuracy": last.get("val_accuracy"),
+                              "final_val_loss": last.get("val_loss"), "final_score": last.get("score"),
+                              "final_test_score": last.get("test_score"), "train_cost": last.get("forward_backward")}
                 record["retries"] = trial.num_failures
                 if trial.checkpoint is not None and record.get("stage") != "failed":
                     target = out / "candidates" / job["id"]

@@ -91,6 +91,18 @@ def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: s
     return record
 
 
+def final_scores(model: torch.nn.Module, task: Task) -> dict[str, float]:
+    """A trained model's final figures: ``final_score`` (validation: what the best and the
+    gains are chosen by), ``final_test_score`` (reported, never selected on), and accuracy
+    and loss on both splits (``final_accuracy``/``final_loss`` are the test figures)."""
+    val, test = evaluate(model, *task.split("val")), evaluate(model, *task.split("test"))
+    record = {"val_accuracy": val["accuracy"], "val_loss": val["loss"],
+              "test_accuracy": test["accuracy"], "test_loss": test["loss"]}
+    return {"final_score": task_score(record, task, "val"), "final_test_score": task_score(record, task, "test"),
+            "final_accuracy": test["accuracy"], "final_loss": test["loss"],
+            "final_val_accuracy": val["accuracy"], "final_val_loss": val["loss"]}
+
+
 def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, init: str,
                     keep_going: Callable[[int, float], bool] | None = None,
                     on_epoch: Callable[..., None] | None = None,
@@ -120,7 +132,8 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
                     p.fill_(float("inf"))
 
         def report(rec: dict[str, float]) -> None:
-            rec = {**rec, "score": task_score(rec, task)}
+            # the scheduler decides on the validation score; the test score is only recorded
+            rec = {**rec, "score": task_score(rec, task, "val"), "test_score": task_score(rec, task, "test")}
             history.append(rec)
             if on_epoch is not None:
                 on_epoch(rec, model, spec)
@@ -128,14 +141,14 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
                 raise StopTraining
 
         result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report])
-        final = evaluate(model, task.x_test, task.y_test)
+        final = final_scores(model, task)
         checkpoint = Path(checkpoint_dir or Path(ctx.out) / "candidates" / cid)
         save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
-                                                  "init": init, "test_accuracy": final["accuracy"],
-                                                  "test_loss": final["loss"]})
-        out.update(stage="stopped_early" if result.stopped_early else "completed",
-                   final_accuracy=final["accuracy"], final_loss=final["loss"],
-                   final_score=task_score({"test_accuracy": final["accuracy"], "test_loss": final["loss"]}, task),
+                                                  "init": init, "test_accuracy": final["final_accuracy"],
+                                                  "test_loss": final["final_loss"],
+                                                  "val_accuracy": final["final_val_accuracy"],
+                                                  "val_loss": final["final_val_loss"]})
+        out.update(stage="stopped_early" if result.stopped_early else "completed", **final,
                    epochs=len(history), train_cost=result.forward_backward, checkpoint=str(checkpoint))
     except Exception as exc:
         out.update(stage="failed", reason=_reason(exc), epochs=len(history))
