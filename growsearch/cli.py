@@ -211,12 +211,17 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from growsearch.checkpoint import write_json
 
     with _console().status("running the same trials in-process and through Ray Tune"):
-        result = run_overhead_benchmark(epochs=args.epochs, out_dir=args.workdir)
+        result = run_overhead_benchmark(epochs=args.epochs, out_dir=args.workdir, short_epochs=args.short_epochs,
+                                        scheduler_epochs=args.scheduler_epochs)
     result["command"] = "growsearch bench overhead " + " ".join(sys.argv[3:])
     write_json(args.out, result)
+    short, sched = result["short_epochs"], result["scheduler"]
     _console().print(f"Ray start-up {result['ray_startup_seconds']:.1f}s; per-trial overhead "
                      f"{result['overhead_per_trial_seconds']:.2f}s ({result['overhead_percent_of_trial']:.1f}% of "
-                     f"{result['local']['mean_trial_seconds']:.1f}s trials in-process); peak Ray RSS "
+                     f"{result['local']['mean_trial_seconds']:.1f}s trials in-process); short epochs "
+                     f"({short['mean_epoch_seconds'] * 1000:.0f} ms): {short['overhead_percent_of_trial']:.1f}%; "
+                     f"idle slot time: synchronous {sched['successive_halving']['idle_percent_of_slot_time']:.1f}%, "
+                     f"ASHA {sched['asha']['idle_percent_of_slot_time']:.1f}%; peak Ray RSS "
                      f"{result['ray_peak_rss_mb']:.0f} MB")
     return 0
 
@@ -351,7 +356,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import shutil
 
-    from growsearch.tracking import default_uri
+    from growsearch.tracking import default_uri, ui_route
 
     results = Path(args.results)
     uri = args.tracking_uri or default_uri(results)
@@ -364,8 +369,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
            "--workers", "1"]
     console = _console()
-    console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}  (listening on {args.host} only; "
-                  "Ctrl-C stops it)")
+    console.print(f"MLflow UI for {uri}\n  http://{args.host}:{args.port}/{ui_route(results, uri)}\n"
+                  f"  (listening on {args.host} only; Ctrl-C stops it)", soft_wrap=True)
     return _serve_until_stopped(cmd, env, console)
 
 
@@ -638,9 +643,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _bench_parser(
         bsub, "overhead", cmd_bench_overhead, "Ray Tune orchestration overhead vs. in-process",
         "Run the same training trials (one at a time) through the in-process executor and the\n"
-        "Ray Tune executor; report per-trial orchestration overhead (seconds and % of trial\n"
-        "time), Ray start-up time and the peak memory of Ray's processes.")
+        "Ray Tune executor -- ~10 s CNN trials and short-epoch MLP trials; report per-trial\n"
+        "orchestration overhead (seconds and % of trial time), the idle slot time of synchronous\n"
+        "successive halving against ASHA (2 concurrent trials), Ray start-up time and the peak\n"
+        "memory of Ray's processes.")
     p.add_argument("--epochs", type=int, default=40, help="epochs per trial (40 CNN epochs: ~10 s on one core)")
+    p.add_argument("--short-epochs", type=int, default=150,
+                   help="epochs per short-epoch MLP trial (~35 ms epochs)")
+    p.add_argument("--scheduler-epochs", type=int, default=8,
+                   help="epochs per trial in the synchronous-vs-ASHA idle-time comparison")
     p.add_argument("--workdir", default="runs/bench-overhead", help="where trial checkpoints go")
 
     p = _bench_parser(

@@ -20,7 +20,8 @@ from growsearch.faults import maybe_inject
 from growsearch.metrics.cost import training_flops
 from growsearch.results import SearchState
 
-STAGE_ORDER = {"completed": 0, "stopped_early": 1, "promoted": 2, "screened": 3, "failed": 4, "rejected": 5}
+STAGE_ORDER = {"completed": 0, "stopped_early": 1, "paused": 2, "promoted": 2, "screened": 3, "failed": 4,
+               "rejected": 5}
 COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
            "stage", "reason", "epochs", "val_score", "test_score", "final_accuracy", "final_loss", "gain",
            "test_gain", "compute_fb", "compute_flops", "seconds"]

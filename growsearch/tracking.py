@@ -38,7 +38,8 @@ from growsearch.report import rerender
 from growsearch.results import SearchState
 
 STATUS = {"completed": "FINISHED", "screened": "FINISHED", "rejected": "FINISHED",
-          "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING"}
+          "stopped_early": "KILLED", "failed": "FAILED", "promoted": "RUNNING",
+          "paused": "RUNNING"}
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")  # per-epoch curves
 PIECES = ("loss0", "tau", "log_volume", "shrink", "check_loss", "cost", "seconds", "metric_per_param")
 
@@ -60,6 +61,19 @@ def artifact_root(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+
+
+def ui_route(out: str | Path, uri: str) -> str:
+    """The MLflow UI route (after ``http://host:port/``) of a search's runs, in the UI's
+    model-training view: ``#/experiments/<id>/runs?workflowType=machine_learning``.
+
+    MLflow 3's UI opens every experiment in its GenAI view unless the ``workflowType``
+    query parameter (or the user's last toggle) says otherwise; the experiment's
+    ``mlflow.experimentKind`` tag is set as well, for the UIs that read it."""
+    ledger = Path(out) / "mlflow.json"
+    experiment = json.loads(ledger.read_text()).get(uri, {}).get("experiment_id") if ledger.exists() else None
+    where = f"experiments/{experiment}/runs" if experiment else "experiments"
+    return f"#/{where}?workflowType=machine_learning"
 
 
 def quiet_library_logs() -> None:
@@ -232,10 +246,13 @@ class MLflowTracker:
         if entry is None or cid in self.pending:
             return  # the reference (base) has no child run; gaps are filled from the record
 
+        step = int(rec["epoch"])
+        if step <= entry.get("epochs", 0):
+            return  # logged already (a resumed stage hands its earlier epochs again)
+
         def log() -> None:
             from mlflow.entities import Metric
 
-            step = int(rec["epoch"])
             self.client.log_batch(entry["run_id"], metrics=[
                 Metric(k, float(rec[k]), 0, step) for k in EPOCH_METRICS if k in rec])
             entry["epochs"] = step

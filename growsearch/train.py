@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -101,11 +102,38 @@ class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an err
 
 
 @dataclass
+class TrainState:
+    """Where a training stopped by a callback stands: with the model's weights, enough to
+    continue it (``train(..., resume=state)``) exactly as if it had never stopped --
+    optimizer moments, the data-order generator and the global RNG included. Saved with
+    :meth:`save` beside the model's checkpoint, loaded with ``weights_only=True``."""
+
+    step: int
+    epoch: int
+    forward_backward: int
+    seconds: float
+    history: list[dict[str, float]]
+    optimizer: dict[str, Any]
+    generator: torch.Tensor
+    rng: torch.Tensor
+
+    FILE = "train_state.pt"
+
+    def save(self, directory: str | Path) -> None:
+        torch.save(asdict(self), Path(directory) / self.FILE)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainState:
+        return cls(**torch.load(Path(directory) / cls.FILE, weights_only=True))
+
+
+@dataclass
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     forward_backward: int = 0  # examples that went through a forward+backward pass
     seconds: float = 0.0
     stopped_early: bool = False
+    state: TrainState | None = None  # set when stopped early: what a resume needs
 
     @property
     def final(self) -> dict[str, float]:
@@ -170,7 +198,7 @@ def make_optimizer(params: Any, recipe: TrainRecipe) -> torch.optim.Optimizer:
 
 def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
           device: str | torch.device | None = None, callbacks: Sequence[Callback] = (),
-          evaluate_each_epoch: bool = True) -> TrainResult:
+          evaluate_each_epoch: bool = True, resume: TrainState | None = None) -> TrainResult:
     """Train ``model`` in place on ``task`` with ``recipe``; deterministic given ``seed``.
 
     A model grown with ``init="masked"`` carries a growth mask: it is ramped from 0 to 1
@@ -181,7 +209,10 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     validation and test splits and a record ``{epoch, step, train_loss, val_loss,
     val_accuracy, test_loss, test_accuracy, forward_backward, seconds}`` goes to each
     callback (decisions read ``val_*``; ``test_*`` are final numbers). Raises :class:`TrainingError`
-    when the loss becomes NaN/Inf or the device runs out of memory.
+    when the loss becomes NaN/Inf or the device runs out of memory. A training stopped by
+    a callback returns its :class:`TrainState`; ``resume=`` that state (and ``model``
+    holding the weights it stopped with) continues it bit for bit (a growth mask still
+    ramping when it stopped is folded at its value then, so that case is not bit for bit).
     """
     device = resolve_device(device)
     model.to(device)
@@ -196,6 +227,13 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     result = TrainResult()
     start = time.perf_counter()
     step, epoch = 0, 0
+    if resume is not None:
+        step, epoch, result.forward_backward = resume.step, resume.epoch, resume.forward_backward
+        result.history = list(resume.history)
+        opt.load_state_dict(resume.optimizer)
+        gen.set_state(resume.generator)
+        torch.set_rng_state(resume.rng)
+        start -= resume.seconds
     try:
         while step < total:
             epoch += 1
@@ -237,6 +275,9 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
                     callback(record)
             except StopTraining:
                 result.stopped_early = True
+                result.state = TrainState(step, epoch, result.forward_backward, record["seconds"],
+                                          list(result.history), opt.state_dict(), gen.get_state(),
+                                          torch.get_rng_state())
                 break
     except torch.OutOfMemoryError as exc:
         raise TrainingError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from None

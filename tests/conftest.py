@@ -37,7 +37,7 @@ TINY_SEARCH = {
     "candidates": 5,
     "promotion": {"policy": "top_k", "k": 2},
     "training": {"epochs": 3, "batch_size": 64},
-    "early_stopping": {"policy": "asha", "grace_epochs": 1, "reduction_factor": 2},
+    "early_stopping": {"policy": "successive_halving", "grace_epochs": 1, "reduction_factor": 2},
     "manifold": {"probe_size": 32, "steps": 2},
     "executor": {"name": "local"},  # deterministic and fast; tests/test_ray.py covers Ray
     "tracking": {"enabled": False},  # tests/test_tracking.py covers MLflow

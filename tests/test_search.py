@@ -1,6 +1,7 @@
 """The search engine: config validation, spaces, promotion, a tiny search, resume, failures."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -127,9 +129,75 @@ def test_asha_rungs_and_decisions():
     asha = ASHA(max_epochs=10, grace=1, eta=2)
     assert asha.rungs == [1, 2, 4, 8]
     assert asha.on_epoch("x", 1, 0.5)  # first at the rung continues
-    assert not asha.on_epoch("y", 1, 0.4)  # below the top half of [0.5, 0.4]
+    assert not asha.on_epoch("y", 1, 0.4)  # below the earlier [0.5]
     assert asha.on_epoch("z", 1, 0.9)
     assert asha.on_epoch("z", 3, 0.1)  # not a rung
+    # Ray's rule: the cutoff comes from the earlier scores, then the new one is recorded
+    asha = ASHA(max_epochs=9, grace=1, eta=3)
+    assert [asha.on_epoch(t, 1, s) for t, s in (("a", 0.0), ("b", 1.0), ("c", 0.7))] == [True, True, True]
+    # a diverged (-inf / NaN) score: a number for a cutoff, never NaN, and a good trial continues
+    asha = ASHA(max_epochs=9, grace=1, eta=3)
+    assert asha.on_epoch("a", 1, -math.inf) and asha.on_epoch("b", 1, float("nan"))
+    assert asha.on_epoch("c", 1, 0.9) and math.isfinite(asha.cutoff(1))
+
+
+class _TrialHandle:
+    """What Ray's scheduler reads of a trial: its id."""
+
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+@pytest.mark.parametrize("grace,eta,max_t", [(1, 2, 10), (1, 3, 9), (2, 3, 20), (3, 3, 12), (1, 4, 17)])
+def test_asha_decides_exactly_as_rays_asha_scheduler(grace, eta, max_t):
+    """Random result sequences (trials interleaved, ties, diverged scores) through Ray
+    Tune's real ASHAScheduler and ours: the same decision for every result."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from growsearch.search.schedulers import finite_score
+
+    rng = np.random.default_rng(grace * 100 + eta * 10 + max_t)
+    decisions = 0
+    for _ in range(40):
+        ray_asha = ASHAScheduler(time_attr="epoch", metric="score", mode="max", max_t=max_t,
+                                 grace_period=grace, reduction_factor=eta)
+        ours = ASHA(max_t, grace, eta)
+        n = int(rng.integers(2, 12))
+        trials = [_TrialHandle(f"t{i}") for i in range(n)]
+        for t in trials:
+            ray_asha.on_trial_add(None, t)
+        epoch = dict.fromkeys(range(n), 0)
+        live = list(range(n))
+        while live:
+            i = int(rng.choice(live))
+            epoch[i] += 1
+            kind = rng.random()
+            score = -math.inf if kind < 0.05 else float("nan") if kind < 0.08 else \
+                float(rng.integers(0, 5)) / 4 if kind < 0.3 else float(rng.random())
+            if epoch[i] >= max_t:  # the end of training: Ray stops at max_t, we just end
+                live.remove(i)
+                continue
+            # the executor reports finite_score(score) to Tune (never NaN/-inf)
+            theirs = ray_asha.on_trial_result(None, trials[i], {"epoch": epoch[i], "score": finite_score(score)})
+            mine = ours.on_epoch(trials[i].trial_id, epoch[i], score)
+            assert mine == (theirs == TrialScheduler.CONTINUE), (grace, eta, max_t, i, epoch[i], score)
+            decisions += 1
+            if not mine:
+                live.remove(i)
+    assert decisions > 500
+
+
+def test_successive_halving_keeps_the_best_ceil_n_over_eta():
+    from growsearch.search.schedulers import SuccessiveHalving
+
+    sha = SuccessiveHalving(max_epochs=12, grace=3, eta=3)
+    assert sha.rungs == [3, 9]
+    order = ["c1", "c2", "c3", "c4"]
+    assert sha.survivors({"c1": 0.5, "c2": 0.9, "c3": 0.7}, order) == ["c2"]
+    assert sha.survivors({"c1": 0.5, "c2": 0.9, "c3": 0.7, "c4": 0.8}, order) == ["c2", "c4"]
+    assert sha.survivors({"c1": 0.7, "c3": 0.7}, order) == ["c1"]  # a tie: promotion order
+    assert sha.survivors({"c1": -math.inf, "c2": float("nan"), "c3": 0.1}, order) == ["c3"]
+    assert sha.survivors({"c2": 0.1}, order) == ["c2"]
 
 
 # -- end to end ---------------------------------------------------------------------------
@@ -240,6 +308,26 @@ def test_repeated_proposals_reuse_the_earlier_candidate(tmp_path, capsys):
     run_search(load_config(cfg), out, resume=True)
     assert pd.read_csv(out / "leaderboard.csv").to_csv() == before
     assert len(study.get_trials(deepcopy=False)) == len(trials)  # nothing asked again
+
+
+def test_successive_halving_decides_each_rung_from_every_candidates_score(tmp_path):
+    """Four promoted candidates, rungs at epochs 1 and 2 (eta 2): at each rung the best
+    ceil(n/2) of those that reached it continue -- checked against the recorded scores."""
+    out = tmp_path / "run"
+    run_search(load_config(tiny(candidates=5, reference=False, promotion={"policy": "top_k", "k": 4},
+                                training={"epochs": 4, "batch_size": 64})), out)
+    promoted = json.loads((out / "promotion.json").read_text())["promoted"]
+    records = {cid: json.loads((out / "candidates" / f"{cid}.json").read_text()) for cid in promoted}
+    alive = list(promoted)
+    for rung in (1, 2):
+        scores = {cid: records[cid]["history"][rung - 1]["score"] for cid in alive}
+        best = sorted(alive, key=lambda c: (-scores[c], promoted.index(c)))[:math.ceil(len(alive) / 2)]
+        for cid in alive:
+            if cid not in best:
+                assert records[cid]["stage"] == "stopped_early" and records[cid]["epochs"] == rung, cid
+        alive = [c for c in alive if c in best]
+    assert len(alive) == 1 and records[alive[0]]["stage"] == "completed" and records[alive[0]]["epochs"] == 4
+    assert not list(out.rglob("train_state.pt"))  # paused states are gone once decided
 
 
 def _run_cli(args, **kw):

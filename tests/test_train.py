@@ -70,3 +70,34 @@ def test_language_model_loss_is_per_token():
     metrics = evaluate(model, task.x_test[:8], task.y_test[:8])
     # an untrained model with small init predicts nearly uniformly over the vocabulary
     assert abs(metrics["loss"] - math.log(task.num_classes)) < 0.1
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_paused_training_resumes_bit_for_bit(tmp_path, optimizer):
+    """Stopped after epoch 2, saved (weights + TrainState) and resumed: the same weights
+    and history as an uninterrupted training (what synchronous successive halving needs)."""
+    from growsearch.checkpoint import load_checkpoint, save_checkpoint
+    from growsearch.train import TrainState
+
+    task = load_dataset("digits")
+    recipe = TrainRecipe(epochs=4, batch_size=64, optimizer=optimizer, warmup_steps=5)
+    straight = fresh()
+    whole = train(straight, task, recipe, seed=3)
+
+    def pause_after_2(rec):
+        if rec["epoch"] == 2:
+            raise StopTraining
+
+    first = fresh()
+    part = train(first, task, recipe, seed=3, callbacks=[pause_after_2])
+    assert part.stopped_early and part.state is not None and part.state.epoch == 2
+    save_checkpoint(tmp_path / "paused", first, SPEC, {})
+    part.state.save(tmp_path / "paused")
+    torch.manual_seed(123)  # whatever the global RNG did in between
+    second, _, _ = load_checkpoint(tmp_path / "paused")
+    rest = train(second, task, recipe, seed=3, resume=TrainState.load(tmp_path / "paused"))
+    for (name, a), b in zip(straight.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole.history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in rest.history] == strip
+    assert rest.forward_backward == whole.forward_backward

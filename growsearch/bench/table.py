@@ -29,6 +29,9 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
     lines = [
         f"### {result['pool']} (v{result['version']}) — {role}",
         "",
+        *([] if "probe_sizes" in result else [
+            "*An earlier run (no validation split; proxies on the metric's probe; synflow with BatchNorm; "
+            "greedy equal-parameter groups with a tau-a-like within-group figure): not yet regenerated.*", ""]),
         f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
         f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs.",
         "",
@@ -110,16 +113,35 @@ def growth_table(result: dict[str, Any]) -> list[str]:
 
 def overhead_table(result: dict[str, Any]) -> list[str]:
     local, ray = result["local"], result["ray"]
-    return ["## Ray Tune executor overhead", "",
-            f"`{result.get('command', '')}` — {result['trials']} training trials of {result['epochs_per_trial']} "
-            f"epochs, one at a time, on {result['cpus']} CPUs.", "",
-            "| figure | value |", "|---|---|",
-            f"| mean trial time in-process | {local['mean_trial_seconds']:.2f} s |",
-            f"| Ray wall time per trial | {ray['wall_seconds'] / result['trials']:.2f} s |",
-            f"| **orchestration overhead per trial** (Ray wall − in-process time of the same work) "
-            f"| **{result['overhead_per_trial_seconds']:.2f} s = {result['overhead_percent_of_trial']:.1f}%** |",
-            f"| Ray start-up (ray.init, local instance) | {result['ray_startup_seconds']:.2f} s |",
-            f"| peak resident memory of Ray's processes | {result['ray_peak_rss_mb']:.0f} MB |", ""]
+    lines = ["## Ray Tune executor overhead", "",
+             f"`{result.get('command', '')}` — {result['trials']} training trials of {result['epochs_per_trial']} "
+             f"epochs, one at a time, on {result['cpus']} CPUs. Trials report to Tune once per rung and at the "
+             "end; their per-epoch records ride along.", "",
+             "| figure | value |", "|---|---|",
+             f"| mean trial time in-process | {local['mean_trial_seconds']:.2f} s |",
+             f"| Ray wall time per trial | {ray['wall_seconds'] / result['trials']:.2f} s |",
+             f"| **orchestration overhead per trial** (Ray wall − in-process time of the same work) "
+             f"| **{result['overhead_per_trial_seconds']:.2f} s = {result['overhead_percent_of_trial']:.1f}%** |"]
+    short = result.get("short_epochs")
+    if short:
+        lines.append(f"| **short epochs**: {short['trials']} MLP trials of {short['epochs_per_trial']} epochs of "
+                     f"{short['mean_epoch_seconds'] * 1000:.0f} ms ({short['local']['mean_trial_seconds']:.2f} s "
+                     f"in-process) | **{short['overhead_per_trial_seconds']:.2f} s = "
+                     f"{short['overhead_percent_of_trial']:.1f}%** |")
+    lines += [f"| Ray start-up (ray.init, local instance) | {result['ray_startup_seconds']:.2f} s |",
+              f"| peak resident memory of Ray's processes | {result['ray_peak_rss_mb']:.0f} MB |", ""]
+    sched = result.get("scheduler")
+    if sched:
+        lines += ["Idle-time cost of deciding rungs synchronously (the same promoted candidates on Ray, "
+                  f"{sched['asha']['concurrent_trials']} concurrent trials; idle = slots × wall − time inside "
+                  "trials):", "",
+                  "| scheduler | wall | inside trials | idle slot time | epochs trained |", "|---|---|---|---|---|"]
+        for name, row in sched.items():
+            lines.append(f"| {name} | {row['wall_seconds']:.1f} s | {row['busy_seconds']:.1f} s "
+                         f"| {row['idle_slot_seconds']:.1f} s ({row['idle_percent_of_slot_time']:.1f}%) "
+                         f"| {row['epochs_trained']} |")
+        lines.append("")
+    return lines
 
 
 def _flops(v: float | None) -> str:

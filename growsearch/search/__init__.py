@@ -3,9 +3,9 @@
 * :mod:`~growsearch.search.space` -- YAML search spaces compiled to Optuna distributions.
 * :mod:`~growsearch.search.config` -- the validated experiment config.
 * :mod:`~growsearch.search.promote` -- promotion policies (what gets full training).
-* :mod:`~growsearch.search.schedulers` -- early stopping of full training (ASHA).
+* :mod:`~growsearch.search.schedulers` -- early stopping of full training (synchronous successive halving; ASHA).
 * :mod:`~growsearch.search.executors` -- where trials run (in-process; Ray Tune).
-* :mod:`~growsearch.search.engine` -- the loop, results folder and resume.
+* :mod:`~growsearch.search.engine` -- the loop and resume (the results folder: :mod:`growsearch.results`).
 """
 
 from growsearch.search.config import SearchConfig, load_config
@@ -19,7 +19,7 @@ DEMO_CONFIG = {
     "candidates": 12,
     "promotion": {"policy": "top_k", "k": 3},
     "training": {"epochs": 12, "lr": 0.002, "batch_size": 128},
-    "early_stopping": {"policy": "asha", "grace_epochs": 3, "reduction_factor": 3},
+    "early_stopping": {"policy": "successive_halving", "grace_epochs": 3, "reduction_factor": 3},
     "sampler": {"name": "tpe", "seed": 0},
 }
 

@@ -58,7 +58,12 @@ class PromotionSpec:
 
 @dataclass
 class EarlyStoppingSpec:
-    policy: Literal["asha", "none"] = "asha"
+    """Early stopping of the promoted candidates' training (see search/schedulers.py):
+    ``successive_halving`` decides each rung once every candidate reached it (reproducible
+    under any concurrency and after a resume); ``asha`` decides as results arrive (Ray's
+    rule, for throughput on clusters); ``none`` trains every promoted candidate fully."""
+
+    policy: Literal["successive_halving", "asha", "none"] = "successive_halving"
     grace_epochs: int = 2
     reduction_factor: int = 3
 

@@ -36,7 +36,7 @@ from growsearch.results import SearchState
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.promote import make_policy
-from growsearch.search.schedulers import make_scheduler
+from growsearch.search.schedulers import NoStopping, SuccessiveHalving, make_scheduler
 from growsearch.search.space import load_space
 from growsearch.search.trials import SearchContext
 from growsearch.tracking import default_experiment, make_tracker
@@ -384,7 +384,7 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         promoted = json.loads(promo_path.read_text())["promoted"]
     else:
         unique, seen = [], set()
-        for r in screened:  # the same expansion proposed twice is trained once
+        for r in screened:  # the same expansion proposed twice is trained once (folders of older versions)
             key = (r["plan_name"], r["init"])
             if key not in seen:
                 seen.add(key)
@@ -397,18 +397,11 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
             state.update(r["id"], stage="promoted")
 
     scheduler = make_scheduler(cfg.early_stopping, cfg.training.epochs)
-    jobs = []
-    if cfg.reference and "final_score" not in (state.record("base") or {}):
-        jobs.append(TrainJob("base", None, schedule=False))
-    for cid in promoted:  # replay finished histories so the scheduler decides as before
-        record = state.record(cid)
-        if record.get("stage") in ("completed", "stopped_early", "failed") and "history" in record:
-            for h in record["history"]:
-                scheduler.on_epoch(cid, int(h["epoch"]), h["score"])
-        else:
-            jobs.append(TrainJob(cid, record["plan"], record["init"]))
+    reference = [TrainJob("base", None, schedule=False)] \
+        if cfg.reference and "final_score" not in (state.record("base") or {}) else []
     progress.stage("training", len(promoted) + int(cfg.reference))
-    done = len(promoted) + int(cfg.reference) - len(jobs)
+    done = int(cfg.reference) - len(reference) + \
+        sum(1 for cid in promoted if state.record(cid).get("stage") in FINISHED)
     progress.advance(done)
     best = ("", -math.inf)
 
@@ -416,7 +409,7 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         if tracker is not None:
             tracker.epoch(cid, rec)
 
-    def on_record(result: dict[str, Any]) -> None:  # persisted as soon as a training finishes
+    def on_record(result: dict[str, Any]) -> None:  # persisted as soon as a training (or stage) finishes
         nonlocal done, best
         if result["id"] == "base":
             state.save({"id": "base", "plan_name": "base (same budget)", "kind": "reference", **result})
@@ -424,6 +417,9 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
             record = state.update(result["id"], **result)
             if tracker is not None:
                 tracker.candidate(record)
+        if result["stage"] not in FINISHED:
+            progress.advance(done, f"{result['id']} at epoch {result.get('epochs')}")
+            return
         done += 1
         score = result.get("final_score")
         if result["id"] != "base" and score is not None and score > best[1]:
@@ -431,4 +427,65 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         progress.advance(done, f"{result['id']} {result['stage']}" + (f"; best {best[0]} ({best[1]:.4f})"
                                                                        if best[0] else ""))
 
+    if isinstance(scheduler, SuccessiveHalving):
+        _train_in_stages(cfg, executor, state, scheduler, promoted, reference, on_epoch, on_record)
+        return
+    jobs = list(reference)
+    for cid in promoted:  # replay finished histories so the scheduler decides as before
+        record = state.record(cid)
+        if record.get("stage") in FINISHED and "history" in record:
+            for h in record["history"]:
+                scheduler.on_epoch(cid, int(h["epoch"]), h["score"])
+        else:
+            jobs.append(TrainJob(cid, record["plan"], record["init"]))
     executor.train(jobs, scheduler, on_epoch, on_record)
+
+
+FINISHED = ("completed", "stopped_early", "failed")
+
+
+def _train_in_stages(cfg: SearchConfig, executor: Executor, state: SearchState, scheduler: SuccessiveHalving,
+                     promoted: list[str], reference: list[TrainJob], on_epoch: Callable[[str, dict[str, float]], None],
+                     on_record: Callable[[dict[str, Any]], None]) -> None:
+    """Synchronous successive halving: every live candidate trains to the next rung (in
+    parallel, as the executor can), then the rung is decided from their scores there.
+    Each decision is a function of the candidates' histories alone, recomputed from the
+    records on resume; a paused candidate continues from its checkpoint bit for bit."""
+    epochs = cfg.training.epochs
+    alive = list(promoted)
+    for stage_end in [*scheduler.rungs, epochs]:
+        jobs = list(reference) if stage_end == (scheduler.rungs or [epochs])[0] else []
+        for cid in alive:
+            record = state.record(cid)
+            if record.get("stage") in FINISHED or (record.get("stage") == "paused" and
+                                                   record["epochs"] >= stage_end):
+                continue
+            paused = record.get("stage") == "paused"
+            jobs.append(TrainJob(cid, record["plan"], record["init"], until=stage_end,
+                                 resume=record["checkpoint"] if paused else None))
+        if jobs:
+            executor.train(jobs, NoStopping(), on_epoch, on_record)
+        if stage_end == epochs:
+            break
+        # the rung: the candidates that reached it (a failed one drops out), best ceil(n/eta) go on
+        reached = {}
+        for cid in alive:
+            history = state.record(cid).get("history") or []
+            if len(history) >= stage_end:
+                reached[cid] = history[stage_end - 1]["score"]
+        alive = scheduler.survivors(reached, alive)
+        for cid in reached:
+            record = state.record(cid)
+            if cid not in alive and record.get("stage") == "paused":
+                _stop_at_rung(state, record, on_record)
+
+
+def _stop_at_rung(state: SearchState, record: dict[str, Any], on_record: Callable[[dict[str, Any]], None]) -> None:
+    """A candidate the rung stopped: its paused checkpoint becomes its model."""
+    from growsearch.train import TrainState
+
+    (Path(record["checkpoint"]) / TrainState.FILE).unlink(missing_ok=True)
+    on_record({"id": record["id"], "stage": "stopped_early", "epochs": record["epochs"],
+               "history": record["history"], "train_cost": record.get("train_cost"),
+               "train_seconds": record.get("train_seconds"), "checkpoint": record["checkpoint"],
+               **{k: v for k, v in record.items() if k.startswith("final_")}})

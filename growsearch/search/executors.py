@@ -27,6 +27,8 @@ class TrainJob:
     plan: dict[str, Any] | None  # None: the base model, trained as the reference
     init: str = DEFAULT_INIT
     schedule: bool = True  # subject to early stopping (the reference is not)
+    until: int | None = None  # pause after this epoch (a stage of synchronous successive halving)
+    resume: str | None = None  # a paused checkpoint to continue from
 
 
 class Executor:
@@ -75,4 +77,5 @@ class LocalExecutor(Executor):
                 if on_epoch is not None:
                     on_epoch(job.id, rec)
 
-            on_record(train_candidate(self.ctx, job.id, job.plan, job.init, keep_going, report, self.device))
+            on_record(train_candidate(self.ctx, job.id, job.plan, job.init, keep_going, report, self.device,
+                                      until=job.until, resume=job.resume))

@@ -3,10 +3,15 @@
 * Screening: Optuna proposes through Ray Tune's ``OptunaSearch`` -- the search's own
   sampler (seeded) on the search's own study (the journal in the results folder), with
   the engine's :class:`~growsearch.search.engine.Proposer` as the define-by-run space, so
-  ids, constraint rejections and records are exactly those of the local path.
-* Training: one Tune trial per promoted candidate, scheduled by ``ASHAScheduler`` over
-  epochs; every epoch is reported with ``ray.tune.report(metrics, checkpoint=...)`` from
-  the training loop's callback, so an early-stopped trial still leaves its last model.
+  ids, constraint rejections, repeats and records are exactly those of the local path.
+* Training: one Tune trial per promoted candidate. With synchronous successive halving
+  (the default) the engine runs one Tune run per stage -- every live candidate trains to
+  the next rung (from its paused checkpoint, shipped to the worker) under a FIFO scheduler
+  -- and decides the rung itself, so the outcome does not depend on concurrency or
+  timing. With ``asha``, ``ASHAScheduler`` decides over epochs as results arrive.
+* One Tune report per rung (where ASHA decides; with a checkpoint, so a stopped trial
+  keeps its model) and one at the end: the per-epoch records ride along in those reports
+  and still reach the records and MLflow, without a round trip per epoch.
 * Resources per trial (``cpus_per_trial``, fractional ``gpus_per_trial``),
   ``max_concurrent_trials``, ``reuse_actors`` and ``FailureConfig(max_failures)`` come
   from the config. A trial on a GPU trains on the GPU Ray assigned to it.
@@ -14,11 +19,13 @@
   temp dir, dashboard off, auth disabled for that instance; started and shut down here.
   With ``executor.address`` (``auto``, ``ray://host:port``) it joins an existing cluster.
 
-Order: records arrive in completion order, so with several concurrent trials the
-sampler's view of finished trials (and ASHA's rung statistics) depend on timing; the
-local executor is the deterministic path. Resume is the engine's: finished trials are
-read back from the results folder and only unfinished ones are run again (the
-equivalent of ``Tuner.restore``, which also covers trials lost with a killed driver).
+Order: a sampler that learns from finished trials (TPE, NSGA-II) asks for the next
+candidate only once every earlier one is told, so its proposals do not depend on which
+trial finished first (screening runs one candidate at a time; the random sampler, whose
+proposals depend on the seed alone, screens ``max_concurrent_trials`` at once). Resume
+is the engine's: finished trials are read back from the results folder and only
+unfinished ones are run again (the equivalent of ``Tuner.restore``, which also covers
+trials lost with a killed driver).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from growsearch.checkpoint import save_checkpoint
 from growsearch.errors import ConfigError
 from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig, objective_values
 from growsearch.search.executors import Executor, TrainJob
-from growsearch.search.schedulers import ASHA, Scheduler
+from growsearch.search.schedulers import ASHA, Scheduler, finite_score
 from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
 
 
@@ -73,6 +80,11 @@ def seeded_optuna_search(driver: DriverOnly, **kwargs: Any) -> Any:
     class _Seeded(OptunaSearch):
         def suggest(self, trial_id: str) -> Any:
             proposer = driver.obj
+            if proposer is not None and proposer.cfg.sampler.name != "random" and \
+                    proposer.issued > proposer.recorded():
+                # a sampler that learns from finished trials asks once the earlier candidates
+                # are told: its proposals then do not depend on which trial finished first
+                return None
             while True:
                 if proposer is not None:
                     if proposer.exhausted:
@@ -165,7 +177,12 @@ def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[s
     tune.report({**metrics, "record": json.dumps(record)})
 
 
-def _train_trial(config: dict[str, Any], ctx: SearchContext) -> None:
+def _pack(directory: str | Path) -> dict[str, bytes]:
+    """The files of a (paused) checkpoint folder, to ship to a worker on any node."""
+    return {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+
+
+def _train_trial(config: dict[str, Any], ctx: SearchContext, resume_files: dict[str, dict[str, bytes]]) -> None:
     import ray
     from ray import tune
 
@@ -173,26 +190,36 @@ def _train_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     job = config["job"]
     device = trial_device(ray.get_gpu_ids())
     workdir = Path(tempfile.mkdtemp(prefix="growsearch-trial-"))
+    resume = None
+    if job.get("resume"):
+        resume = workdir / "resume"
+        resume.mkdir()
+        for name, data in resume_files[job["id"]].items():
+            (resume / name).write_bytes(data)
+    pending: list[dict[str, float]] = []  # per-epoch records since the last report
 
     def report(rec: dict[str, float], model: torch.nn.Module, spec: dict[str, Any]) -> None:
-        metrics = {k: float(v) for k, v in rec.items()}
-        if int(rec["epoch"]) not in config["checkpoint_epochs"]:
-            tune.report(metrics)
+        # one Tune round trip per rung (where ASHA decides), not per epoch: the epochs in
+        # between ride along in that report, and the rest in the final record
+        pending.append({k: float(v) for k, v in rec.items()})
+        if int(rec["epoch"]) not in config["report_epochs"]:
             return
-        # ASHA stops a trial only right after a rung (or max_t) report: a checkpoint there
-        # keeps the model of every stopped trial without paying for one every epoch
+        # ASHA stops a trial only right after a rung report: a checkpoint there keeps the
+        # model of every stopped trial
         ckpt = workdir / f"epoch{int(rec['epoch'])}"
         save_checkpoint(ckpt, model, spec, {"dataset": ctx.dataset, "candidate": job["id"], "epoch": rec["epoch"]})
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+        tune.report({**pending[-1], "score": finite_score(pending[-1]["score"]), "epochs": json.dumps(pending)},
+                    checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+        pending.clear()
         shutil.rmtree(ckpt, ignore_errors=True)
 
     record = train_candidate(ctx, job["id"], job["plan"], job["init"], on_epoch=report, device=device,
-                             checkpoint_dir=workdir / "final")
+                             checkpoint_dir=workdir / "final", until=job.get("until"), resume=resume)
     record.pop("checkpoint", None)  # a worker-local path: the driver keeps Tune's checkpoint instead
     last = record["history"][-1] if record["history"] else {"epoch": 0, "score": float("-inf")}
     final = workdir / "final"
-    tune.report({"epoch": float(last["epoch"]), "score": float(last["score"]), "growsearch_final": 1.0,
-                 "record": json.dumps(record)},
+    tune.report({"epoch": float(last["epoch"]), "score": finite_score(float(last["score"])),
+                 "growsearch_final": 1.0, "record": json.dumps(record)},
                 checkpoint=tune.Checkpoint.from_directory(str(final)) if final.exists() else None)
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -261,24 +288,30 @@ class RayExecutor(Executor):
         epochs = self.cfg.training.epochs
 
         class Records(tune.Callback):
+            """Per-epoch records arrive with the rung reports and the final record; each
+            goes to ``on_epoch`` once, in order."""
+
             def __init__(self) -> None:
                 self.history: dict[str, list[dict[str, float]]] = {}
 
+            def _epochs(self, cid: str, records: list[dict[str, float]]) -> None:
+                history = self.history.setdefault(cid, [])
+                for rec in records:
+                    if not history or rec["epoch"] > history[-1]["epoch"]:
+                        history.append(rec)
+                        if driver.obj is not None and driver.obj[0] is not None:
+                            driver.obj[0](cid, rec)
+
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                job = trial.config["job"]
-                if "growsearch_final" not in result:
-                    rec = {k: result[k] for k in ("epoch", "step", "train_loss", "val_loss", "val_accuracy",
-                                                  "test_loss", "test_accuracy", "score", "test_score",
-                                                  "forward_backward", "seconds") if k in result}
-                    self.history.setdefault(job["id"], []).append(rec)
-                    if driver.obj is not None and driver.obj[0] is not None:
-                        driver.obj[0](job["id"], rec)
+                if "epochs" in result:
+                    self._epochs(trial.config["job"]["id"], json.loads(result["epochs"]))
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 job = trial.config["job"]
                 if "record" in trial.last_result:
                     record = json.loads(trial.last_result["record"])
-                else:  # stopped by the scheduler after an epoch (ASHA also stops at max_t)
+                    self._epochs(job["id"], record["history"])
+                else:  # stopped by ASHA right after a rung report
                     history = self.history.get(job["id"], [])
                     last = history[-1] if history else {}
                     full = len(history) >= epochs
@@ -300,6 +333,7 @@ class RayExecutor(Executor):
                 driver.obj[1]({"id": job["id"], "stage": "failed", "history": self.history.get(job["id"], []),
                                "reason": _first_line(trial.get_error() or "worker died")})
 
+        resume_files = {j.id: _pack(j.resume) for j in jobs if j.resume}
         # the reference (not early-stopped) and the promoted candidates (under ASHA) are two Tune runs
         for scheduled in (False, True):
             group = [j for j in jobs if j.schedule == scheduled]
@@ -307,13 +341,16 @@ class RayExecutor(Executor):
                 continue
             asha = scheduled and isinstance(scheduler, ASHA)
             tune_scheduler = self._asha() if asha else FIFOScheduler()
-            rungs = scheduler.rungs if asha else []
-            trainable = tune.with_resources(tune.with_parameters(_train_trial, ctx=self.ctx), self._resources())
-            param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init} for j in group]),
-                           "checkpoint_epochs": sorted({*rungs, epochs}), "cpus": self.spec.cpus_per_trial}
+            trainable = tune.with_resources(
+                tune.with_parameters(_train_trial, ctx=self.ctx, resume_files=resume_files), self._resources())
+            param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init, "until": j.until,
+                                                     "resume": bool(j.resume)} for j in group]),
+                           "report_epochs": [r for r in scheduler.rungs if r < epochs] if asha else [],
+                           "cpus": self.spec.cpus_per_trial}
+            stage = f"-e{group[0].until}" if group[0].until else ""
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
                 scheduler=tune_scheduler, reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
-                run_config=self._run_config(f"train-{group[0].id}", Records()))
+                run_config=self._run_config(f"train-{group[0].id}{stage}", Records()))
             tuner.fit()
 
     def _asha(self) -> Any:

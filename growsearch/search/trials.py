@@ -21,14 +21,14 @@ from typing import Any
 
 import torch
 
-from growsearch.checkpoint import save_checkpoint
+from growsearch.checkpoint import load_checkpoint, save_checkpoint
 from growsearch.data import Task, load_dataset
 from growsearch.errors import GrowsearchError, TrainingError
 from growsearch.faults import maybe_inject
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, grow_on_task, score_model
 from growsearch.models import build
-from growsearch.train import StopTraining, TrainRecipe, evaluate, resolve_device, task_score, train
+from growsearch.train import StopTraining, TrainRecipe, TrainState, evaluate, resolve_device, task_score, train
 
 
 @dataclass
@@ -107,21 +107,31 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
                     keep_going: Callable[[int, float], bool] | None = None,
                     on_epoch: Callable[..., None] | None = None,
                     device: str | torch.device | None = None,
-                    checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+                    checkpoint_dir: str | Path | None = None, *,
+                    until: int | None = None, resume: str | Path | None = None) -> dict[str, Any]:
     """Fully train one candidate (``plan=None``: the base itself, as the reference).
 
     ``keep_going(epoch, score)`` is the early-stopping scheduler's decision after each
     epoch; ``on_epoch(record, model, spec)`` receives every per-epoch record with the
     model (tracking, Ray reports and checkpoints). The trained model is saved to
     ``checkpoint_dir`` (default: ``<results>/candidates/<id>``).
+
+    Synchronous successive halving trains in stages: ``until=E`` pauses after epoch ``E``
+    (stage ``paused``: the model and its :class:`~growsearch.train.TrainState` saved to
+    ``checkpoint_dir``), ``resume=DIR`` continues from such a checkpoint exactly.
     """
     device = resolve_device(device)
     out: dict[str, Any] = {"id": cid}
     history: list[dict[str, float]] = []
     start = time.perf_counter()
+    state: TrainState | None = None
     try:
         fault = maybe_inject("train", cid)
-        if plan is None:
+        if resume is not None:
+            model, spec, _ = load_checkpoint(resume)
+            model, task, state = model.to(device), ctx.task(), TrainState.load(resume)
+            history.extend(state.history)
+        elif plan is None:
             model, task, spec = ctx.base(device), ctx.task(), ctx.base_spec
         else:
             grown, task = grow_candidate(ctx, plan, init, device)
@@ -139,19 +149,30 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
                 on_epoch(rec, model, spec)
             if keep_going is not None and not keep_going(int(rec["epoch"]), rec["score"]):
                 raise StopTraining
+            if until is not None and int(rec["epoch"]) >= until and int(rec["epoch"]) < ctx.recipe.epochs:
+                raise StopTraining  # a pause: the next stage resumes from here
 
-        result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report])
+        result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report], resume=state)
         final = final_scores(model, task)
         checkpoint = Path(checkpoint_dir or Path(ctx.out) / "candidates" / cid)
         save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
-                                                  "init": init, "test_accuracy": final["final_accuracy"],
+                                                  "init": init, "epoch": len(history),
+                                                  "test_accuracy": final["final_accuracy"],
                                                   "test_loss": final["final_loss"],
                                                   "val_accuracy": final["final_val_accuracy"],
                                                   "val_loss": final["final_val_loss"]})
-        out.update(stage="stopped_early" if result.stopped_early else "completed", **final,
-                   epochs=len(history), train_cost=result.forward_backward, checkpoint=str(checkpoint))
+        paused = until is not None and result.stopped_early and result.state is not None
+        if paused:  # the model at the rung, and what a resume needs; decided by the engine
+            result.state.history = list(history)  # with scores, as the record holds them
+            result.state.save(checkpoint)
+        else:
+            (checkpoint / TrainState.FILE).unlink(missing_ok=True)
+        stage = "paused" if paused else "stopped_early" if result.stopped_early else "completed"
+        out.update(stage=stage, **final, epochs=len(history), train_cost=result.forward_backward,
+                   checkpoint=str(checkpoint))
     except Exception as exc:
         out.update(stage="failed", reason=_reason(exc), epochs=len(history))
     out["history"] = history
-    out["train_seconds"] = time.perf_counter() - start
+    # earlier stages' training time (the resumed state's) plus this stage's
+    out["train_seconds"] = time.perf_counter() - start + (state.seconds if state is not None else 0.0)
     return out
