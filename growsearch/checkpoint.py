@@ -69,24 +69,28 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict as safetensors through a temporary file and an atomic rename."""
+    fd, tmp = _temporary(path.parent, path.name)
+    os.close(fd)
+    try:
+        try:
+            save_file(state, tmp, metadata={"format": "pt"})
+        except SafetensorError as exc:  # its I/O errors (a full disk) are the environment's, as OSError
+            raise OSError(f"{exc} (writing {path})") from None
+        os.chmod(tmp, 0o666 & ~UMASK)  # safetensors writes a new file of its own
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any],
                     meta: dict[str, Any] | None = None) -> Path:
     """Save ``model`` with its ``spec`` (and ``meta``) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = _temporary(directory, "model")
-    os.close(fd)
-    try:
-        try:
-            save_file(state, tmp)
-        except SafetensorError as exc:  # its I/O errors (a full disk) are the environment's, as OSError
-            raise OSError(f"{exc} (writing {directory / 'model.safetensors'})") from None
-        os.chmod(tmp, 0o666 & ~UMASK)  # safetensors writes a new file of its own
-        os.replace(tmp, directory / "model.safetensors")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    config_from_spec(spec).write_weights(model, directory)
     write_json(directory / "spec.json", spec)
     write_json(directory / "meta.json", meta or {})
     return directory
@@ -149,7 +153,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
     if family is not None and cfg.family != family:
         raise CheckpointError(f"checkpoint: {directory} holds a {cfg.family} model; expected {family}")
     check_memory(cfg, f"checkpoint: {directory}/spec.json", CheckpointError)  # before allocating anything
-    state = _read_weights(directory)
+    state = cfg.state_from_file(_read_weights(directory))
     model = cfg.build()
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -169,3 +173,18 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
                                   "allowed: finite weights")
     model.load_state_dict(state)
     return model.to(device), cfg.to_spec(), meta
+
+
+def load_base_model(source: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict, dict]:
+    """A base model from where users keep theirs: ``(model, spec, meta)``.
+
+    ``source`` is a growsearch checkpoint directory or ``hf:PATH``, a local Hugging Face
+    model directory loaded with transformers' own classes (no hub access). An ``hf:``
+    base has no meta (no dataset): the caller names the data.
+    """
+    if source.startswith("hf:"):
+        from growsearch.models.hf import load_hf_directory
+
+        model, spec = load_hf_directory(source[3:])
+        return model.to(device), spec, {}
+    return load_checkpoint(source, device)

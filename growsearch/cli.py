@@ -79,13 +79,22 @@ def plan_from_args(args: argparse.Namespace):
     return ExpansionPlan.from_dict(data)
 
 
-def load_base(directory: str):
-    """A base checkpoint and a probe batch from its training data (random if unknown)."""
-    from growsearch.checkpoint import load_checkpoint
-    from growsearch.data import load_dataset
+def load_base(source: str, dataset: str | None = None):
+    """A base model (checkpoint directory or ``hf:PATH``) and its training data, if known:
+    ``--dataset`` or the checkpoint's own; user data for an HF model is tokenised with
+    that model's tokenizer."""
+    from growsearch.checkpoint import load_base_model
+    from growsearch.data import check_dataset_name, load_dataset
+    from growsearch.models import config_from_spec
 
-    model, spec, meta = load_checkpoint(directory)
-    task = load_dataset(meta["dataset"]) if meta.get("dataset") else None
+    model, spec, meta = load_base_model(source)
+    name = dataset or meta.get("dataset")
+    task = None
+    if name:
+        check_dataset_name(name)
+        name = config_from_spec(spec).dataset_ref(name)
+        task = load_dataset(name)
+        meta = {**meta, "dataset": name}
     return model, spec, meta, task
 
 
@@ -105,9 +114,9 @@ def cmd_grow(args: argparse.Namespace) -> int:
     from growsearch.grow import fold_mask, grow, output_diff
 
     if args.out:
-        check_out_dir(args.out, protect=(args.checkpoint,))
+        check_out_dir(args.out, protect=(args.checkpoint.removeprefix("hf:"),))
     plan = plan_from_args(args)
-    model, spec, meta, task = load_base(args.checkpoint)
+    model, spec, meta, task = load_base(args.checkpoint, args.dataset)
     probe = task.probe(256, seed=args.seed)[0] if task is not None else None
     result = grow(model, spec, plan, init=args.init, seed=args.seed, probe=probe)
     report = result.report()
@@ -146,10 +155,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from growsearch.pretrain import DEFAULT_RECIPES
 
     plan = plan_from_args(args)
-    model, spec, meta, task = load_base(args.checkpoint)
+    model, spec, meta, task = load_base(args.checkpoint, args.dataset)
     if task is None:
-        raise ConfigError(f"checkpoint: {args.checkpoint}/meta.json names no dataset; "
-                          "score needs the training data")
+        raise ConfigError(f"--dataset: {args.checkpoint} names no dataset; score needs the training data")
     overrides = read_yaml(args.manifold, "--manifold") if args.manifold else {}
     manifold = ManifoldConfig.from_dict({**(overrides or {}), "seed": args.seed})
     recipe = DEFAULT_RECIPES.get(meta["dataset"], DEFAULT_RECIPES["mnist1d"])
@@ -350,7 +358,8 @@ def _print_leaderboard(out: Path, rows: int = 15) -> None:
     console = _console()
     console.print(table)
     if (out / "best" / "spec.json").exists():
-        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and plain PyTorch load it)")
+        loaders = "transformers' from_pretrained" if (out / "best" / "config.json").exists() else "plain PyTorch"
+        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and {loaders} load it)")
 
 
 def _run(cfg, out: Path, resume: bool, args: argparse.Namespace) -> int:
@@ -490,7 +499,13 @@ def finite_float(text: str) -> float:
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from growsearch.grow import DEFAULT_INIT, INIT_INFO, INITS
 
-    p.add_argument("checkpoint", metavar="DIR", help="checkpoint directory of the base model")
+    p.add_argument("checkpoint", metavar="BASE",
+                   help="the base model: a growsearch checkpoint directory, or hf:PATH for a local "
+                        "Hugging Face model directory (GPT-2, Llama/Mistral/Qwen2, BERT classifier)")
+    p.add_argument("--dataset", metavar="DATA", default=None,
+                   help="training data (default: the checkpoint's): a built-in name, .pt/.npz, an image "
+                        "folder; for hf: bases a .txt file or folder, or a .jsonl/.csv file, tokenised "
+                        "with the model's own tokenizer")
     p.add_argument("--width", type=finite_float, default=None,
                    help="multiply every hidden width by W (MLP layers, CNN stage channels, "
                         "transformer d_model/heads/MLP hidden); default 1")
@@ -571,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a probe batch of training data is reported as max_abs_output_diff.\n\n"
             "examples:\n"
             "  growsearch grow runs/base --width 2 --depth 1 --out runs/w2d1 --json\n"
-            "  growsearch grow runs/base --plan plan.yaml --init random --out runs/r"))
+            "  growsearch grow runs/base --plan plan.yaml --init random --out runs/r\n"
+            "  growsearch grow hf:./my-gpt2 --width 2 --dataset corpus.txt --out runs/gpt2-w2"))
     _add_plan_args(p)
     p.add_argument("--out", metavar="DIR2", help="where to save the grown checkpoint")
     p.set_defaults(func=cmd_grow)

@@ -329,19 +329,39 @@ class MLflowTracker:
         from growsearch.checkpoint import load_checkpoint
         from growsearch.data import load_dataset
 
-        model, _, meta = load_checkpoint(checkpoint)
-        example = load_dataset(meta["dataset"]).x_train[:2].numpy()
+        model, spec, meta = load_checkpoint(checkpoint)
+        flavour = "transformers" if spec["family"] == "hf" else "pytorch"
         mlflow.set_tracking_uri(self.uri)
         with warnings.catch_warnings(), mlflow.start_run(run_id=parent):
             warnings.simplefilter("ignore")
             try:
                 # requirements given explicitly: inferring them imports and times the whole environment
-                mlflow.pytorch.log_model(model.eval(), name="best_model", input_example=example,
-                                         serialization_format="pt2", pip_requirements=["torch", "growsearch"])
+                if flavour == "transformers":  # the flavour HF users load: AutoModel classes, tokenizer
+                    self._log_transformers_model(model, spec)
+                else:
+                    example = load_dataset(meta["dataset"]).x_train[:2].numpy()
+                    mlflow.pytorch.log_model(model.eval(), name="best_model", input_example=example,
+                                             serialization_format="pt2", pip_requirements=["torch", "growsearch"])
             except Exception as exc:
-                print(f"growsearch: warning: could not log the best model in MLflow's pytorch flavour "
+                print(f"growsearch: warning: could not log the best model in MLflow's {flavour} flavour "
                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its safetensors checkpoint "
                       "is logged as best_model_checkpoint", file=sys.stderr)
+
+    @staticmethod
+    def _log_transformers_model(model: Any, spec: dict[str, Any]) -> None:
+        """An HF best model in ``mlflow.transformers`` (with its tokenizer when it has one)."""
+        import logging
+
+        import mlflow
+        from transformers import AutoTokenizer
+
+        components: dict[str, Any] = {"model": model.hf.eval()}
+        task = "text-generation" if model.task == "causal_lm" else "text-classification"
+        if spec.get("tokenizer_dir"):
+            components["tokenizer"] = AutoTokenizer.from_pretrained(spec["tokenizer_dir"], local_files_only=True)
+        logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)  # no model card: offline by design
+        mlflow.transformers.log_model(components, name="best_model", task=task,
+                                      pip_requirements=["torch", "transformers", "tokenizers"])
 
 
 def make_tracker(spec: Any, out: str | Path, default_name: str) -> MLflowTracker | None:
@@ -403,5 +423,5 @@ def default_experiment(cfg: Any) -> str:
     if cfg.name:
         return cfg.name
     base = cfg.base.pretrain.family + "-" + (cfg.base.pretrain.dataset or "default") if cfg.base.pretrain \
-        else Path(cfg.base.checkpoint).name
+        else Path(cfg.base.hf or cfg.base.checkpoint).name
     return f"growsearch-{base}-{Path(cfg.space).stem}"

@@ -31,8 +31,16 @@ class PretrainSpec:
 
 @dataclass
 class BaseSpec:
+    """Where the base model comes from: exactly one of a growsearch checkpoint directory, a
+    model to pretrain here, or ``hf``, a local Hugging Face model directory."""
+
     checkpoint: str | None = None
     pretrain: PretrainSpec | None = None
+    hf: str | None = None
+
+    def source(self) -> str | None:
+        """The base as ``load_base_model`` takes it (None for a pretrain base)."""
+        return f"hf:{self.hf}" if self.hf is not None else self.checkpoint
 
 
 @dataclass
@@ -126,8 +134,8 @@ def objective_values(record: dict[str, Any], objectives: list[str]) -> list[floa
 
 def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
-    if (cfg.base.checkpoint is None) == (cfg.base.pretrain is None):
-        raise ConfigError("base: give exactly one of checkpoint or pretrain")
+    if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf)) != 1:
+        raise ConfigError("base: give exactly one of checkpoint, pretrain or hf")
     surrogate_names(cfg.surrogate)
     if cfg.candidates < 1:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")

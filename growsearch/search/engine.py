@@ -26,7 +26,7 @@ import yaml
 
 from growsearch import __version__
 from growsearch._validate import read_yaml
-from growsearch.checkpoint import atomic_write, load_checkpoint, write_json
+from growsearch.checkpoint import atomic_write, load_base_model, load_checkpoint, write_json
 from growsearch.data import load_dataset
 from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError, SearchFailed
 from growsearch.faults import maybe_inject
@@ -116,13 +116,15 @@ def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
 
     if cfg.dataset:
         check_dataset_name(cfg.dataset)
-    if cfg.base.checkpoint is not None:
-        model, spec, meta = load_checkpoint(cfg.base.checkpoint)
+    source = cfg.base.source()
+    if source is not None:
+        model, spec, meta = load_base_model(source)
         family, dataset = spec["family"], cfg.dataset or meta.get("dataset", "")
         if not dataset:
-            raise ConfigError(f"dataset: {cfg.base.checkpoint}/meta.json names no dataset; set dataset:")
+            raise ConfigError(f"dataset: the base {source} names no dataset; set dataset:")
         check_dataset_name(dataset)
-        _check_fits(model, spec, load_dataset(dataset), cfg.base.checkpoint)
+        dataset = config_from_spec(spec).dataset_ref(dataset)
+        _check_fits(model, spec, load_dataset(dataset), source)  # user data is read now: a bad file writes nothing
         loaded: BaseModel | None = (model, spec, dataset)
     else:
         family, loaded = cfg.base.pretrain.family, None

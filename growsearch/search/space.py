@@ -8,9 +8,9 @@ A space file names the model ``family``, its ``knobs`` and optional ``constraint
       width: {low: 1.25, high: 4.0, step: 0.25}  # one multiplier on every hidden width
       layer_width: {low: 1.0, high: 3.0}         # or: one multiplier per layer / stage
       depth: {low: 1, high: 4}                   # layers / blocks to add, spread evenly
-      d_model: {choices: [1, 2]}                 # gpt: residual width multiplier
-      n_heads: {low: 0, high: 4}                 # gpt: heads to add per block
-      mlp_hidden: {choices: [1.0, 2.0]}          # gpt: MLP size multiplier
+      d_model: {choices: [1, 2]}                 # gpt, hf: residual width multiplier
+      n_heads: {low: 0, high: 4}                 # gpt, hf: heads to add per block
+      mlp_hidden: {choices: [1.0, 2.0]}          # gpt, hf: MLP size multiplier
       init: {choices: [zero_out, random, masked]}  # growsearch.grow.INITS
     constraints: {max_params: 100000, max_flops: 5000000, max_width: 4.0}
 
@@ -39,7 +39,9 @@ from growsearch.models.memory import check_memory
 
 BUNDLED = Path(__file__).resolve().parent.parent / "search_spaces"
 WIDTH_KNOBS = {"mlp": ("width", "layer_width"), "cnn": ("width", "layer_width"),
-               "gpt": ("width", "d_model", "n_heads", "mlp_hidden")}
+               "gpt": ("width", "d_model", "n_heads", "mlp_hidden"),
+               "hf": ("width", "d_model", "n_heads", "mlp_hidden")}
+TRANSFORMERS = ("gpt", "hf")  # families with d_model / n_heads / mlp_hidden knobs
 KNOBS = ("kind", "width", "layer_width", "depth", "d_model", "n_heads", "mlp_hidden", "init")
 CONSTRAINTS = ("max_params", "max_flops", "max_width")
 KINDS = ("width", "depth", "mixed")
@@ -93,7 +95,7 @@ class SearchSpace:
                 widths = base.hidden if self.family == "mlp" else base.channels
                 plan.widths = [max(w, round(w * self.knobs["layer_width"].suggest(trial, f"layer_width_{i}")))
                                for i, w in enumerate(widths)]
-            if self.family == "gpt":
+            if self.family in TRANSFORMERS:
                 if "d_model" in self.knobs:
                     plan.d_model = round(base.d_model * self.knobs["d_model"].suggest(trial))
                 if "n_heads" in self.knobs:
@@ -230,9 +232,9 @@ def load_space(source: str | Path | dict[str, Any], family: str | None = None) -
     for name, spec in raw.items():
         if name not in KNOBS:
             raise ConfigError(f"{where}: knobs.{name}: unknown knob; allowed: {', '.join(KNOBS)}")
-        if name in ("d_model", "n_heads", "mlp_hidden") and fam != "gpt":
-            raise ConfigError(f"{where}: knobs.{name}: applies to the gpt family only")
-        if name == "layer_width" and fam == "gpt":
+        if name in ("d_model", "n_heads", "mlp_hidden") and fam not in TRANSFORMERS:
+            raise ConfigError(f"{where}: knobs.{name}: applies to the gpt and hf families only")
+        if name == "layer_width" and fam in TRANSFORMERS:
             raise ConfigError(f"{where}: knobs.layer_width: applies to mlp and cnn; use d_model/mlp_hidden")
         knobs[name] = _knob(name, spec, f"{where}: knobs.{name}")
     constraints = data.get("constraints") or {}
