@@ -201,9 +201,9 @@ def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int 
         replay = replay_strategies(candidates, pool.recipe.epochs, promote_fraction, grace, eta, budget_fraction,
                                    draws, seed)
         per_seed.append({"seed": seed, **replay,
-                         "candidates": [{k: v for k, v in c.items() if k != "curve"}
-                                        | {"final_val": c["curve"][-1]["score"],
-                                           "final_test": c["curve"][-1]["test_score"]} for c in candidates]})
+                         # curves kept: a changed strategy can be replayed without training again
+                         "candidates": [{**c, "final_val": c["curve"][-1]["score"],
+                                         "final_test": c["curve"][-1]["test_score"]} for c in candidates]})
     strategies, spread = _summary(per_seed)
     return {"pool": pool.name, "n_candidates": n, "seeds": list(seeds),
             "best_score": statistics.mean(r["best_score"] for r in per_seed),

@@ -29,6 +29,9 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
     lines = [
         f"### {result['pool']} (v{result['version']}) — {role}",
         "",
+        *([] if "probe_sizes" in result else [
+            "*An earlier run (no validation split; proxies on the metric's probe; synflow with BatchNorm; "
+            "greedy equal-parameter groups with a tau-a-like within-group figure): not yet regenerated.*", ""]),
         f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
         f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs.",
         "",
