@@ -597,8 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run a growth search: Optuna proposes expansions from the search space, each is grown\n"
             "(function-preserving by default) and scored with the manifold metric, the promotion\n"
-            "policy picks the candidates worth full training, ASHA stops weak trainings early, and\n"
-            "the results folder receives leaderboard.csv/.md, plots/, best/ and the resolved config.\n"
+            "policy picks the candidates worth full training, successive halving stops weak trainings\n"
+            "at rungs (decided once every candidate reached them; early_stopping.policy: asha for\n"
+            "Ray's asynchronous rule), and the results folder receives leaderboard.csv/.md, plots/,\n"
+            "best/ and the resolved config.\n"
             "Interrupt it at any time (Ctrl-C, kill -9): --resume continues without recomputing or\n"
             "duplicating a candidate.\n\n"
             "examples:\n  growsearch run examples/demo.yaml --out runs/demo\n"
@@ -613,8 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", formatter_class=_Formatter, help="the embedded default search (MNIST-1D MLP, ~30 s)",
         description=(
             "Pretrain (cached) a small MNIST-1D MLP, search search_spaces/mlp.yaml with 12\n"
-            "candidates, promote the 3 best by manifold metric, train them with ASHA early\n"
-            "stopping and print the leaderboard. CPU only, no server, no download. Running it\n"
+            "candidates, promote the 3 best by manifold metric, train them with successive-halving\n"
+            "early stopping and print the leaderboard. CPU only, no server, no download. Running it\n"
             "again continues (or re-reports) the same search."))
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="results folder")
     p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
