@@ -8,6 +8,7 @@ and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,15 @@ import yaml
 from growsearch.errors import ConfigError
 
 T = TypeVar("T")
+
+MAX_YAML_BYTES = 1 << 20  # a config, plan or space is a few hundred bytes; 1 MiB is generous
+MAX_YAML_DEPTH = 50  # nesting levels; real files use 3 or 4
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line never echoes a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"
 
 
 def _type_name(tp: Any) -> str:
@@ -47,23 +57,23 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 return coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: got {value!r}; allowed: {_type_name(tp)}")
+        raise ConfigError(f"{where}: got {show(value)}; allowed: {_type_name(tp)}")
     if origin is typing.Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{where}: got {value!r}; allowed: {_type_name(tp)}")
+        raise ConfigError(f"{where}: got {show(value)}; allowed: {_type_name(tp)}")
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{where}: got {value!r}; allowed: null")
+        raise ConfigError(f"{where}: got {show(value)}; allowed: null")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: got {value!r}; allowed: {_type_name(tp)}")
+            raise ConfigError(f"{where}: got {show(value)}; allowed: {_type_name(tp)}")
         (arg,) = typing.get_args(tp)[:1] or (Any,)
         return [coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: got {value!r}; allowed: a mapping")
+            raise ConfigError(f"{where}: got {show(value)}; allowed: a mapping")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
@@ -75,13 +85,15 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # .nan / .inf would silently switch checks off
+                raise ConfigError(f"{where}: got {show(value)}; allowed: a finite number")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
             return value
     else:
         raise TypeError(f"unsupported field type {tp!r}")
-    raise ConfigError(f"{where}: got {value!r}; allowed: {_type_name(tp)}")
+    raise ConfigError(f"{where}: got {show(value)}; allowed: {_type_name(tp)}")
 
 
 def from_dict(cls: type[T], data: Any, where: str) -> T:
@@ -89,7 +101,7 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: got {data!r}; allowed: a mapping with keys of {cls.__name__}")
+        raise ConfigError(f"{where}: got {show(data)}; allowed: a mapping with keys of {cls.__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -106,15 +118,56 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     return cls(**kwargs)
 
 
-def read_yaml(path: str | Path, what: str) -> Any:
-    """Parse a YAML file; a missing or malformed file is a one-line ConfigError."""
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name`` can expand a tiny file into
+    gigabytes) and with bounded nesting (deep nesting overflows the parser's recursion)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed; write the "
+                                 "value out")
+        depth = getattr(self, "_depth", 0) + 1
+        if depth > MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep")
+        self._depth = depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth - 1
+
+
+def read_text(path: str | Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
+    """A small UTF-8 text file; missing, oversized or non-UTF-8 is a one-line ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{what}: file {path} does not exist")
+        raise ConfigError(f"{what}: file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        return yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > limit:
+            raise ConfigError(f"{what}: {path} has {size} bytes; allowed: at most {limit}")
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start}); allowed: a UTF-8 file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path} ({exc.strerror or type(exc).__name__})") from None
+
+
+def parse_yaml(text: str, what: str, source: str = "") -> Any:
+    """Parse YAML text with the strict loader; a malformed document is a one-line ConfigError."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{what}: {path} is not valid YAML{where}: {problem}") from None
+        problem = getattr(exc, "problem", None) or (str(exc)[:200] if not mark else "invalid YAML")
+        raise ConfigError(f"{what}: {source or 'the text'} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: {source or 'the text'} is nested too deeply") from None
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; a missing, malformed, non-UTF-8, oversized, aliased or too deeply
+    nested file is a one-line ConfigError."""
+    return parse_yaml(read_text(path, what), what, str(path))

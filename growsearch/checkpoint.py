@@ -28,13 +28,31 @@ from torch import nn
 
 from growsearch.errors import CheckpointError, GrowsearchError
 from growsearch.models import config_from_spec
+from growsearch.models.memory import check_memory
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once: os.umask can only be read by setting it, which is not thread-safe
+
+
+def _temporary(directory: Path, name: str) -> tuple[int, str]:
+    """A temporary file beside ``name`` with the permissions a plain ``open`` would give
+    (``mkstemp`` makes it 0600: a shared results folder would be unreadable to the team)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~UMASK)
+    return fd, tmp
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -51,29 +69,43 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict as safetensors through a temporary file and an atomic rename."""
+    fd, tmp = _temporary(path.parent, path.name)
+    os.close(fd)
+    try:
+        try:
+            save_file(state, tmp, metadata={"format": "pt"})
+        except SafetensorError as exc:  # its I/O errors (a full disk) are the environment's, as OSError
+            raise OSError(f"{exc} (writing {path})") from None
+        os.chmod(tmp, 0o666 & ~UMASK)  # safetensors writes a new file of its own
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any],
                     meta: dict[str, Any] | None = None) -> Path:
     """Save ``model`` with its ``spec`` (and ``meta``) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, directory / "model.safetensors")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    config_from_spec(spec).write_weights(model, directory)
     write_json(directory / "spec.json", spec)
     write_json(directory / "meta.json", meta or {})
     return directory
 
 
+MAX_JSON_BYTES = 1 << 20  # a spec or meta file is a few hundred bytes
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"checkpoint: {path} has {path.stat().st_size} bytes; allowed: at most "
+                                  f"{MAX_JSON_BYTES}")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint: {path} is not valid JSON ({type(exc).__name__})") from None
 
 
@@ -120,7 +152,8 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"checkpoint: {directory}/spec.json: {exc}") from None
     if family is not None and cfg.family != family:
         raise CheckpointError(f"checkpoint: {directory} holds a {cfg.family} model; expected {family}")
-    state = _read_weights(directory)
+    check_memory(cfg, f"checkpoint: {directory}/spec.json", CheckpointError)  # before allocating anything
+    state = cfg.state_from_file(_read_weights(directory))
     model = cfg.build()
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -134,5 +167,24 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
         if tensor.shape != expected[key].shape:
             raise CheckpointError(f"checkpoint: weights do not match spec.json: {key!r} has shape "
                                   f"{tuple(tensor.shape)}, the spec needs {tuple(expected[key].shape)}")
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"checkpoint: {directory}: tensor {key!r} holds NaN or Inf values; "
+                                  "allowed: finite weights")
     model.load_state_dict(state)
     return model.to(device), cfg.to_spec(), meta
+
+
+def load_base_model(source: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict, dict]:
+    """A base model from where users keep theirs: ``(model, spec, meta)``.
+
+    ``source`` is a growsearch checkpoint directory or ``hf:PATH``, a local Hugging Face
+    model directory loaded with transformers' own classes (no hub access). An ``hf:``
+    base has no meta (no dataset): the caller names the data.
+    """
+    if source.startswith("hf:"):
+        from growsearch.models.hf import load_hf_directory
+
+        model, spec = load_hf_directory(source[3:])
+        return model.to(device), spec, {}
+    return load_checkpoint(source, device)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from growsearch._validate import read_yaml
-from growsearch.errors import ConfigError, GrowsearchError
+from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError
 
 EXIT_USAGE = 2
 
@@ -47,6 +47,7 @@ def _console():  # rich is imported lazily: `growsearch --help` should be instan
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from growsearch.pretrain import pretrain
 
+    check_out_dir(args.out)
     console = _console()
     with console.status(f"pretraining a {args.family} on {args.dataset or 'its default dataset'}"):
         _, spec, result = pretrain(args.family, args.dataset, out=args.out, epochs=args.epochs,
@@ -78,22 +79,44 @@ def plan_from_args(args: argparse.Namespace):
     return ExpansionPlan.from_dict(data)
 
 
-def load_base(directory: str):
-    """A base checkpoint and a probe batch from its training data (random if unknown)."""
-    from growsearch.checkpoint import load_checkpoint
-    from growsearch.data import load_dataset
+def load_base(source: str, dataset: str | None = None):
+    """A base model (checkpoint directory or ``hf:PATH``) and its training data, if known:
+    ``--dataset`` or the checkpoint's own; user data for an HF model is tokenised with
+    that model's tokenizer."""
+    from growsearch.checkpoint import load_base_model
+    from growsearch.data import check_dataset_name, load_dataset
+    from growsearch.models import config_from_spec
 
-    model, spec, meta = load_checkpoint(directory)
-    task = load_dataset(meta["dataset"]) if meta.get("dataset") else None
+    model, spec, meta = load_base_model(source)
+    name = dataset or meta.get("dataset")
+    task = None
+    if name:
+        check_dataset_name(name)
+        name = config_from_spec(spec).dataset_ref(name)
+        task = load_dataset(name)
+        meta = {**meta, "dataset": name}
     return model, spec, meta, task
+
+
+def check_out_dir(out: str | Path, what: str = "--out", protect: tuple[str | Path, ...] = ()) -> None:
+    """Refuse an output folder that is a file, or that is one of ``protect`` (its inputs)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what}: {path} is a file; allowed: a folder (new or existing)")
+    for other in protect:
+        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
+            raise ConfigError(f"{what}: {path} is the input checkpoint; allowed: another folder "
+                              "(growing must not overwrite its base)")
 
 
 def cmd_grow(args: argparse.Namespace) -> int:
     from growsearch.checkpoint import save_checkpoint
     from growsearch.grow import fold_mask, grow, output_diff
 
+    if args.out:
+        check_out_dir(args.out, protect=(args.checkpoint.removeprefix("hf:"),))
     plan = plan_from_args(args)
-    model, spec, meta, task = load_base(args.checkpoint)
+    model, spec, meta, task = load_base(args.checkpoint, args.dataset)
     probe = task.probe(256, seed=args.seed)[0] if task is not None else None
     result = grow(model, spec, plan, init=args.init, seed=args.seed, probe=probe)
     report = result.report()
@@ -132,10 +155,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from growsearch.pretrain import DEFAULT_RECIPES
 
     plan = plan_from_args(args)
-    model, spec, meta, task = load_base(args.checkpoint)
+    model, spec, meta, task = load_base(args.checkpoint, args.dataset)
     if task is None:
-        raise ConfigError(f"checkpoint: {args.checkpoint}/meta.json names no dataset; "
-                          "score needs the training data")
+        raise ConfigError(f"--dataset: {args.checkpoint} names no dataset; score needs the training data")
     overrides = read_yaml(args.manifold, "--manifold") if args.manifold else {}
     manifold = ManifoldConfig.from_dict({**(overrides or {}), "seed": args.seed})
     recipe = DEFAULT_RECIPES.get(meta["dataset"], DEFAULT_RECIPES["mnist1d"])
@@ -143,7 +165,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         _, scores = score_candidate(model, spec, task, plan, args.init, seed=args.seed, manifold=manifold,
                                     proxies=args.proxies == "all",
                                     short_recipe=recipe if args.proxies == "all" else None,
-                                    variants=args.proxies == "all")
+                                    variants={} if args.proxies == "all" else None)
     if args.json:
         print(json.dumps(scores))
     else:
@@ -234,7 +256,7 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 
     progress, task = _progress_bar("fault scenarios")
     with progress:
-        result = run_fault_benchmark(args.workdir, ray=not args.no_ray,
+        result = run_fault_benchmark(args.workdir, ray=not args.no_ray, extended=not args.basic,
                                      progress=lambda d, name: progress.update(task, completed=d, last=name))
     result["command"] = "growsearch bench faults " + " ".join(sys.argv[3:])
     write_json(args.out, result)
@@ -259,6 +281,33 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
         _console().print(f"{name}: to target {'never (some seed)' if ratio is None else f'{ratio:.1%} of train-all'}"
                          f" (FLOPs, mean over seeds {result['seeds']}), regret at budget "
                          f"{'—' if regret is None else f'{regret:.4f}'}")
+    return 0
+
+
+def cmd_bench_headline(args: argparse.Namespace) -> int:
+    from growsearch.bench.headline import STRATEGIES, run_headline_benchmark
+
+    if not args.seeds or any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds: got {args.seeds}; allowed: distinct non-negative integers")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: got {args.jobs}; allowed: a positive integer")
+    result = _run_pool_bench(args, "headline", lambda pool, progress: run_headline_benchmark(
+        pool, seeds=tuple(args.seeds), jobs=args.jobs, progress=progress))
+    for name in STRATEGIES:
+        at = result["at_budget"][name]
+        ratio = result["ratio_to_scratch_largest_final"][name]
+        _console().print(f"{name}: " + ", ".join(f"{float(b):.0%}: {'—' if v is None else f'{v:.4f}'}"
+                                                 for b, v in at.items())
+                         + f"; scratch-largest's final at {'never' if ratio is None else f'{ratio:.0%}'}")
+    return 0
+
+
+def cmd_bench_table(args: argparse.Namespace) -> int:
+    from growsearch.bench.table import render_all
+
+    written = render_all(Path(args.results), Path(args.out))
+    for path in written:
+        _console().print(f"[green]wrote[/] {path}")
     return 0
 
 
@@ -309,7 +358,8 @@ def _print_leaderboard(out: Path, rows: int = 15) -> None:
     console = _console()
     console.print(table)
     if (out / "best" / "spec.json").exists():
-        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and plain PyTorch load it)")
+        loaders = "transformers' from_pretrained" if (out / "best" / "config.json").exists() else "plain PyTorch"
+        console.print(f"best grown model: {out / 'best'} (growsearch grow/score and {loaders} load it)")
 
 
 def _run(cfg, out: Path, resume: bool, args: argparse.Namespace) -> int:
@@ -433,11 +483,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` would slip past every range check)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; allowed: a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; allowed: a finite number")
+    return value
+
+
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     from growsearch.grow import DEFAULT_INIT, INIT_INFO, INITS
 
-    p.add_argument("checkpoint", metavar="DIR", help="checkpoint directory of the base model")
-    p.add_argument("--width", type=float, default=None,
+    p.add_argument("checkpoint", metavar="BASE",
+                   help="the base model: a growsearch checkpoint directory, or hf:PATH for a local "
+                        "Hugging Face model directory (GPT-2, Llama/Mistral/Qwen2, BERT classifier)")
+    p.add_argument("--dataset", metavar="DATA", default=None,
+                   help="training data (default: the checkpoint's): a built-in name, .pt/.npz, an image "
+                        "folder; for hf: bases a .txt file or folder, or a .jsonl/.csv file, tokenised "
+                        "with the model's own tokenizer")
+    p.add_argument("--width", type=finite_float, default=None,
                    help="multiply every hidden width by W (MLP layers, CNN stage channels, "
                         "transformer d_model/heads/MLP hidden); default 1")
     p.add_argument("--depth", type=int, default=None,
@@ -487,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'growsearch COMMAND --help' for the options of each command.")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks on errors and the libraries' INFO logs (MLflow)")
+    parser.add_argument("--memory-limit", metavar="SIZE", default=None,
+                        help="refuse models whose weights, gradients and optimizer state would need more "
+                             "(e.g. 8GB; default: $GROWSEARCH_MEMORY_LIMIT, else half the physical memory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -514,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a probe batch of training data is reported as max_abs_output_diff.\n\n"
             "examples:\n"
             "  growsearch grow runs/base --width 2 --depth 1 --out runs/w2d1 --json\n"
-            "  growsearch grow runs/base --plan plan.yaml --init random --out runs/r"))
+            "  growsearch grow runs/base --plan plan.yaml --init random --out runs/r\n"
+            "  growsearch grow hf:./my-gpt2 --width 2 --dataset corpus.txt --out runs/gpt2-w2"))
     _add_plan_args(p)
     p.add_argument("--out", metavar="DIR2", help="where to save the grown checkpoint")
     p.set_defaults(func=cmd_grow)
@@ -524,8 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run a growth search: Optuna proposes expansions from the search space, each is grown\n"
             "(function-preserving by default) and scored with the manifold metric, the promotion\n"
-            "policy picks the candidates worth full training, ASHA stops weak trainings early, and\n"
-            "the results folder receives leaderboard.csv/.md, plots/, best/ and the resolved config.\n"
+            "policy picks the candidates worth full training, successive halving stops weak trainings\n"
+            "at rungs (decided once every candidate reached them; early_stopping.policy: asha for\n"
+            "Ray's asynchronous rule), and the results folder receives leaderboard.csv/.md, plots/,\n"
+            "best/ and the resolved config.\n"
             "Interrupt it at any time (Ctrl-C, kill -9): --resume continues without recomputing or\n"
             "duplicating a candidate.\n\n"
             "examples:\n  growsearch run examples/demo.yaml --out runs/demo\n"
@@ -540,8 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", formatter_class=_Formatter, help="the embedded default search (MNIST-1D MLP, ~30 s)",
         description=(
             "Pretrain (cached) a small MNIST-1D MLP, search search_spaces/mlp.yaml with 12\n"
-            "candidates, promote the 3 best by manifold metric, train them with ASHA early\n"
-            "stopping and print the leaderboard. CPU only, no server, no download. Running it\n"
+            "candidates, promote the 3 best by manifold metric, train them with successive-halving\n"
+            "early stopping and print the leaderboard. CPU only, no server, no download. Running it\n"
             "again continues (or re-reports) the same search."))
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="results folder")
     p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
@@ -636,6 +711,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="growth, metric and training seeds; figures are means over them with their spread")
 
     p = _bench_parser(
+        bsub, "headline", cmd_bench_headline, "growsearch vs. what a user would do instead, at equal compute",
+        "The headline benchmark. Five strategies under the same constraint (the family's bundled\n"
+        "search space) and recipe (the pool's), each over --seeds: scratch_largest (train the\n"
+        "largest allowed architecture from scratch), scratch_search (Optuna TPE + ASHA over the\n"
+        "same architectures from scratch), grow_largest (grow the base into the largest, train),\n"
+        "growsearch (the product as shipped) and growsearch_random_pruning (no surrogate). Writes\n"
+        "anytime curves -- test score of the best model by validation score vs. training FLOPs,\n"
+        "every stage counted -- per seed, and the means at 25/50/100% of scratch_largest's full\n"
+        "training, with the base's pretraining as a sunk cost and counted in. Render the figure\n"
+        "and tables with `growsearch bench table`.\n\n"
+        "example:\n  growsearch bench headline --pool mnist1d-mlp --out docs/results/headline-mnist1d-mlp.json",
+        pool="a pool name (see bench predictors)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                   help="one run of every strategy per seed (init, data order, growth, sampler)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+
+    p = bsub.add_parser(
+        "table", formatter_class=_Formatter, help="render benchmark JSON as docs (tables, headline figure)",
+        description=(
+            "Render every benchmark JSON of a folder as the markdown of docs/benchmarks.md, and\n"
+            "each headline result as a figure docs/headline-POOL.png beside it. Numbers are\n"
+            "copied as measured.\n\n"
+            "example:\n  growsearch bench table --results docs/results --out docs/benchmarks.md"))
+    p.add_argument("--results", default="docs/results", metavar="DIR", help="folder of benchmark JSON files")
+    p.add_argument("--out", default="docs/benchmarks.md", metavar="FILE.md",
+                   help="markdown to write; figures go to the same folder")
+    p.set_defaults(func=cmd_bench_table)
+
+    p = _bench_parser(
         bsub, "overhead", cmd_bench_overhead, "Ray Tune orchestration overhead vs. in-process",
         "Run the same training trials (one at a time) through the in-process executor and the\n"
         "Ray Tune executor -- ~10 s CNN trials and short-epoch MLP trials; report per-trial\n"
@@ -651,17 +755,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _bench_parser(
         bsub, "faults", cmd_bench_faults, "inject real faults, check nothing is lost",
-        "Run a small search under real faults -- SIGKILL of the search process during\n"
-        "screening, promotion, full training and leaderboard writing (then --resume), a\n"
-        "candidate that raises, a candidate whose training diverges to NaN, a Ray worker\n"
-        "killed mid-trial -- and report for each: injected, survived, results lost (must be 0),\n"
-        "duplicates in the leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
+        "Run a small search under real faults -- SIGKILL, SIGINT (Ctrl-C) and SIGTERM of the\n"
+        "search during screening, promotion, full training and leaderboard writing (then\n"
+        "--resume; signals also inside Ray trials), a torn journal line, a full disk while\n"
+        "saving, two processes on one folder, kill -9 with Ray trials in flight, a candidate\n"
+        "that raises, one whose training diverges to NaN, a Ray worker killed mid-trial -- and\n"
+        "report for each: injected, survived, results lost (must be 0), duplicates in the\n"
+        "leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
+    p.add_argument("--basic", action="store_true",
+                   help="only the SIGKILL and candidate-failure scenarios (about a third of the time)")
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that a search stops exactly as on Ctrl-C."""
+
+
+_signals: list[int] = []  # signals received: libraries may re-raise a plain KeyboardInterrupt
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    _signals.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as a shell reports a killed process
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    _signals.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
+            signal.signal(signal.SIGINT, _on_signal)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -670,16 +803,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         os.environ["GROWSEARCH_DEBUG"] = "1"
     try:
-        return int(args.func(args) or 0)
+        try:
+            if args.memory_limit is not None:
+                from growsearch.models.memory import ENV, parse_size
+
+                os.environ[ENV] = str(parse_size(args.memory_limit, "--memory-limit"))
+            return int(args.func(args) or 0)
+        except Exception:
+            if _signals:  # an interruption that a library's cleanup turned into another error
+                raise KeyboardInterrupt from None
+            raise
     except GrowsearchError as exc:
         if args.debug:
             raise
         print(f"growsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("growsearch: interrupted", file=sys.stderr)
-        return 130
+    except IncompleteSearchError as exc:
+        if args.debug:
+            raise
+        print(f"growsearch: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment (a full disk, a vanished folder), not the user's input
+        if args.debug:
+            raise
+        print(f"growsearch: error: {exc}; fix it and run the same command again (a search continues with "
+              "--resume)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        import signal
 
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        terminated = isinstance(exc, Terminated) or signal.SIGTERM in _signals
+        which = "SIGTERM" if terminated else "SIGINT"
+        again = " (nothing was decided on partial results; the same command with --resume continues)" \
+            if args.command in ("run", "demo") else ""
+        print(f"growsearch: interrupted by {which}{again}", file=sys.stderr)
+        return EXIT_SIGTERM if terminated else EXIT_SIGINT
 
 if __name__ == "__main__":
     sys.exit(main())

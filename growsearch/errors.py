@@ -44,3 +44,9 @@ class TrainingError(RuntimeError):
 
     Not a user input error: a search records the candidate as failed and goes on.
     """
+
+
+class IncompleteSearchError(RuntimeError):
+    """A search stopped short for the environment's reasons (a full disk, a lost worker):
+    nothing was decided on partial results, and ``--resume`` retries what failed. The CLI
+    prints the one-line message and exits with code 1."""

@@ -18,13 +18,13 @@ from growsearch.checkpoint import atomic_write, write_json
 from growsearch.errors import ConfigError
 from growsearch.faults import maybe_inject
 from growsearch.metrics.cost import training_flops
-from growsearch.results import SearchState
+from growsearch.results import SearchState, read_json
 
 STAGE_ORDER = {"completed": 0, "stopped_early": 1, "paused": 2, "promoted": 2, "screened": 3, "failed": 4,
                "rejected": 5}
-COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "max_abs_output_diff",
-           "stage", "reason", "epochs", "val_score", "test_score", "final_accuracy", "final_loss", "gain",
-           "test_gain", "compute_fb", "compute_flops", "seconds"]
+COLUMNS = ["candidate", "plan", "kind", "init", "params", "flops", "manifold_metric", "surrogate",
+           "max_abs_output_diff", "stage", "reason", "epochs", "val_score", "test_score", "final_accuracy",
+           "final_loss", "gain", "test_gain", "compute_fb", "compute_flops", "seconds"]
 
 
 def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = False,
@@ -43,7 +43,8 @@ def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = Fal
             "candidate": r["id"], "plan": r.get("plan_name", ""), "kind": r.get("kind", ""),
             "init": r.get("init", "") if r["id"] != "base" else "",
             "params": r.get("params"), "flops": r.get("flops"),
-            "manifold_metric": r.get("manifold_metric"), "max_abs_output_diff": r.get("max_abs_output_diff"),
+            "manifold_metric": r.get("manifold_metric"), "surrogate": r.get("surrogate"),
+            "max_abs_output_diff": r.get("max_abs_output_diff"),
             "stage": r.get("stage", ""), "reason": r.get("reason", ""), "epochs": r.get("epochs"),
             "val_score": final, "test_score": test,
             "final_accuracy": r.get("final_accuracy"), "final_loss": r.get("final_loss"),
@@ -56,7 +57,7 @@ def leaderboard(records: list[dict[str, Any]], base_score: float, lm: bool = Fal
             "_order": STAGE_ORDER.get(r.get("stage", ""), 6) if r["id"] != "base" else 0,
         })
     df = pd.DataFrame(rows, columns=[*COLUMNS, "_score", "_order"])
-    surrogate = df["manifold_metric"].astype(float).fillna(-math.inf)
+    surrogate = df["surrogate"].astype(float).fillna(df["manifold_metric"].astype(float)).fillna(-math.inf)
     df = df.assign(_surrogate=surrogate).sort_values(["_order", "_score", "_surrogate"],
                                                      ascending=[True, False, False], kind="stable")
     return df.drop(columns=["_score", "_order", "_surrogate"]).reset_index(drop=True)
@@ -172,13 +173,16 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     atomic_write(out / "leaderboard.csv", df.to_csv(index=False))
     maybe_inject("report", "-")  # between two files: a kill here must not leave a torn leaderboard
     shown = df.drop(columns=["reason"]).copy()
-    for col in ("manifold_metric", "val_score", "test_score", "final_accuracy", "final_loss", "gain", "test_gain"):
+    for col in ("manifold_metric", "surrogate", "val_score", "test_score", "final_accuracy", "final_loss", "gain",
+                "test_gain"):
         shown[col] = shown[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")
     shown["max_abs_output_diff"] = shown["max_abs_output_diff"].map(
         lambda v: "" if v is None or pd.isna(v) else f"{v:.1e}")
     failures = df[df["reason"].astype(bool)][["candidate", "stage", "reason"]]
+    named = sorted({r["surrogate_name"] for r in records if r.get("surrogate_name")})
     md = ["# Leaderboard", "", f"Base validation score (reference for gain; ranked by validation score, test "
           f"figures reported only): {base_score:.4f}", "",
+          f"Surrogate (what promotion ranked by): {', '.join(named) or 'manifold'}", "",
           shown.to_markdown(index=False)]
     if len(failures):
         md += ["", "## Rejected and failed", "", failures.to_markdown(index=False)]
@@ -193,7 +197,7 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     target = out / "best"
     tmp = out / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best["checkpoint"], tmp)
+    shutil.copytree(out / best["checkpoint"], tmp)  # relative to the results folder (absolute in old records)
     meta = json.loads((tmp / "meta.json").read_text())
     write_json(tmp / "meta.json", {**meta, "search": info, "gain": best["final_score"] - base_score,
                                    "test_gain": None if base_test_score is None or best.get("final_test_score") is None
@@ -206,12 +210,14 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
 def rerender(out: str | Path) -> dict[str, Any] | None:
     """``growsearch report DIR``: re-render the outputs from the records alone."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report: {out} is a file; allowed: a results folder")
     state = SearchState(out)
     records = state.records()
     if not (out / "config.yaml").exists() or not records:
         raise ConfigError(f"report: {out} holds no growsearch search results")
     reference = state.record("base")
-    base_meta = json.loads((out / "best" / "meta.json").read_text()) if (out / "best" / "meta.json").exists() else {}
+    base_meta = read_json(out / "best" / "meta.json") if (out / "best" / "meta.json").exists() else {}
     if reference and "final_score" in reference:
         base_score = reference["final_score"]
     else:

@@ -177,6 +177,8 @@ class MLflowTracker:
             for key, value in EXPERIMENT_TAGS.items():
                 if key not in exp.tags:
                     self.client.set_experiment_tag(exp_id, key, value)
+        if self._adopt(exp_id):  # the ledger was lost: the server's runs of this folder are matched by tag
+            return
         run = self.client.create_run(exp_id, run_name=cfg.name or self.out.name, tags={
             "growsearch.version": __version__, "growsearch.git_revision": git_revision(),
             "growsearch.results": str(self.out.resolve()), "growsearch.role": "search"})
@@ -190,6 +192,30 @@ class MLflowTracker:
                               metrics=[Metric(f"base_test_{k}", float(v), 0, 0) for k, v in base_test.items()])
         self.client.log_dict(run.info.run_id, cfg.to_dict(), "config.json")
         self.client.log_dict(run.info.run_id, base_spec, "base_spec.json")
+
+    def _adopt(self, exp_id: str) -> bool:
+        """Rebuild a lost ledger (``mlflow.json`` deleted) from the server: the parent run is the
+        one tagged with this results folder, the children are matched by ``growsearch.candidate``
+        -- so ``sync`` and a resumed search never log a candidate twice."""
+        folder = str(self.out.resolve()).replace("'", "\\'")
+        parents = self.client.search_runs([exp_id], filter_string=f"tags.`growsearch.results` = '{folder}' and "
+                                          "tags.`growsearch.role` = 'search'", max_results=1,
+                                          order_by=["attributes.start_time ASC"])
+        if not parents:
+            return False
+        parent = parents[0].info.run_id
+        self.ledger.update(parent=parent, experiment_id=exp_id)
+        self.client.update_run(parent, status="RUNNING")
+        for child in self.client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+                                             max_results=50_000):
+            cid = child.data.tags.get("growsearch.candidate")
+            if cid and cid not in self.ledger["children"]:
+                steps = [m.step for m in self.client.get_metric_history(child.info.run_id, "test_accuracy")]
+                stage = child.data.tags.get("stage")
+                self.ledger["children"][cid] = {"run_id": child.info.run_id, "stages": [stage] if stage else [],
+                                                "epochs": max(steps, default=0)}
+        self._save()
+        return True
 
     def candidate(self, record: dict[str, Any]) -> None:
         if self.ledger["parent"] is None:
@@ -216,6 +242,7 @@ class MLflowTracker:
             return
         metrics = {"params": r.get("params"), "flops": r.get("flops"),
                    "manifold_metric": r.get("manifold_metric"), "manifold_per_param": r.get("manifold_per_param"),
+                   "surrogate": r.get("surrogate"),
                    "max_abs_output_diff": r.get("max_abs_output_diff"), "screen_cost": r.get("screen_cost"),
                    "screen_seconds": r.get("screen_seconds"), "final_accuracy": r.get("final_accuracy"),
                    "final_loss": r.get("final_loss"), "final_val_accuracy": r.get("final_val_accuracy"),
@@ -228,7 +255,8 @@ class MLflowTracker:
         history = r.get("history") or []
         for h in history[entry["epochs"]:]:
             batch += [Metric(k, float(h[k]), 0, int(h["epoch"])) for k in EPOCH_METRICS if k in h]
-        tags = [RunTag("stage", stage)] + ([RunTag("reason", r["reason"][:5000])] if r.get("reason") else [])
+        tags = [RunTag("stage", stage)] + ([RunTag("reason", r["reason"][:5000])] if r.get("reason") else []) \
+            + ([RunTag("surrogate", r["surrogate_name"])] if r.get("surrogate_name") else [])
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 entries
             self.client.log_batch(run_id, metrics=batch[i:i + 900], tags=tags if i == 0 else [])
         if not batch:
@@ -301,19 +329,39 @@ class MLflowTracker:
         from growsearch.checkpoint import load_checkpoint
         from growsearch.data import load_dataset
 
-        model, _, meta = load_checkpoint(checkpoint)
-        example = load_dataset(meta["dataset"]).x_train[:2].numpy()
+        model, spec, meta = load_checkpoint(checkpoint)
+        flavour = "transformers" if spec["family"] == "hf" else "pytorch"
         mlflow.set_tracking_uri(self.uri)
         with warnings.catch_warnings(), mlflow.start_run(run_id=parent):
             warnings.simplefilter("ignore")
             try:
                 # requirements given explicitly: inferring them imports and times the whole environment
-                mlflow.pytorch.log_model(model.eval(), name="best_model", input_example=example,
-                                         serialization_format="pt2", pip_requirements=["torch", "growsearch"])
+                if flavour == "transformers":  # the flavour HF users load: AutoModel classes, tokenizer
+                    self._log_transformers_model(model, spec)
+                else:
+                    example = load_dataset(meta["dataset"]).x_train[:2].numpy()
+                    mlflow.pytorch.log_model(model.eval(), name="best_model", input_example=example,
+                                             serialization_format="pt2", pip_requirements=["torch", "growsearch"])
             except Exception as exc:
-                print(f"growsearch: warning: could not log the best model in MLflow's pytorch flavour "
+                print(f"growsearch: warning: could not log the best model in MLflow's {flavour} flavour "
                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its safetensors checkpoint "
                       "is logged as best_model_checkpoint", file=sys.stderr)
+
+    @staticmethod
+    def _log_transformers_model(model: Any, spec: dict[str, Any]) -> None:
+        """An HF best model in ``mlflow.transformers`` (with its tokenizer when it has one)."""
+        import logging
+
+        import mlflow
+        from transformers import AutoTokenizer
+
+        components: dict[str, Any] = {"model": model.hf.eval()}
+        task = "text-generation" if model.task == "causal_lm" else "text-classification"
+        if spec.get("tokenizer_dir"):
+            components["tokenizer"] = AutoTokenizer.from_pretrained(spec["tokenizer_dir"], local_files_only=True)
+        logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)  # no model card: offline by design
+        mlflow.transformers.log_model(components, name="best_model", task=task,
+                                      pip_requirements=["torch", "transformers", "tokenizers"])
 
 
 def make_tracker(spec: Any, out: str | Path, default_name: str) -> MLflowTracker | None:
@@ -375,5 +423,5 @@ def default_experiment(cfg: Any) -> str:
     if cfg.name:
         return cfg.name
     base = cfg.base.pretrain.family + "-" + (cfg.base.pretrain.dataset or "default") if cfg.base.pretrain \
-        else Path(cfg.base.checkpoint).name
+        else Path(cfg.base.hf or cfg.base.checkpoint).name
     return f"growsearch-{base}-{Path(cfg.space).stem}"

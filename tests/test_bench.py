@@ -26,7 +26,10 @@ def test_quick_pool_end_to_end(tmp_path):
     for name in ("manifold_metric", "params", "flops", "snip", "naswot", "short_training"):
         entry = result["predictors"][name]
         assert -1 <= entry["kendall"] <= 1 and len(entry["kendall_ci"]) == 2
-        assert "kendall_equal_params" in entry
+        assert "kendall_equal_params" in entry and "kendall_partial_params" in entry
+    assert math.isnan(result["predictors"]["params"]["kendall_partial_params"])  # params explains itself
+    assert set(result["estimator_cost_ratios"]) == {"simplex", "simplex_scaled", "function", "below", "function_below",
+                                                    "ray", "llc"}
     # params and flops of MLPs rank identically
     assert result["predictors"]["params"]["kendall"] == pytest.approx(result["predictors"]["flops"]["kendall"])
     assert result["metric_cost_ratio"] > 0
@@ -47,15 +50,50 @@ def test_unknown_pool(tmp_path, capsys):
     assert "--pool: got 'imagenet'" in capsys.readouterr().err
 
 
-def test_pools_follow_the_protocol():
+def _kind(plan):
+    if "widths" in plan and not any(k in plan for k in ("depth", "insert_at")):
+        return "per-layer"
+    wide = any(k in plan for k in ("width", "widths", "d_model", "n_heads", "mlp_hidden"))
+    deep = any(k in plan for k in ("depth", "insert_at"))
+    if wide and not deep and any(k in plan for k in ("d_model", "n_heads", "mlp_hidden")):
+        return "per-layer"
+    return {(True, True): "mixed", (True, False): "width", (False, True): "depth"}[(wide, deep)]
+
+
+def test_pools_ask_the_budget_question():
+    """Every pool: >= 4 groups of equal parameter count (within 5%, >= 10% apart), each
+    with >= 3 kinds of plan; the default init and random; digits only for tuning."""
+    from growsearch.data import load_dataset
+    from growsearch.grow import DEFAULT_INIT, ExpansionPlan
+    from growsearch.models import count_params
+    from growsearch.pretrain import default_config
+    from growsearch.search.space import planned_config
+
     tuning = [p for p in POOLS.values() if p.tuning]
-    assert len(tuning) == 1
+    assert tuning and all(p.dataset == "digits" for p in tuning)
+    assert not any(p.dataset == "digits" for p in POOLS.values() if not p.tuning)
     for pool in POOLS.values():
-        kinds = {("w" if any(k in plan for k in ("width", "widths", "d_model", "n_heads", "mlp_hidden")) else "")
-                 + ("d" if any(k in plan for k in ("depth", "insert_at")) else "") for plan in pool.plans}
-        assert kinds == {"w", "d", "wd"}, pool.name
-        assert 16 <= len(pool.candidates()) <= 30 and len(pool.seeds) >= 2
-        assert {DEFAULT_INIT, "random"} <= set(pool.inits)
+        assert pool.inits == (DEFAULT_INIT, "random") and len(pool.seeds) >= 2
+        assert 16 <= len(pool.candidates()) <= 32
+        cfg = default_config(pool.family, load_dataset(pool.dataset))
+        sizes = [count_params(planned_config(cfg, ExpansionPlan.from_dict(p)).build()) for p in pool.plans]
+        groups = stats.equal_param_groups(sizes)
+        assert sum(len(g) for g in groups) == len(pool.plans), (pool.name, sizes)  # every plan is in a group
+        assert len(groups) >= 4, pool.name
+        for g in groups:
+            assert max(sizes[i] for i in g) <= 1.05 * min(sizes[i] for i in g), (pool.name, g)
+            assert len({_kind(pool.plans[i]) for i in g}) >= 3, (pool.name, [pool.plans[i] for i in g])
+        lows = sorted(min(sizes[i] for i in g) for g in groups)
+        highs = sorted(max(sizes[i] for i in g) for g in groups)
+        assert all(lo >= 1.1 * hi for lo, hi in zip(lows[1:], highs[:-1], strict=True)), pool.name
+
+
+def test_partial_kendall_known_value():
+    # tau(pred, target) = tau(pred, control) = 2/3, tau(target, control) = 1/3:
+    # (2/3 - 2/9) / sqrt((1 - 4/9)(1 - 1/9)) = 4 / sqrt(40)
+    assert stats.partial_kendall([1, 2, 3, 4], [1, 3, 2, 4], [1, 2, 4, 3]) == pytest.approx(4 / math.sqrt(40))
+    assert stats.partial_kendall([5, 1, 3, 2], [5, 1, 3, 2], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert math.isnan(stats.partial_kendall([1, 2, 3], [3, 1, 2], [10, 20, 30]))  # pred is the control
 
 
 def test_equal_param_groups_are_fixed_log_bins():
@@ -185,3 +223,43 @@ def test_random_order_counts_the_draws_that_miss():
     # the target is found after (8 + 1) / 2 = 4.5 trainings in expectation, more than k = 2
     assert rk["compute_to_target"] == pytest.approx(4.5) and rk["seconds_to_target"] == pytest.approx(4.5)
     assert 0 < rk["reach_rate_within_k"] < 0.5
+
+
+def test_user_pool_file(tmp_path, mlp_base):
+    """A user pool: a checkpoint base, two plans, one init, two seeds; the table has every
+    predictor and its partial tau."""
+    pool = tmp_path / "my_pool.yaml"
+    pool.write_text(f"checkpoint: {mlp_base}\ndataset: mnist1d\n"
+                    "plans: [{width: 2}, {depth: 1}, {widths: [48, 32]}]\ninits: [random]\n"
+                    "recipe: {epochs: 1, batch_size: 128, lr: 0.002}\nseeds: [0, 1]\n")
+    out = tmp_path / "mine.json"
+    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["pool"] == "my_pool" and result["tuning_pool"] is False
+    assert [c["name"] for c in result["candidates"]] == ["w2/random", "d1/random", "widths=[48,32]/random"]
+    assert all(len(c["scores"]) == 2 for c in result["candidates"])
+    assert "kendall_partial_params" in result["predictors"]["manifold_metric"]
+    # a base that does not take the dataset: one line, exit 2, nothing written
+    pool.write_text(f"checkpoint: {mlp_base}\ndataset: digits\nplans: [{{width: 2}}]\n")
+    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(tmp_path / "no.json")]) == 2
+    assert not (tmp_path / "no.json").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dataset: digits\nplans: [{width: 2}]\n", "pool: give exactly one of checkpoint"),
+    ("family: mlp\ndataset: digits\nplans: [{wide: 2}]\n", "pool.plans[0].wide: unknown key"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}, {widths: [8, 8]}]\n", "pool.plans[1]: plan.widths[0]: got 8"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\ninits: [lemon]\n", "pool.inits[0]: got 'lemon'"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\nseeds: []\n", "pool.seeds must list"),
+    ("family: mlp\ndataset: nope\nplans: [{width: 2}]\n", "dataset: got 'nope'"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}]\nrecipe: {epochs: x}\n", "pool.recipe.epochs: got 'x'"),
+    ("checkpoint: /no/such/dir\ndataset: digits\nplans: [{width: 2}]\n", "checkpoint: /no/such/dir does not exist"),
+    ("family: mlp\ndataset: digits\nplans: [{width: 2}\n", "is not valid YAML"),
+])
+def test_bad_pool_files(tmp_path, capsys, text, message):
+    pool = tmp_path / "bad.yaml"
+    pool.write_text(text)
+    out = tmp_path / "x.json"
+    assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not out.exists()

@@ -184,7 +184,7 @@ def test_growth_is_deterministic():
     ({"family": "cnn", "in_channels": 1, "num_classes": 2, "channels": [4, 8], "blocks": [1, 1]},
      {"insert_at": [2]}, "plan.insert_at[0]: got 2; allowed: a stage index in 0..1"),
     ({"family": "mlp", "in_dim": 4, "out_dim": 2, "hidden": [8]}, {"n_heads": 4},
-     "plan.n_heads: applies to the gpt family only; this model is mlp"),
+     "plan.n_heads: applies to the gpt and hf families only; this model is mlp"),
     ({"family": "gpt", "vocab_size": 5, "block_size": 4, "d_model": 8, "n_heads": 2}, {"widths": [9]},
      "plan.widths: applies to mlp and cnn"),
     ({"family": "gpt", "vocab_size": 5, "block_size": 4, "d_model": 8, "n_heads": 2}, {"n_heads": 1},

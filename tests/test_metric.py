@@ -111,7 +111,8 @@ def test_same_seed_same_value_and_model_untouched(digits_mlp):
 
 def test_pieces_and_cost_accounting(digits_mlp):
     model, task = digits_mlp
-    cfg = ManifoldConfig(vertices=3, steps=4, samples=2, batch_size=16, probe_size=100, check_points=5)
+    cfg = ManifoldConfig(estimator="simplex", vertices=3, steps=4, samples=2, batch_size=16, probe_size=100,
+                         check_points=5)
     r = manifold_metric(model, task.x_train, task.y_train, cfg)
     assert r.forward_backward == 3 * 4 * 2 * 16
     # L0, the checks (5 points each), the 4 vertex losses: all on the 100-example probe
@@ -126,8 +127,8 @@ def test_pieces_and_cost_accounting(digits_mlp):
 
 def test_vectorised_and_looped_agree(digits_mlp):
     model, task = digits_mlp
-    a = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(vectorize=True))
-    b = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(vectorize=False))
+    a = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex", vectorize=True))
+    b = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex", vectorize=False))
     assert a.metric == pytest.approx(b.metric, rel=1e-4)
 
 
@@ -145,9 +146,10 @@ def test_ray_variant_is_forward_only(digits_mlp):
 ])
 def test_every_family(spec, dataset):
     task = load_dataset(dataset)
-    cfg = ManifoldConfig(steps=2, probe_size=32, batch_size=8, check_points=4)
-    r = manifold_metric(build(spec), task.x_train, task.y_train, cfg)
-    assert math.isfinite(r.metric) and r.shrink > 0
+    for name in ("simplex", "function", "llc"):
+        cfg = ManifoldConfig(estimator=name, steps=2, probe_size=32, batch_size=8, check_points=4)
+        r = manifold_metric(build(spec), task.x_train, task.y_train, cfg)
+        assert math.isfinite(r.metric) and r.cost > 0, name
 
 
 def test_bad_config():
@@ -155,3 +157,69 @@ def test_bad_config():
         ManifoldConfig(vertices=0)
     with pytest.raises(ConfigError, match=r"manifold.quantile"):
         ManifoldConfig.from_dict({"quantile": 1.5})
+
+
+def _rescaled(model, alpha):
+    """The same function: the first ReLU layer (weight and bias) times alpha, the next
+    layer's weight divided by alpha (ReLU(a z) = a ReLU(z) for a > 0)."""
+    import copy
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.layers[0].fc.weight.mul_(alpha)
+        other.layers[0].fc.bias.mul_(alpha)
+        other.layers[1].fc.weight.div_(alpha)
+    return other
+
+
+def test_function_space_volume_ignores_layer_rescaling():
+    """Scaling a ReLU layer by 4 and the next by 1/4 leaves the function-space metric
+    unchanged (it measures outputs; steps and offsets are in units of each layer's RMS),
+    while the parameter-space simplex sees a different volume."""
+    task = load_dataset("digits")
+    torch.manual_seed(0)
+    model = build({"family": "mlp", "in_dim": 64, "out_dim": 10, "hidden": [16, 16]})
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.fc.bias.uniform_(0.05, 0.1)  # nonzero biases: every parameter is rescaled
+    other = _rescaled(model, 4.0)
+    x = task.x_train[:64]
+    assert torch.allclose(model(x), other(x), atol=1e-5)
+    for name in ("function", "function_below"):
+        cfg = ManifoldConfig(estimator=name, steps=3, check_points=4)
+        a = manifold_metric(model, task.x_train, task.y_train, cfg)
+        b = manifold_metric(other, task.x_train, task.y_train, cfg)
+        assert b.metric == pytest.approx(a.metric, abs=1e-3), name
+    cfg = ManifoldConfig(estimator="simplex", steps=3)
+    a = manifold_metric(model, task.x_train, task.y_train, cfg)
+    b = manifold_metric(other, task.x_train, task.y_train, cfg)
+    assert abs(a.metric - b.metric) > 0.05  # the parameter-space volume is not invariant
+
+
+@pytest.mark.parametrize("name", ["simplex", "simplex_scaled", "function", "below", "function_below", "ray", "llc"])
+def test_every_estimator_is_deterministic_and_finite(digits_mlp, name):
+    model, task = digits_mlp
+    cfg = ManifoldConfig(estimator=name, steps=4, check_points=4, seed=5)
+    a = manifold_metric(model, task.x_train, task.y_train, cfg)
+    b = manifold_metric(model, task.x_train, task.y_train, cfg)
+    assert a.metric == b.metric and math.isfinite(a.metric) and a.cost > 0
+    assert a.estimator == name and len(a.displacement) == len(a.vertex_losses) - 1
+
+
+def test_llc_counts_its_steps_and_relative_subtracts_the_null(digits_mlp):
+    model, task = digits_mlp
+    cfg = ManifoldConfig(estimator="llc", vertices=2, steps=10, batch_size=8, lr=1e-5)
+    r = manifold_metric(model, task.x_train, task.y_train, cfg)
+    assert r.forward_backward == 2 * 10 * 8 and r.metric == -r.shrink  # metric = -LLC
+    rel = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex", relative=True))
+    own = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator="simplex"))
+    from growsearch.metrics.manifold import _fresh_copy
+
+    null = manifold_metric(_fresh_copy(model, 0), task.x_train, task.y_train, ManifoldConfig(estimator="simplex"))
+    assert rel.metric == pytest.approx(own.metric - null.metric)
+    assert rel.forward_backward == own.forward_backward + null.forward_backward
+
+
+def test_unknown_estimator():
+    with pytest.raises(ConfigError, match=r"estimator: got 'volume'; allowed: simplex, simplex_scaled, function"):
+        ManifoldConfig(estimator="volume")

@@ -101,6 +101,15 @@ def test_two_node_cluster_with_ray_job_submit(tmp_path):
                                 "print(len([n for n in ray.nodes() if n['Alive']]))"],
                                env=env, capture_output=True, text=True, timeout=120)
         assert nodes.stdout.strip().splitlines()[-1] == "2"
+        # two CPUs in the cluster, but no node with two: a trial asking for 2 could never start
+        big = {**cfg, "executor": {**cfg["executor"], "cpus_per_trial": 2}}
+        cfg_path.write_text(yaml.safe_dump(big))
+        refused = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out",
+                                  str(tmp_path / "too-big")], env=env, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert "executor.cpus_per_trial: got 2; the Ray cluster at 'auto' (its largest node) offers at most 1 CPU" \
+            in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+        assert not (tmp_path / "too-big").exists()
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
@@ -162,3 +171,53 @@ def test_same_leaderboard_in_process_on_ray_and_after_kill_9(tmp_path):
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _board(out)[0] == expected
+
+
+def _wait_for(condition, seconds=300):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not condition():
+        time.sleep(0.1)
+    assert condition(), "timed out"
+
+
+def test_ctrl_c_and_sigterm_stop_a_ray_search_and_the_resume_ends_as_uninterrupted(tmp_path):
+    """Ctrl-C (SIGINT to the process group) while Ray screens, SIGTERM while Ray trains:
+    each stops the search at once (exit 130 / 143) without deciding anything on partial
+    results; --resume then ends exactly where an uninterrupted search does."""
+    import copy
+    import signal
+
+    cfg = copy.deepcopy(RAY_TINY)
+    cfg["executor"] = {"name": "ray", "max_concurrent_trials": 1}
+    cfg_path = tmp_path / "ray.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out", str(out)]
+
+    def screened():
+        return any(json.loads(p.read_text()).get("stage") == "screened" for p in (out / "candidates").glob("c*.json"))
+
+    first = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "candidates").exists() and screened())
+    os.killpg(first.pid, signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-2000:]
+    assert "interrupted by SIGINT" in err and not (out / "promotion.json").exists()  # nothing promoted
+
+    second = subprocess.Popen([*cmd, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "promotion.json").exists())
+    second.send_signal(signal.SIGTERM)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 143, err[-2000:]
+    assert "interrupted by SIGTERM" in err and not (out / "leaderboard.csv").exists()
+
+    third = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-2000:]
+    local = copy.deepcopy(RAY_TINY)
+    local["executor"] = {"name": "local"}
+    torch.set_num_threads(1)
+    run_search(load_config(local), tmp_path / "local")
+    key = ["candidate", "plan", "init", "stage"]
+    rows = [pd.read_csv(tmp_path / d / "leaderboard.csv").sort_values("candidate")[key].values.tolist()
+            for d in ("ray", "local")]
+    assert rows[0] == rows[1]

@@ -21,6 +21,7 @@ from growsearch.errors import ConfigError
 from growsearch.grow import DEFAULT_INIT
 from growsearch.models import config_from_spec
 from growsearch.search import load_config, load_space, run_search
+from growsearch.search.inputs import study_name
 from growsearch.search.promote import Pareto, TopFraction, TopK
 from growsearch.search.schedulers import ASHA
 
@@ -38,10 +39,13 @@ def tiny(**changes):
     ({"promotion": {"policy": "best"}}, "config.promotion.policy: got 'best'"),
     ({"training": {"epochs": -1}}, "recipe.epochs: got -1"),
     ({"training": {"lr": "fast"}}, "config.training.lr: got 'fast'"),
-    ({"base": {}}, "base: give exactly one of checkpoint or pretrain"),
+    ({"base": {}}, "base: give exactly one of checkpoint, pretrain or hf"),
     ({"objectives": ["params"]}, "objectives: got ['params']; the first must be manifold_metric"),
     ({"sampler": {"name": "nsga2"}}, "nsga2 needs two objectives"),
     ({"manifold": {"vertices": 0}}, "manifold.vertices: got 0"),
+    ({"surrogate": "grasp"}, "surrogate: got 'grasp'; allowed: manifold, params, naswot"),
+    ({"surrogate": ["manifold", "zen"]}, "surrogate[1]: got 'zen'"),
+    ({"surrogate": ["naswot"]}, "a list of two or more different names"),
 ])
 def test_bad_configs(changes, message):
     with pytest.raises(ConfigError) as err:
@@ -54,7 +58,7 @@ def test_bad_configs(changes, message):
     ({"family": "mlp", "knobs": {"wide": {"low": 1, "high": 2}}}, "knobs.wide: unknown knob"),
     ({"family": "mlp", "knobs": {"width": {"low": 0.5, "high": 2}}}, "knobs.width.low: got 0.5"),
     ({"family": "mlp", "knobs": {"init": {"choices": ["lemon"]}}}, "allowed values: split_signed, masked, zero_out"),
-    ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt family only"),
+    ({"family": "mlp", "knobs": {"n_heads": {"low": 1, "high": 2}}}, "applies to the gpt and hf families only"),
     ({"family": "rnn", "knobs": {}}, "family: got 'rnn'"),
     ({"family": "mlp", "knobs": {}}, "knobs: missing or empty"),
     ({"family": "mlp", "knobs": {"depth": {"low": 1, "high": 2}}, "constraints": {"max_ram": 3}},
@@ -236,6 +240,40 @@ def test_tiny_search_end_to_end(tmp_path):
     assert (out / "leaderboard.csv").read_text() == before
 
 
+def test_surrogate_rank_mean_decides_promotion(tmp_path):
+    """surrogate: [params, naswot] promotes by the mean rank of the two; the leaderboard,
+    promotion.json and MLflow say so."""
+    import mlflow
+
+    out = tmp_path / "run"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny(surrogate=["params", "naswot"], reference=False, promotion={"policy": "top_k", "k": 2},
+               tracking={"enabled": True, "uri": uri})
+    run_search(load_config(cfg), out)
+    promo = json.loads((out / "promotion.json").read_text())
+    assert promo["surrogate"] == "rank_mean(params,naswot)"
+    records = [json.loads(p.read_text()) for p in sorted((out / "candidates").glob("c*.json"))]
+    unique = promo["values"]  # the screened candidates, one per distinct expansion
+    screened = {r["id"]: r for r in records if r["id"] in unique}
+    assert len(screened) == len(unique) >= 2
+
+    def rank(name, cid):  # by hand: rank 0 = best, ties share their mean rank
+        v = screened[cid]["surrogate_parts"][name]
+        vals = [r["surrogate_parts"][name] for r in screened.values()]
+        return sum(u > v for u in vals) + (sum(u == v for u in vals) - 1) / 2
+
+    for cid, value in unique.items():
+        assert value == pytest.approx(-(rank("params", cid) + rank("naswot", cid)) / 2)
+    best2 = sorted(unique, key=lambda c: (-unique[c], screened[c]["params"], c))[:2]
+    assert promo["promoted"] == best2
+    board = (out / "leaderboard.md").read_text()
+    assert "Surrogate (what promotion ranked by): rank_mean(params,naswot)" in board
+    parent = mlflow.MlflowClient(uri).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(uri).search_experiments()],
+        "tags.`growsearch.role` = 'search'")[0]
+    assert parent.data.params["config.surrogate"] == '["params", "naswot"]'
+
+
 def test_existing_results_need_resume(tmp_path):
     out = tmp_path / "run"
     run_search(load_config(tiny(candidates=2, promotion={"policy": "top_k", "k": 1}, reference=False)), out)
@@ -296,7 +334,7 @@ def test_repeated_proposals_reuse_the_earlier_candidate(tmp_path, capsys):
     assert sorted(board["plan"]) == ["d1", "d2", "d3"] and list(board["candidate"].sort_values()) == \
         ["c0000", "c0001", "c0002"]
     assert f"proposed only earlier candidates {MAX_REPEATS} times in a row" in capsys.readouterr().err
-    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+    study = optuna.load_study(study_name=study_name(out), storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))))
     trials = study.get_trials(deepcopy=False)
     values = {t.user_attrs["candidate"]: t.values for t in trials if "candidate" in t.user_attrs}
@@ -378,7 +416,9 @@ def test_multi_objective_search(tmp_path):
     cfg = tiny(objectives=["manifold_metric", "params"], sampler={"name": "nsga2", "seed": 0},
                promotion={"policy": "pareto"}, reference=False)
     run_search(load_config(cfg), tmp_path / "run")
-    study = optuna.load_study(study_name="growsearch", storage=optuna.storages.JournalStorage(
+    name = json.loads((tmp_path / "run" / "inputs.json").read_text())["study"]  # named after the search
+    assert name.startswith("tiny-")
+    study = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "run" / "study.journal"))))
     assert len(study.directions) == 2 and len(study.best_trials) >= 1
 
@@ -389,7 +429,8 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
     and a diverging candidate: nothing lost, nothing duplicated, identical to a clean run."""
     from growsearch.bench.faults import run_fault_benchmark
 
-    result = run_fault_benchmark(tmp_path, ray=False)  # the Ray worker kill is in tests/test_ray.py
+    # the Ray worker kill is in tests/test_ray.py; signals, lock, full disk, torn journal in test_trust/test_ray
+    result = run_fault_benchmark(tmp_path, ray=False, extended=False)
     for s in result["scenarios"]:
         assert s["injected"] and s["survived"] and s["lost"] == 0 and s["duplicates"] == 0, s
         if "identical" in s:

@@ -8,8 +8,9 @@ trained for the same extra budget (score: test accuracy; -test loss for language
 models) -- the final number predictors are judged against. The same gain on the
 validation split (``val_gain_mean``) is what any choice made from this file reads (the
 metric's tuning, ``bench/tune.py``). Each predictor is judged by Kendall tau-b and
-Spearman rho against the gain, with a bootstrap 95% interval, and by tau-b within
-equal-parameter groups (:func:`growsearch.bench.stats.equal_param_groups`). Costs are in
+Spearman rho against the gain, with a bootstrap 95% interval, by tau-b within
+equal-parameter groups (:func:`growsearch.bench.stats.equal_param_groups`), and by the
+partial tau controlling for log #params (what a predictor adds beyond size). Costs are in
 training FLOPs (:func:`growsearch.metrics.cost.training_flops`); probe sizes are recorded.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import platform
 import statistics
@@ -29,24 +31,33 @@ import torch
 from growsearch import __version__
 from growsearch.bench import stats
 from growsearch.bench.pools import Pool
+from growsearch.checkpoint import load_checkpoint
 from growsearch.data import Task, load_dataset
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, score_candidate
 from growsearch.metrics.cost import flops_per_example, training_flops
+from growsearch.metrics.manifold import ESTIMATORS
 from growsearch.models import build
 from growsearch.pretrain import DEFAULT_RECIPES, default_config
 from growsearch.train import TrainRecipe, task_score, train
 
-PREDICTORS = ("manifold_metric", "manifold_per_param", "manifold_ray", "params", "flops",
+PREDICTORS = ("manifold_metric", "manifold_per_param", *(f"manifold_{name}" for name in ESTIMATORS),
+              "params", "flops",
               "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot",
               "short_training")
 
 
 def pretrain_base(pool: Pool) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, float]]:
-    """The pool's base: default architecture, dataset recipe, ``base_epochs``, seed 0."""
+    """The pool's base: its checkpoint (user pools), or the default architecture trained with
+    the dataset recipe for ``base_epochs``, seed 0."""
+    if pool.checkpoint is not None:
+        model, spec, meta = load_checkpoint(pool.checkpoint)
+        return ({k: v.clone() for k, v in model.state_dict().items()}, spec,
+                {k: v for k, v in meta.items() if isinstance(v, (int, float))})
     task = load_dataset(pool.dataset)
     cfg = default_config(pool.family, task)
-    recipe = dataclasses.replace(DEFAULT_RECIPES[pool.dataset], epochs=pool.base_epochs)
+    recipe = dataclasses.replace(DEFAULT_RECIPES.get(pool.dataset, DEFAULT_RECIPES["mnist1d"]),
+                                 epochs=pool.base_epochs)
     torch.manual_seed(0)
     model = cfg.build()
     result = train(model, task, recipe, seed=0)
@@ -88,13 +99,14 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
     base = pool_base_model(state, spec)
     grown, scores = score_candidate(base, spec, task, ExpansionPlan.from_dict(plan), init,
                                     manifold=manifold, proxies=True, short_recipe=pool.recipe,
-                                    variants=True)
+                                    variants=dict(pool.manifold))
     out = {
         "name": f"{scores['plan_name']}/{init}", "plan": plan, "plan_name": scores["plan_name"],
         "kind": scores["kind"], "init": init, "params": scores["params"], "flops": scores["flops"],
         "max_abs_output_diff": scores["max_abs_output_diff"],
         "predictors": {name: scores[name] for name in PREDICTORS},
         "manifold": scores["manifold"], "metric_cost": scores["cost"]["forward_backward"],
+        "estimator_costs": {name: scores[f"manifold_{name}_cost"] for name in ESTIMATORS},
         "metric_flops": training_flops(scores["flops"], scores["cost"]["forward_backward"]),
         "metric_seconds": scores["cost"]["seconds"], "probe_sizes": scores["probe_sizes"],
     }
@@ -108,6 +120,7 @@ def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDIC
     """Correlation table of every predictor against ``gain_mean``."""
     gains = [c["gain_mean"] for c in candidates]
     groups = stats.equal_param_groups([c["params"] for c in candidates])
+    log_params = [math.log(c["params"]) for c in candidates]
     table = {}
     for name in predictors:
         values = [c["predictors"][name] for c in candidates]
@@ -118,6 +131,7 @@ def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDIC
             "kendall_ci": stats.bootstrap_ci(values, gains, n_boot=n_boot),
             "kendall_equal_params": within,
             "equal_param_pairs": pairs,
+            "kendall_partial_params": stats.partial_kendall(values, gains, log_params),
         }
     return table, [[candidates[i]["name"] for i in g] for g in groups]
 
@@ -165,6 +179,9 @@ def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, 
         "equal_param_groups": groups,
         "predictors": table,
         "metric_cost_ratio": statistics.median(ratios),  # metric FLOPs / one full training's FLOPs
+        "estimator_cost_ratios": {name: statistics.median(
+            training_flops(c["flops"], c["estimator_costs"][name]) / c["full_training_flops"] for c in results)
+            for name in ESTIMATORS},
         "probe_sizes": results[0]["probe_sizes"] if results else {},
         "seconds": time.perf_counter() - start,
         "environment": {"growsearch": __version__, "torch": torch.__version__,

@@ -87,3 +87,16 @@ def within_group_kendall(pred: Sequence[float], target: Sequence[float],
                 disc += dp * dt < 0
     denominator = math.sqrt((pairs - tied_p) * (pairs - tied_t))
     return (float((conc - disc) / denominator) if denominator else math.nan), pairs
+
+
+def partial_kendall(pred: Sequence[float], target: Sequence[float], control: Sequence[float]) -> float:
+    """Kendall's partial tau of ``pred`` and ``target`` controlling for ``control``:
+    ``(t_pt - t_pc t_tc) / sqrt((1 - t_pc^2)(1 - t_tc^2))`` (Kendall 1942), from tau-b.
+
+    With ``control`` = #params (any monotone transform, e.g. log, gives the same value) it
+    asks whether a predictor ranks gains beyond what size alone explains: #params itself
+    scores 0. NaN when ``pred`` or ``target`` is a function of ``control`` (|tau| = 1).
+    """
+    t_pt, t_pc, t_tc = kendall(pred, target), kendall(pred, control), kendall(target, control)
+    denom = (1 - t_pc ** 2) * (1 - t_tc ** 2)
+    return float((t_pt - t_pc * t_tc) / math.sqrt(denom)) if denom > 1e-12 else math.nan

@@ -1,6 +1,8 @@
-"""Render benchmark JSON files as the markdown tables of docs/benchmarks.md.
+"""Render benchmark JSON files as the markdown tables of docs/benchmarks.md, and each
+headline result as a figure (docs/headline-POOL.png).
 
-    python -m growsearch.bench.table docs/results > docs/benchmarks.md
+    growsearch bench table --results docs/results --out docs/benchmarks.md
+    python -m growsearch.bench.table docs/results > docs/benchmarks.md   (tables only)
 
 Numbers are copied from the JSON files exactly as measured; nothing is edited by hand.
 """
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from growsearch.bench.headline import BUDGETS, STRATEGIES, mean_curve, score_at, shifted
 from growsearch.bench.predictors import PREDICTORS
 
 ORDER = ("mnist1d-mlp", "mnist1d-cnn", "text-gpt", "digits-mlp")
@@ -19,6 +22,11 @@ ORDER = ("mnist1d-mlp", "mnist1d-cnn", "text-gpt", "digits-mlp")
 
 def _f(v: Any, digits: int = 3) -> str:
     return "—" if v is None else f"{v:+.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _partial(entry: dict[str, Any]) -> str:
+    v = entry.get("kendall_partial_params")
+    return "—" if v is None or v != v else f"{v:+.3f}"  # NaN: the predictor is the control itself
 
 
 def predictor_table(result: dict[str, Any]) -> list[str]:
@@ -33,17 +41,20 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
             "*An earlier run (no validation split; proxies on the metric's probe; synflow with BatchNorm; "
             "greedy equal-parameter groups with a tau-a-like within-group figure): not yet regenerated.*", ""]),
         f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
-        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs.",
+        f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs."
+        + (f" Measured with {result['code']}." if result.get("code") else ""),
         "",
         f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
         f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
         f"median std of a candidate's score over seeds {noise['median_candidate_score_std']:.4f} (the noise). "
-        f"Manifold-metric cost ÷ full training (median, training FLOPs): "
+        f"Manifold-metric cost ÷ full training (median, "
+        f"{'training FLOPs' if 'probe_sizes' in result else 'forward+backward examples'}): "
         f"**{result['metric_cost_ratio']:.4f}**. Probe sizes (training examples): "
         + ", ".join(f"{k} {v}" for k, v in result.get("probe_sizes", {}).items()) + ".",
         "",
-        "| predictor | Kendall τ_b | 95% CI | Spearman ρ | τ_b within equal-params groups (pairs) |",
-        "|---|---|---|---|---|",
+        "| predictor | Kendall τ_b | 95% CI | Spearman ρ | τ_b within equal-params groups (pairs) "
+        "| partial τ (log #params controlled) |",
+        "|---|---|---|---|---|---|",
     ]
     table = result["predictors"]
     for name in sorted(table, key=lambda n: -table[n]["kendall"]):
@@ -51,9 +62,10 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         bold = "**" if name == "manifold_metric" else ""
         lines.append(f"| {bold}{name}{bold} | {bold}{t['kendall']:+.3f}{bold} | [{t['kendall_ci'][0]:+.2f}, "
                      f"{t['kendall_ci'][1]:+.2f}] | {t['spearman']:+.3f} | {_f(t['kendall_equal_params'])} "
-                     f"({t['equal_param_pairs']}) |")
+                     f"({t['equal_param_pairs']}) | {_partial(t)} |")
     lines += ["", "<details><summary>candidates</summary>", "",
-              "| candidate | params | FLOPs | gain (mean ± std) | manifold | shrink s | L0 | short-train |",
+              "| candidate | params | FLOPs | gain (mean ± std) | manifold | s (simplex) or LLC (llc) "
+              "| L0 | short-train |",
               "|---|---|---|---|---|---|---|---|"]
     for c in sorted(result["candidates"], key=lambda c: -c["gain_mean"]):
         p = c["predictors"]
@@ -214,16 +226,144 @@ def faults_table(result: dict[str, Any]) -> list[str]:
 
 
 def summary_table(results: list[dict[str, Any]]) -> list[str]:
-    names = ("manifold_metric", "params", "naswot", "short_training")
-    lines = ["| pool | role | " + " | ".join(f"τ {n}" for n in names) + " | best predictor (τ) | metric cost ratio |",
-             "|---|---|" + "---|" * (len(names) + 2)]
+    lines = ["| pool | role | manifold_metric τ / within groups / partial | τ params | best other τ "
+             "| best other within groups | short_training τ / within | metric cost ratio |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         t = r["predictors"]
-        best = max(t, key=lambda n: t[n]["kendall"])
-        lines.append(f"| {r['pool']} | {'tuning' if r['tuning_pool'] else 'result'} | "
-                     + " | ".join(f"{t[n]['kendall']:+.3f}" for n in names)
-                     + f" | {best} ({t[best]['kendall']:+.3f}) | {r['metric_cost_ratio']:.4f} |")
+        others = [n for n in t if not n.startswith("manifold")]
+        best = max(others, key=lambda n: t[n]["kendall"])
+        best_within = max(others, key=lambda n: _finite(t[n]["kendall_equal_params"]))
+        m, st = t["manifold_metric"], t["short_training"]
+        lines.append(f"| {r['pool']} | {'tuning' if r['tuning_pool'] else 'result'} "
+                     f"| {m['kendall']:+.3f} / {_f(m['kendall_equal_params'])} / {_partial(m)} "
+                     f"| {t['params']['kendall']:+.3f} | {best} ({t[best]['kendall']:+.3f}) "
+                     f"| {best_within} ({_f(t[best_within]['kendall_equal_params'])}) "
+                     f"| {st['kendall']:+.3f} / {_f(st['kendall_equal_params'])} | {r['metric_cost_ratio']:.4f} |")
     return [*lines, ""]
+
+
+def _finite(v: Any) -> float:
+    return v if isinstance(v, float) and v == v else -2.0
+
+
+def estimator_table(result: dict[str, Any]) -> list[str]:
+    """The named estimators on a tuning pool (python -m growsearch.bench.tune compare)."""
+    lines = [f"### {result['pool']} — tuning pool (every estimator variant, chosen here)", "",
+             "| variant | overrides | Kendall τ | τ within groups | partial τ | cost ÷ full training "
+             "| displacement ‖v−θ0‖/‖θ0‖ |", "|---|---|---|---|---|---|---|"]
+    for name, v in result["variants"].items():
+        over = ", ".join(f"{k}={val}" for k, val in v["overrides"].items())
+        lines.append(f"| {name} | {over} | {v['kendall']:+.3f} | {_f(v['kendall_equal_params'])} "
+                     f"| {_partial(v)} | {v['cost_ratio']:.4f} | {v['displacement']:.3f} |")
+    return [*lines, ""]
+
+
+_GROWN = ("grow_largest", "growsearch", "growsearch_random_pruning")
+
+
+def _points(result: dict[str, Any], value: float | None) -> str:
+    """A score in the table's unit: accuracy points (x100), or test loss in nats."""
+    if value is None:
+        return "—"
+    return f"{100 * value:.1f}" if result["score"] == "test_accuracy" else f"{-value:.3f}"
+
+
+def headline_table(result: dict[str, Any]) -> list[str]:
+    unit = result["scratch_largest_compute"]
+    acc = result["score"] == "test_accuracy"
+    what = "test accuracy (%)" if acc else "test loss (nats/token, lower is better)"
+    lines = [f"### {result['pool']}", "",
+             f"`{result.get('command', '')}` — seeds {result['seeds']}, {result['seconds']:.0f} s. "
+             f"Constraint: `{result['space']['file']}` {result['space']['constraints']}; largest allowed "
+             f"architecture `{result['largest']['plan_name']}` ({result['largest']['params']} parameters). "
+             f"Budget unit: scratch_largest's full training = {unit:.3g} training FLOPs; the base's pretraining "
+             f"= {result['base']['pretrain_compute'] / unit:.2f} of it. "
+             f"Base: {_points(result, result['base']['score'])}. Compute columns: ÷ scratch_largest's full training. "
+             f"Decisions on the `{result['decision_split']}` split; scores: {what} of the model with the best "
+             "validation score so far, mean over seeds [min, max].", "",
+             "| strategy | 25% | 50% | 100% | 25% (+pretraining) | 50% (+pretraining) | 100% (+pretraining) "
+             "| compute to scratch_largest's final | compute spent in all |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in STRATEGIES:
+        cells = []
+        for b in BUDGETS:
+            per_seed = result["at_budget_per_seed"][name][str(b)]
+            known = [v for v in per_seed if v is not None]
+            spread = f" [{_points(result, min(known))}, {_points(result, max(known))}]" if known else ""
+            cells.append(_points(result, result["at_budget"][name][str(b)]) + spread)
+        cells += [_points(result, result["at_budget_with_pretraining"][name][str(b)]) for b in BUDGETS]
+        ratio = result["ratio_to_scratch_largest_final"][name]
+        bold = "**" if name == "growsearch" else ""
+        reach = "never" if ratio is None else f"{ratio:.0%}"
+        spent = result["total_compute_vs_unit"][name]
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {reach} | {spent:.0%} |")
+    g = result["goals"]
+    behind = g["growsearch_best_at_every_budget"]["behind"]
+    margin = g["margin_over_scratch_largest"]
+    lines += ["", "Goals (base as a sunk cost):", "",
+              f"- growsearch ≥ every other strategy at every budget: **{'met' if not behind else 'not met'}**"
+              + ("" if not behind else " — behind " + "; ".join(
+                  f"{b['strategy']} at {float(b['budget']):.0%} ({_points(result, b['growsearch'])} vs "
+                  f"{_points(result, b['other'])})" for b in behind)),
+              f"- ≥ {100 * margin['required'] if acc else margin['required']:g} {'point' if acc else 'nats'} over "
+              f"scratch_largest at every budget: **{'met' if margin['met'] else 'not met'}** — "
+              + ", ".join(f"{float(b):.0%}: {'—' if d is None else (f'{100 * d:+.1f}' if acc else f'{d:+.3f}')}"
+                          for b, d in margin["by_budget"].items()),
+              f"- scratch_largest's final reached with ≤ 50% of its compute: "
+              f"**{'met' if g['half_compute_to_scratch_final']['met'] else 'not met'}** — "
+              + ("never reached" if g["half_compute_to_scratch_final"]["ratio"] is None
+                 else f"{g['half_compute_to_scratch_final']['ratio']:.0%}"), ""]
+    return lines
+
+
+def headline_figure(result: dict[str, Any], path: Path) -> Path:
+    """Score vs. compute (÷ scratch_largest's full training), one line per strategy (mean
+    over seeds) with a band from the lowest to the highest seed; left: the base as a sunk
+    cost, right: its pretraining counted in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = result["scratch_largest_compute"]
+    acc = result["score"] == "test_accuracy"
+    pretrain = result["base"]["pretrain_compute"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    right = max(1.05, max(r["total_compute"] + (pretrain if n in _GROWN else 0.0)
+                          for n in STRATEGIES for r in result["runs"][n]) / unit)
+    for ax, with_pre in zip(axes, (False, True), strict=True):
+        for name in STRATEGIES:
+            curves = [r["curve"] for r in result["runs"][name]]
+            if with_pre and name in _GROWN:
+                curves = [shifted(c, pretrain) for c in curves]
+            xs = [x for x, _ in mean_curve(curves)] + [right * unit]
+            rows = [[score_at(c, x) for c in curves] for x in xs]
+            keep = [i for i, row in enumerate(rows) if all(v is not None for v in row)]
+            if not keep:
+                continue
+            sign = 100.0 if acc else -1.0
+            x = [xs[i] / unit for i in keep]
+            mean = [sign * sum(rows[i]) / len(rows[i]) for i in keep]
+            lo = [min(sign * v for v in rows[i]) for i in keep]
+            hi = [max(sign * v for v in rows[i]) for i in keep]
+            width = 2.6 if name == "growsearch" else 1.4
+            (line,) = ax.plot(x, mean, drawstyle="steps-post", linewidth=width, label=name)
+            ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color())
+        for b in BUDGETS:
+            ax.axvline(b, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_xlim(0, right)
+        ax.set_xlabel("training FLOPs ÷ scratch_largest's full training")
+        ax.set_title("base pretraining counted in" if with_pre else "base as a sunk cost (the user has it)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)" if acc else "test loss (nats)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{result['pool']}: best model so far (chosen on validation), mean and range over "
+                 f"{len(result['seeds'])} seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def render(folder: Path) -> str:
@@ -231,9 +371,15 @@ def render(folder: Path) -> str:
     growth = {}
     overhead = faults = None
     search: dict[str, Any] = {}
+    estimators: list[dict[str, Any]] = []
+    headline: dict[str, Any] = {}
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
-        if "predictors" in data and "candidates" in data:
+        if "variants" in data and data.get("tuning_pool"):
+            estimators.append(data)
+        elif "at_budget" in data:
+            headline[data["pool"]] = data
+        elif "predictors" in data and "candidates" in data:
             results[data["pool"]] = data
         elif "plans" in data and "arms" in data["plans"][0]:
             growth[data["pool"]] = data
@@ -245,17 +391,28 @@ def render(folder: Path) -> str:
             faults = data
     ordered = [results[p] for p in ORDER if p in results]
     out = ["# Benchmarks", "",
-           "Generated by `python -m growsearch.bench.table docs/results > docs/benchmarks.md` from the JSON files "
+           "Generated by `growsearch bench table --results docs/results --out docs/benchmarks.md` from the JSON files "
            "in `docs/results/`, exactly as measured. How the metric is built and judged: docs/metric.md.", "",
            "Every decision a benchmark makes (early stopping, which candidate is picked, which init is best) reads "
            "a validation split held out from the training data (a seeded 10%); the scores reported are test "
            "scores. Compute is in training FLOPs: forward + backward = 3 × the measured forward FLOPs "
            "(`growsearch.metrics.cost.training_flops`; attention counted on every device).", "",
+           *(["## Headline: growsearch vs. what a user would do instead, at equal compute", "",
+              "Figures: `docs/headline-POOL.png` (rendered by `growsearch bench table`).", ""]
+             + [line for p in [*ORDER, *sorted(set(headline) - set(ORDER))] if p in headline
+                for line in headline_table(headline[p])]),
            "## Predictor benchmark: summary", "", *summary_table(ordered),
            f"Predictors compared on identical inputs: {', '.join(PREDICTORS)}.", "",
            "## Predictor benchmark: per pool", ""]
     for r in ordered:
         out += predictor_table(r)
+    if estimators:
+        out += ["## Manifold-metric estimators on the tuning pool", "",
+                "`python -m growsearch.bench.tune compare --results docs/results/<pool>.json` — each named "
+                "estimator (and the travel curve: vertices trained for 1, 2.5, 5 and 10% of one full training) "
+                "re-scored on the tuning pool's measured gains. Chosen here, never on a result pool.", ""]
+        for e in estimators:
+            out += estimator_table(e)
     if growth:
         out += ["## Is growing worth it? Growth vs. training from scratch", "",
                 *growth_summary_table([growth[p] for p in ORDER if p in growth])]
@@ -272,6 +429,20 @@ def render(folder: Path) -> str:
     if faults is not None:
         out += faults_table(faults)
     return "\n".join(out) + "\n"
+
+
+def render_all(folder: Path, out: Path) -> list[Path]:
+    """Write the markdown of ``folder``'s results to ``out`` and every headline figure
+    beside it; the paths written."""
+    from growsearch.checkpoint import atomic_write
+
+    written = []
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "at_budget" in data:
+            written.append(headline_figure(data, out.parent / f"headline-{data['pool']}.png"))
+    atomic_write(out, render(folder))
+    return [*written, out]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ final numbers only.
 User data: a ``.pt`` (tensors only, loaded with ``weights_only=True``) or ``.npz`` file
 with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (and optionally ``x_val``, ``y_val``);
 or an image folder (``train/`` and ``test/`` with one sub-folder per class) when
-torchvision is installed.
+torchvision is installed. For Hugging Face models: text files, JSONL/CSV and ``datasets``
+folders, tokenised with the model's own tokenizer (:mod:`growsearch.data.tokenized`).
 """
 
 from __future__ import annotations

@@ -229,10 +229,17 @@ def _image_folder(path: str, size: int = 32) -> Task:
 
 
 DATASETS = ("mnist1d", "digits", "text")
+TOKENIZED = "hf-data:"  # prefix of a tokenised user dataset (growsearch.data.tokenized)
 
 
 def check_dataset_name(name: str) -> None:
     """Refuse an unknown dataset before anything is loaded, written or computed."""
+    from growsearch.data.tokenized import TEXT_SUFFIXES
+
+    if name.endswith(TEXT_SUFFIXES) and not os.path.exists(name):
+        raise ConfigError(f"dataset: file {name} does not exist")
+    if name.startswith(TOKENIZED) or (name.endswith(TEXT_SUFFIXES) and os.path.isfile(name)):
+        return
     if name in DATASETS or (name.endswith((".pt", ".npz")) and os.path.isfile(name)) or os.path.isdir(name):
         return
     if name.endswith((".pt", ".npz")):
@@ -264,6 +271,15 @@ def _load_splits(name: str, seed: int | None, options: dict[str, Any]) -> Task:
         return _digits(0 if seed is None else seed)
     if name == "text":
         return _text(**options)
+    if name.startswith(TOKENIZED):
+        from growsearch.data.tokenized import load_tokenized
+
+        return load_tokenized(name[len(TOKENIZED):])
+    from growsearch.data.tokenized import is_user_text
+
+    if is_user_text(name):
+        raise ConfigError(f"dataset: {name} is text, which needs a tokenizer; allowed with an hf: base model "
+                          "(its tokenizer reads it), or use the built-in 'text'")
     if name.endswith((".pt", ".npz")):
         return _user_file(name)
     if os.path.isdir(name):

@@ -128,14 +128,15 @@ def widen_group(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], 
     architecture (same names; where fresh weights come from). Returns the unit map (the
     old unit each of the ``new_size`` units copies; for fresh units, the one it would).
     """
-    n, b = group.size, group.block
+    n = group.size
     mode = width_mode(init, group)
     units = unit_map(n, new_size, gen)
-    elements = (units[:, None] * b + torch.arange(b)).flatten()
-    shares = _positive_shares(units, n, gen).repeat_interleave(b) if mode == "split_positive" else None
+    unit_shares = _positive_shares(units, n, gen) if mode == "split_positive" else None
 
     def grow(name: str, axis: int, role: str) -> None:
-        t = state[name]
+        t, b = state[name], group.block_of(name)  # elements per unit can differ per parameter (GQA)
+        elements = (units[:, None] * b + torch.arange(b)).flatten()
+        shares = unit_shares.repeat_interleave(b) if unit_shares is not None else None
         if mode in ("split_signed", "split_positive"):
             if role == "consumer" and mode == "split_signed":
                 out = _signed_split(t, axis, elements, gen)

@@ -90,6 +90,37 @@ class MaskedLayerNorm(nn.LayerNorm):
         return norm
 
 
+def is_norm(model: nn.Module, param: str) -> bool:
+    """Whether ``param`` belongs to a 1-D LayerNorm or RMSNorm that masked growth can weight."""
+    module = model.get_submodule(param.rpartition(".")[0])
+    return _is_rms_norm(module) or (isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1)
+
+
+def _is_rms_norm(module: nn.Module) -> bool:
+    """transformers' RMSNorm layout: a 1-D ``weight`` and ``variance_epsilon``."""
+    weight = getattr(module, "weight", None)
+    return hasattr(module, "variance_epsilon") and isinstance(weight, nn.Parameter) and weight.dim() == 1
+
+
+def _masked_rms_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """RMSNorm whose mean square weights the features from ``growth_old`` on by ``m``
+    (computed in float32 like transformers' own)."""
+    h = x.float()
+    v = torch.ones(h.shape[-1], dtype=h.dtype, device=h.device)
+    v[self.growth_old:] = self.growth_ramp.value
+    variance = (h.pow(2) * v).sum(-1, keepdim=True) / v.sum()
+    return self.weight * (h * torch.rsqrt(variance + self.variance_epsilon)).to(x.dtype)
+
+
+_MASKED_RMS: dict[type, type] = {}
+
+
+def _masked_rms_class(cls: type) -> type:
+    if cls not in _MASKED_RMS:
+        _MASKED_RMS[cls] = type(f"Masked{cls.__name__}", (cls,), {"forward": _masked_rms_forward})
+    return _MASKED_RMS[cls]
+
+
 def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
     parent, _, child = path.rpartition(".")
     return (model.get_submodule(parent) if parent else model), child
@@ -123,11 +154,15 @@ class GrowthMask:
         if path in self.norms:
             return
         module = self.model.get_submodule(path)
-        if not isinstance(module, nn.LayerNorm) or len(module.normalized_shape) != 1:
-            raise PlanError(f"init: masked growth needs a 1-D nn.LayerNorm at {path!r}, found "
+        if _is_rms_norm(module):  # transformers' RMSNorm (Llama, Mistral, Qwen2): same object, masked forward
+            module.__class__ = _masked_rms_class(type(module))
+            module.growth_ramp, module.growth_old = self.ramp, old
+        elif not isinstance(module, nn.LayerNorm) or len(module.normalized_shape) != 1:
+            raise PlanError(f"init: masked growth needs a 1-D nn.LayerNorm or RMSNorm at {path!r}, found "
                             f"{type(module).__name__}; allowed here: split_signed, split_positive")
-        parent, child = _parent(self.model, path)
-        setattr(parent, child, MaskedLayerNorm(module, self.ramp, old))
+        else:
+            parent, child = _parent(self.model, path)
+            setattr(parent, child, MaskedLayerNorm(module, self.ramp, old))
         self.norms.append(path)
 
     def fold(self) -> None:
@@ -154,7 +189,12 @@ class GrowthMask:
                 module.register_parameter(tensor, original)
         for path in self.norms:
             parent, child = _parent(self.model, path)
-            setattr(parent, child, getattr(parent, child).plain())
+            norm = getattr(parent, child)
+            if isinstance(norm, MaskedLayerNorm):
+                setattr(parent, child, norm.plain())
+            else:
+                norm.__class__ = norm.__class__.__bases__[0]
+                del norm.growth_ramp, norm.growth_old
         self.parametrized, self.norms = [], []
         self.model.__dict__.pop(MASK_ATTR, None)
 
@@ -178,4 +218,4 @@ def fold_mask(model: nn.Module) -> dict[str, Any]:
     return {"mask_folded_at": value}
 
 
-__all__ = ["GrowthMask", "MaskedLayerNorm", "attach", "fold_mask", "growth_mask"]
+__all__ = ["GrowthMask", "MaskedLayerNorm", "attach", "fold_mask", "growth_mask", "is_norm"]

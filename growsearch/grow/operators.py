@@ -25,9 +25,10 @@ from torch import nn
 
 from growsearch.errors import PlanError
 from growsearch.grow.inits import DEFAULT_INIT, INITS, PRESERVING_INITS, widen_group
-from growsearch.grow.mask import GrowthMask, attach
+from growsearch.grow.mask import GrowthMask, attach, is_norm
 from growsearch.grow.plan import ExpansionPlan, resolve
 from growsearch.models import ModelConfig, UnitGroup, config_from_spec, count_params
+from growsearch.models.memory import check_memory
 
 
 @dataclass
@@ -68,6 +69,20 @@ def _fresh_state(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cfg.build().state_dict()
+
+
+def _split_fused(state: dict[str, torch.Tensor], fused: dict[str, tuple[int, int]]) -> None:
+    """``name`` -> ``name#0..parts-1`` for parameters that hold several projections."""
+    for name, (axis, parts) in fused.items():
+        if name in state:
+            for i, part in enumerate(state.pop(name).chunk(parts, dim=axis)):
+                state[f"{name}#{i}"] = part.clone()
+
+
+def _join_fused(state: dict[str, torch.Tensor], fused: dict[str, tuple[int, int]]) -> None:
+    for name, (axis, parts) in fused.items():
+        if f"{name}#0" in state:
+            state[name] = torch.cat([state.pop(f"{name}#{i}") for i in range(parts)], dim=axis)
 
 
 def _rename(key: str, rename: dict[str, str]) -> str:
@@ -112,11 +127,14 @@ def _install_mask(model: nn.Module, widened: list[tuple[UnitGroup, int]], new_la
                   cfg: ModelConfig) -> GrowthMask:
     mask = GrowthMask(model)
     for group, old in widened:
-        for name, axis in group.consumers:
-            mask.mask_param(name, axis, old * group.block)
-        if group.normalized:
-            for name in group.norms:
+        if group.normalized:  # norms first: a norm can also consume (a tied head's final norm)
+            norms = [*group.norms, *(name for name, _ in group.consumers if is_norm(model, name))]
+            for name in norms:
                 mask.mask_norm(name, old * group.block)
+        # the parts of a fused parameter are masked along a shared axis: mask it once
+        consumers = dict.fromkeys((name.split("#")[0], axis, group.block_of(name)) for name, axis in group.consumers)
+        for name, axis, block in consumers:
+            mask.mask_param(name, axis, old * block)
     for layer in new_layers:
         for name in cfg.identity_zeros(layer):
             mask.mask_param(name, 0, 0)
@@ -138,19 +156,25 @@ def grow(model: nn.Module, spec: dict[str, Any] | ModelConfig, plan: ExpansionPl
     start = time.perf_counter()
     cfg = config_from_spec(spec)
     resolved = resolve(cfg, plan)
+    # the memory guard, on the meta device, before any weight is allocated
+    wide_cfg = cfg.widened(resolved.targets) if resolved.targets else cfg
+    check_memory(wide_cfg.deepened(resolved.positions)[0] if resolved.positions else wide_cfg, "plan", PlanError)
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     # width: expand every group that changes, in the config's stable order
-    wide_cfg = cfg.widened(resolved.targets) if resolved.targets else cfg
     widened: list[tuple[UnitGroup, int]] = []
     if resolved.targets:
         fresh = _fresh_state(wide_cfg, seed)
+        fused = cfg.fused()
+        _split_fused(state, fused)
+        _split_fused(fresh, fused)
         for group in cfg.unit_groups():
             if group.name in resolved.targets:
                 widen_group(state, fresh, group, resolved.targets[group.name], init, gen)
                 widened.append((group, group.size))
+        _join_fused(state, fused)
 
     # depth: insert layers that are the identity (zero output), masked, or fresh (random)
     new_cfg, rename, new_layers = wide_cfg, {}, []

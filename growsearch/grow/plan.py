@@ -17,6 +17,7 @@ from typing import Any
 from growsearch._validate import from_dict
 from growsearch.errors import PlanError
 from growsearch.models import ModelConfig
+from growsearch.models.memory import MAX_LAYERS, MAX_UNITS
 
 
 @dataclass
@@ -91,13 +92,16 @@ def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
     family = cfg.family
     if plan.width < 1.0:
         raise PlanError(f"plan.width: got {plan.width:g}; allowed: >= 1 (growth can only widen)")
-    if plan.depth < 0:
-        raise PlanError(f"plan.depth: got {plan.depth}; allowed: >= 0")
+    if not 0 <= plan.depth <= MAX_LAYERS:
+        raise PlanError(f"plan.depth: got {plan.depth}; allowed: 0..{MAX_LAYERS}")
+    if plan.insert_at is not None and len(plan.insert_at) > MAX_LAYERS:
+        raise PlanError(f"plan.insert_at: {len(plan.insert_at)} positions; allowed: at most {MAX_LAYERS}")
+    fields = cfg.plan_fields()
     for name in ("d_model", "n_heads", "mlp_hidden"):
-        if getattr(plan, name) is not None and family != "gpt":
-            raise PlanError(f"plan.{name}: applies to the gpt family only; this model is {family}")
-    if plan.widths is not None and family == "gpt":
-        raise PlanError("plan.widths: applies to mlp and cnn; for gpt use d_model, n_heads, mlp_hidden")
+        if getattr(plan, name) is not None and name not in fields:
+            raise PlanError(f"plan.{name}: applies to the gpt and hf families only; this model is {family}")
+    if plan.widths is not None and fields:
+        raise PlanError(f"plan.widths: applies to mlp and cnn; for {family} use d_model, n_heads, mlp_hidden")
 
     groups = {g.name: g.size for g in cfg.unit_groups()}
     if family == "gpt":  # head count and MLP size are in the spec even with no block yet
@@ -114,11 +118,13 @@ def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
         key = "hidden" if family == "mlp" else "stage"
         for i, w in enumerate(plan.widths):
             explicit[f"{key}.{i}"] = (f"plan.widths[{i}]", w)
-    if family == "gpt":
-        for field, prefix in (("d_model", "d_model"), ("n_heads", "heads."), ("mlp_hidden", "mlp.")):
-            value = getattr(plan, field)
-            if value is not None:
-                explicit.update({g: (f"plan.{field}", value) for g in groups if g.startswith(prefix)})
+    for field, (prefix, per_unit) in fields.items():
+        value = getattr(plan, field)
+        if value is not None:
+            if value % per_unit:
+                raise PlanError(f"plan.{field}: got {value}; allowed: a multiple of {per_unit} "
+                                "(query heads grow in whole key/value groups)")
+            explicit.update({g: (f"plan.{field}", value // per_unit) for g in groups if g.startswith(prefix)})
     for group, (field, value) in explicit.items():
         if value < groups[group]:
             raise PlanError(f"{field}: got {value}, smaller than the current {groups[group]}; "
@@ -128,7 +134,12 @@ def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
         for group in groups:
             if group.startswith("inner."):
                 wanted[group] = wanted["stage." + group.split(".")[1]]
+    wanted = cfg.coupled(wanted)
     targets = {g: w for g, w in wanted.items() if w != groups[g]}
+    for group, size in targets.items():
+        if size > MAX_UNITS:
+            field = explicit.get(group, ("plan.width", plan.width))[0]
+            raise PlanError(f"{field}: makes {group} {size:.3g} units wide; allowed: at most {MAX_UNITS} units")
 
     n = cfg.num_layers()
     if plan.insert_at is not None:

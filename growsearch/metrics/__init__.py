@@ -18,7 +18,13 @@ from torch import nn
 from growsearch.data import Task
 from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, fold_mask, grow, growth_mask
 from growsearch.metrics.cost import cost_figures, flops_per_example
-from growsearch.metrics.manifold import ManifoldConfig, ManifoldResult, manifold_metric, simplex_log_volume
+from growsearch.metrics.manifold import (
+    ESTIMATORS,
+    ManifoldConfig,
+    ManifoldResult,
+    manifold_metric,
+    simplex_log_volume,
+)
 from growsearch.metrics.proxies import ZERO_COST, short_training, zero_cost_proxies
 from growsearch.train import TrainRecipe
 
@@ -27,14 +33,16 @@ PROXY_PROBE = 128  # training examples the zero-cost proxies and the short-train
 
 def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = None, *,
                 proxies: bool = False, short_recipe: TrainRecipe | None = None,
-                variants: bool = False) -> dict[str, Any]:
+                variants: dict[str, Any] | None = None) -> dict[str, Any]:
     """Surrogate scores of ``model`` as it is (before training), as one flat dict.
 
     Always: ``manifold_metric`` (+ its pieces under ``manifold``), ``params``, ``flops``,
     ``cost`` (forward+backward examples and seconds the metric spent), ``probe_sizes``.
     With ``proxies``: every zero-cost proxy on one probe of :data:`PROXY_PROBE` training
     examples; with ``short_recipe``: the short-training baseline at the metric's cost,
-    judged on that same probe; with ``variants``: the forward-only ``ray`` estimator.
+    judged on that same probe; with ``variants`` (a dict of data-size knobs such as
+    ``probe_size``, possibly empty): every named estimator with its preset and those knobs
+    (``manifold_<name>`` and ``manifold_<name>_cost``), on the manifold probe.
     """
     manifold = manifold or ManifoldConfig()
     if growth_mask(model) is not None:  # masked growth: scored as the plain model at mask 0
@@ -53,11 +61,13 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     probe = task.probe(PROXY_PROBE, seed=manifold.seed)
     if proxies or short_recipe is not None:
         out["probe_sizes"]["proxies"] = len(probe[0])
-    if variants:
-        ray_cfg = ManifoldConfig(**{**result.config, "estimator": "ray"})
-        ray = manifold_metric(model, x, y, ray_cfg)
-        out["manifold_ray"] = ray.metric
-        out["manifold_ray_cost"] = ray.cost
+    if variants is not None:
+        for name in ESTIMATORS:  # each with its own preset plus the data-size knobs in ``variants``
+            cfg = ManifoldConfig(**{**variants, "estimator": name, "seed": manifold.seed,
+                                    "vectorize": manifold.vectorize})
+            run = manifold_metric(model, x, y, cfg)
+            out[f"manifold_{name}"] = run.metric
+            out[f"manifold_{name}_cost"] = run.cost
     if proxies:
         out.update(zero_cost_proxies(model, *probe))
     if short_recipe is not None:

@@ -41,6 +41,10 @@ class FlatModel:
         return {n: t.view(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes,
                                                  strict=True)}
 
+    def module_of(self) -> list[str]:
+        """The module each parameter tensor belongs to (``layers.0.weight`` -> ``layers.0``)."""
+        return [n.rsplit(".", 1)[0] if "." in n else "" for n in self.names]
+
     def layer_slices(self) -> list[slice]:
         out, start = [], 0
         for size in self.sizes:
@@ -48,8 +52,23 @@ class FlatModel:
             start += size
         return out
 
+    def output(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, self.unflatten(theta), (x,))
+
     def loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return task_loss(functional_call(self.model, self.unflatten(theta), (x,)), y)
+        return task_loss(self.output(theta, x), y)
+
+    def log_probs(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of each row of ``thetas`` on ``x``, flattened to ``(m, n)``:
+        the points of function space the function-space estimators measure distances in
+        (log-softmax, so the irrelevant shift of the logits does not count)."""
+        def one(theta: torch.Tensor) -> torch.Tensor:
+            return torch.log_softmax(self.output(theta, x), dim=-1).flatten()
+        if self.vectorize:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return vmap(one)(thetas)
+        return torch.stack([one(t) for t in thetas])
 
     def losses(self, thetas: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Loss of each row of ``thetas`` (shape ``(m, dim)``) on the same batch."""

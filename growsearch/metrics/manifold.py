@@ -32,10 +32,12 @@ of a forward+backward), and wall seconds.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -45,36 +47,61 @@ from growsearch.errors import ConfigError
 from growsearch.metrics.functional import FlatModel
 
 FORWARD_COST = 1.0 / 3.0  # a forward pass, in units of one forward+backward pass
+DEGENERATE_LOG_DET = math.log(1e-10)
+DEFAULT_ESTIMATOR = "llc"  # chosen on the tuning pool; docs/metric.md says why
+_SIMPLEX = {"vertices": 3, "steps": 3, "samples": 2, "reg": 0.01, "check_points": 3, "batch_size": 32,
+            "lr": 0.002, "init_scale": 0.03, "llc_gamma": 100.0}
+# Each estimator's hyperparameters where they differ (chosen on the tuning pools only;
+# docs/metric.md, docs/results/estimators-*.json); every key is set for every estimator.
+PRESETS: dict[str, dict[str, Any]] = {
+    "simplex": _SIMPLEX,
+    "simplex_scaled": _SIMPLEX,
+    "function": {**_SIMPLEX, "samples": 1, "batch_size": 16},
+    "below": {**_SIMPLEX, "check_points": 8},
+    "function_below": {**_SIMPLEX, "samples": 1, "batch_size": 16, "check_points": 8},
+    "ray": _SIMPLEX,
+    "llc": {**_SIMPLEX, "vertices": 1, "steps": 100, "batch_size": 8, "lr": 1e-5, "llc_gamma": 1000.0},
+}  # normalised Cayley-Menger determinant below this: degenerate
 
 
 @dataclass
 class ManifoldConfig:
     """Every hyperparameter of the estimators, with the defaults used by growsearch.
 
-    The defaults were chosen on the tuning pool (``digits-mlp``) only: the rounded centre of
-    the ten best of 60 Optuna TPE trials under a cost cap of 5% of one full training
-    (docs/results/tuning-digits-mlp.json, docs/metric.md).
+    ``estimator`` names one of :data:`ESTIMATORS`; docs/metric.md says which is the default
+    and why (chosen on the tuning pool only, under a cost cap of 5% of one full training).
     """
 
-    estimator: Literal["simplex", "ray"] = "simplex"
-    vertices: int = 3  # K: vertices added to theta0 (simplex) / directions (ray)
-    steps: int = 3  # S: optimisation steps per vertex
-    samples: int = 2  # m: simplex points per step
-    reg: float = 0.01  # lambda: weight of -log Vol
+    estimator: str = DEFAULT_ESTIMATOR  # a key of ESTIMATORS
+    # None = the estimator's preset (PRESETS, chosen on the tuning pools)
+    vertices: int | None = None  # K: vertices added to theta0 (simplex) / directions (ray) / chains (llc)
+    steps: int | None = None  # S: optimisation steps per vertex (SGLD steps per chain for llc)
+    samples: int | None = None  # m: simplex points per step
+    reg: float | None = None  # lambda: weight of -log Vol
     epsilon: float = 0.03  # tolerance above L0 (loss units, or a fraction of L0 if relative)
     relative_epsilon: bool = False  # tau = L0 (1 + eps) if true, else L0 + eps
     quantile: float = 0.9  # q of the low-loss check
-    check_points: int = 3  # M: points evaluated by the low-loss check
+    check_points: int | None = None  # M: points evaluated by the low-loss check (or the room-below count)
     bisection_steps: int = 3  # shrink-factor bisection steps (resolution 2^-steps)
     probe_size: int = 64  # examples from the training split
-    batch_size: int = 32  # probe mini-batch per optimisation step
-    lr: float = 0.002  # vertex optimiser learning rate
+    batch_size: int | None = None  # probe mini-batch per optimisation step
+    lr: float | None = None  # vertex optimiser learning rate (relative to the layer RMS if layer_scaled)
     optimizer: Literal["adam", "sgd"] = "adam"
-    init_scale: float = 0.03  # vertex start offset, relative to each layer's weight RMS
+    init_scale: float | None = None  # vertex start offset, relative to each layer's weight RMS
+    layer_scaled: bool = False  # vertex steps in units of each layer's RMS (rescaling-invariant)
+    below: float = 0.05  # delta of the room-below estimators: loss <= L0 (1 - delta) counts
+    relative: bool = False  # report metric(model) - metric(same architecture, fresh init)
+    llc_gamma: float | None = None  # localisation strength of the SGLD chain (llc)
+    llc_temperature: float = 1.0  # n*beta = llc_temperature * n / log n, n = training-set size
     vectorize: bool | None = None  # vmap over simplex points; None: auto (off for attention)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"manifold.estimator: got {self.estimator!r}; allowed: {', '.join(ESTIMATORS)}")
+        for name, value in PRESETS[self.estimator].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         for name in ("vertices", "steps", "samples", "check_points", "probe_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"manifold.{name}: got {getattr(self, name)}; allowed: >= 1")
@@ -82,6 +109,9 @@ class ManifoldConfig:
             raise ConfigError(f"manifold.quantile: got {self.quantile}; allowed: in (0, 1]")
         if self.epsilon <= 0 or self.lr <= 0 or self.reg < 0:
             raise ConfigError("manifold.epsilon and manifold.lr must be > 0, manifold.reg >= 0")
+        if not 0 < self.below < 1 or self.llc_gamma < 0 or self.llc_temperature <= 0:
+            raise ConfigError("manifold.below must be in (0, 1), manifold.llc_gamma >= 0, "
+                              "manifold.llc_temperature > 0")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "manifold") -> ManifoldConfig:
@@ -97,9 +127,10 @@ class ManifoldResult:
     loss0: float
     tau: float
     log_volume: float  # of the unshrunk simplex (simplex) / 0 (ray)
-    shrink: float  # s (simplex) / mean extent (ray)
+    shrink: float  # s (simplex) / mean extent (ray) / fraction below (below) / LLC (llc)
     vertex_losses: list[float]
     edge_lengths: list[float]
+    displacement: list[float]  # ||v_k - theta0|| / ||theta0|| per vertex: how far vertices travelled
     check_loss: float  # q-quantile loss of the final check
     num_params: int
     forward_backward: int  # examples through forward+backward
@@ -168,16 +199,26 @@ def simplex_log_volume(vertices: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logabsdet - k * math.log(2) - 2 * math.lgamma(k + 1)) + 0.5 * k * torch.log(scale)
 
 
-def _layer_scaled_noise(flat: FlatModel, gen: torch.Generator, scale: float) -> torch.Tensor:
-    """Gaussian noise whose RMS in every layer is ``scale`` times that layer's weight RMS
-    (floored at a tenth of the global RMS, so zero-initialised layers also move)."""
+
+def _layer_scales(flat: FlatModel) -> torch.Tensor:
+    """Per-coordinate scale: the RMS of the coordinate's parameter tensor, floored at a tenth
+    of its module's RMS (a zero bias moves with its weight), and only for all-zero modules
+    at a tenth of the global RMS. Rescaling a module's parameters by alpha rescales its
+    entries by alpha, so everything built on these scales is rescaling-equivariant."""
     theta = flat.theta0
     global_rms = theta.pow(2).mean().sqrt().item()
-    noise = torch.randn(theta.shape, generator=gen).to(theta.device)
-    for sl in flat.layer_slices():
-        rms = max(theta[sl].pow(2).mean().sqrt().item(), 0.1 * global_rms)
-        noise[sl] *= scale * rms
-    return noise
+    modules = flat.module_of()
+    slices = flat.layer_slices()
+    sq_sum: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for mod, sl in zip(modules, slices, strict=True):
+        sq_sum[mod] = sq_sum.get(mod, 0.0) + theta[sl].pow(2).sum().item()
+        count[mod] = count.get(mod, 0) + (sl.stop - sl.start)
+    scales = torch.empty_like(theta)
+    for mod, sl in zip(modules, slices, strict=True):
+        rms = max(theta[sl].pow(2).mean().sqrt().item(), 0.1 * math.sqrt(sq_sum[mod] / count[mod]))
+        scales[sl] = rms if rms > 0 else 0.1 * global_rms
+    return scales
 
 
 def _dirichlet(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -220,101 +261,303 @@ def _shrink_to_pass(check, bisection_steps: int) -> tuple[float, float]:
     return 0.0, check(0.0)[1]
 
 
+@dataclass
+class Probe:
+    """What every estimator works on: the model as a function of its flat parameters, the
+    probe set (training split), the seeded generator, L0, the threshold and the cost counts."""
+
+    flat: FlatModel
+    x: torch.Tensor
+    y: torch.Tensor
+    gen: torch.Generator
+    cfg: ManifoldConfig
+    n_train: int  # size of the training split the probe was drawn from (llc's n)
+    loss0: float = math.nan
+    tau: float = math.nan
+    fb: int = 0  # examples through forward+backward
+    fwd: int = 0  # examples through forward only
+
+    def losses(self, points: torch.Tensor) -> torch.Tensor:
+        """Loss of every row of ``points`` on the whole probe set (forward only, counted)."""
+        self.fwd += len(points) * len(self.x)
+        return self.flat.full_losses(points, self.x, self.y)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One seeded mini-batch of the probe set (``batch_size`` rows)."""
+        idx = torch.randint(0, len(self.x), (self.cfg.batch_size,), generator=self.gen).to(self.x.device)
+        return self.x[idx], self.y[idx]
+
+
+@dataclass
+class Estimate:
+    """What an estimator returns; :func:`manifold_metric` adds the diagnostics and the cost."""
+
+    metric: float
+    log_volume: float
+    shrink: float
+    check_loss: float
+    vertices: torch.Tensor  # (K + 1, dim), theta0 first
+
+
+class Estimator:
+    """One way to estimate the size of the manifold of linearly connected low-loss points
+    around theta0. Subclasses set ``name`` and implement :meth:`estimate`; all share
+    :class:`ManifoldConfig` and the :class:`Probe` (so their costs are counted alike)."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, cfg: ManifoldConfig) -> None:
+        self.cfg = cfg
+
+    def estimate(self, probe: Probe) -> Estimate:
+        raise NotImplementedError
+
+
+class SimplexEstimator(Estimator):
+    """``simplex``: the reconstruction of the paper's metric (SPRO-style simplex in parameter
+    space, shrunk toward theta0 until its points stay within epsilon of L0);
+    metric = (1/K) log Vol(shrunk simplex)."""
+
+    name = "simplex"
+    function_space = False  # measure volumes between the vertices' outputs instead of weights
+
+    def log_volume(self, probe: Probe, simplex: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """log Vol of ``simplex`` (rows = vertices): of the weights, or in function space of the
+        vertices' log-probabilities on ``x`` (the whole probe set if None), per example."""
+        if not self.function_space:
+            return simplex_log_volume(simplex)
+        x = probe.x if x is None else x
+        if not torch.is_grad_enabled():
+            probe.fwd += len(simplex) * len(x)
+        return simplex_log_volume(probe.flat.log_probs(simplex, x) / math.sqrt(len(x)))
+
+    def train_vertices(self, probe: Probe) -> torch.Tensor:
+        """v0 = theta0 fixed; each v_k starts at the centroid of v0..v_(k-1) plus layer-scaled
+        noise and is trained on mean simplex loss - reg * log Vol (only v_k moves)."""
+        cfg, flat, gen = self.cfg, probe.flat, probe.gen
+        theta0 = flat.theta0
+        scales = _layer_scales(flat)
+        step_scale = scales if cfg.layer_scaled else torch.ones_like(scales)
+        vertices = [theta0]
+        for k in range(1, cfg.vertices + 1):
+            fixed = torch.stack(vertices)
+            start = fixed.mean(0) + cfg.init_scale * scales * torch.randn(theta0.shape, generator=gen).to(theta0)
+            u = torch.zeros_like(theta0, requires_grad=True)  # v_k = start + step_scale * u
+            opt = (torch.optim.Adam([u], lr=cfg.lr) if cfg.optimizer == "adam"
+                   else torch.optim.SGD([u], lr=cfg.lr, momentum=0.9))
+            for _ in range(cfg.steps):
+                xb, yb = probe.batch()
+                alpha = _dirichlet(cfg.samples, k + 1, gen).to(theta0)
+                vk = start + step_scale * u
+                simplex = torch.cat([fixed, vk[None]])
+                loss = flat.losses(alpha @ simplex, xb, yb).mean()
+                probe.fb += cfg.samples * len(xb)
+                objective = loss
+                if cfg.reg > 0:
+                    objective = loss - cfg.reg * self.log_volume(probe, simplex, xb).to(loss.dtype)
+                    if self.function_space:
+                        probe.fb += (k + 1) * len(xb)
+                opt.zero_grad(set_to_none=True)
+                objective.backward()
+                opt.step()
+            vertices.append((start + step_scale * u).detach())
+        return torch.stack(vertices)
+
+    def estimate(self, probe: Probe) -> Estimate:
+        cfg = self.cfg
+        simplex = self.train_vertices(probe)
+        theta0 = simplex[0]
+        with torch.no_grad():
+            log_volume = self.log_volume(probe, simplex).item()
+        points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(theta0) @ simplex
+
+        def check(s: float) -> tuple[bool, float]:
+            q = torch.quantile(probe.losses(theta0 + s * (points - theta0)), cfg.quantile).item()
+            return q <= probe.tau, q
+
+        shrink, check_loss = _shrink_to_pass(check, cfg.bisection_steps)
+        if self.function_space and shrink > 0:  # outputs are not linear in s: measure the shrunk simplex
+            with torch.no_grad():
+                shrunk = self.log_volume(probe, theta0 + shrink * (simplex - theta0)).item()
+            metric = shrunk / cfg.vertices
+        else:  # Vol(theta0 + s (V - theta0)) = s^K Vol(V)
+            metric = (math.log(shrink) if shrink > 0 else -math.inf) + log_volume / cfg.vertices
+        return Estimate(metric, log_volume, shrink, check_loss, simplex)
+
+
+class ScaledSimplexEstimator(SimplexEstimator):
+    """``simplex_scaled``: the parameter-space simplex with vertex steps in units of each
+    layer's RMS (Adam on v = start + rms * u), so every layer moves by the same relative amount."""
+
+    name = "simplex_scaled"
+
+    def __init__(self, cfg: ManifoldConfig) -> None:
+        super().__init__(dataclasses.replace(cfg, layer_scaled=True))
+
+
+class FunctionSimplexEstimator(SimplexEstimator):
+    """``function``: the simplex with every volume (reward and metric) measured between the
+    vertices' outputs (log-probabilities on the probe set), and vertex steps and offsets in
+    units of each layer's RMS: directions that do not change the function (duplicate-unit
+    symmetries, rescaling a ReLU layer by a and the next by 1/a) count zero."""
+
+    name = "function"
+    function_space = True
+
+    def __init__(self, cfg: ManifoldConfig) -> None:
+        super().__init__(dataclasses.replace(cfg, layer_scaled=True))
+
+
+class BelowEstimator(SimplexEstimator):
+    """``below``: the room *below* the starting loss. The simplex is trained as for
+    ``simplex``; metric = (1/K) log(Vol x fraction of M uniform simplex points whose probe
+    loss is <= L0 (1 - delta)), the fraction floored at 1/(2M)."""
+
+    name = "below"
+
+    def estimate(self, probe: Probe) -> Estimate:
+        cfg = self.cfg
+        simplex = self.train_vertices(probe)
+        with torch.no_grad():
+            log_volume = self.log_volume(probe, simplex).item()
+        points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(simplex) @ simplex
+        losses = probe.losses(points)
+        frac = (losses <= probe.loss0 * (1 - cfg.below)).double().mean().item()
+        frac = max(frac, 0.5 / cfg.check_points)
+        metric = (log_volume + math.log(frac)) / cfg.vertices
+        return Estimate(metric, log_volume, frac, torch.quantile(losses, cfg.quantile).item(), simplex)
+
+
+class FunctionBelowEstimator(BelowEstimator):
+    """``function_below``: ``below`` with volumes in function space and layer-scaled steps."""
+
+    name = "function_below"
+    function_space = True
+
+    def __init__(self, cfg: ManifoldConfig) -> None:
+        super().__init__(dataclasses.replace(cfg, layer_scaled=True))
+
+
+class RayEstimator(Estimator):
+    """``ray`` (forward only, **not** the paper's metric): the low-loss extent along K random
+    layer-normalised directions, by bisection; metric = mean log extent."""
+
+    name = "ray"
+
+    def estimate(self, probe: Probe) -> Estimate:
+        cfg, theta0 = self.cfg, probe.flat.theta0
+        scales = _layer_scales(probe.flat)
+        extents, losses = [], []
+        for _ in range(cfg.vertices):
+            d = scales * torch.randn(theta0.shape, generator=probe.gen).to(theta0)
+
+            def check(t: float, d: torch.Tensor = d) -> tuple[bool, float]:
+                loss = probe.losses((theta0 + t * d)[None])[0].item()
+                return loss <= probe.tau, loss
+
+            t, loss = _shrink_to_pass(check, cfg.bisection_steps)
+            extents.append(t)
+            losses.append(loss)
+        metric = sum(math.log(t) for t in extents) / len(extents)
+        return Estimate(metric, 0.0, sum(extents) / len(extents), max(losses), theta0[None])
+
+
+class LLCEstimator(Estimator):
+    """``llc``: the local learning coefficient (Lau et al. 2023, "Quantifying degeneracy in
+    singular models via the learning coefficient"), an effective-dimension estimate of the
+    minimum: lambda = n beta (E[L] - L0) over an SGLD chain localised at theta0,
+    ``dw = lr/2 (-n beta grad L_batch - gamma (w - theta0)) + N(0, lr)``, beta = 1/log n.
+    A smaller lambda is a more degenerate (larger) low-loss region: metric = -lambda.
+    K chains of S steps; the loss average skips the first quarter of each chain. Our own
+    code; ``devinterp`` was read as a reference only."""
+
+    name = "llc"
+
+    def estimate(self, probe: Probe) -> Estimate:
+        cfg, flat, gen = self.cfg, probe.flat, probe.gen
+        theta0 = flat.theta0
+        n = max(probe.n_train, 2)
+        nbeta = cfg.llc_temperature * n / math.log(n)
+        burn = cfg.steps // 4
+        chain_means, ends = [], []
+        for _ in range(cfg.vertices):
+            w = theta0.clone()
+            losses = []
+            for step in range(cfg.steps):
+                xb, yb = probe.batch()
+                wg = w.clone().requires_grad_(True)
+                loss = flat.losses(wg[None], xb, yb)[0]
+                (grad,) = torch.autograd.grad(loss, wg)
+                probe.fb += len(xb)
+                if step >= burn:
+                    losses.append(loss.item())
+                noise = torch.randn(theta0.shape, generator=gen).to(theta0)
+                w = w - 0.5 * cfg.lr * (nbeta * grad + cfg.llc_gamma * (w - theta0)) + math.sqrt(cfg.lr) * noise
+            chain_means.append(sum(losses) / len(losses))
+            ends.append(w)
+        llc = nbeta * (sum(chain_means) / len(chain_means) - probe.loss0)
+        return Estimate(-llc, 0.0, llc, max(chain_means), torch.stack([theta0, *ends]))
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (
+    SimplexEstimator, ScaledSimplexEstimator, FunctionSimplexEstimator, BelowEstimator, FunctionBelowEstimator,
+    RayEstimator, LLCEstimator)}
+
+
+def _fresh_copy(model: nn.Module, seed: int) -> nn.Module:
+    """The same architecture, freshly initialised with ``seed``: the null expansion of the
+    ``relative`` variant (its size, none of its information)."""
+    fresh = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return fresh
+
+
 def manifold_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     config: ManifoldConfig | None = None) -> ManifoldResult:
-    """The manifold metric of ``model`` around its current weights.
+    """The manifold metric of ``model`` around its current weights, by ``config.estimator``.
 
     ``x, y`` is the training data the probe set is drawn from (the first
     ``probe_size`` rows of a seeded permutation). The model is not modified. Runs on the
-    device of the model's parameters; deterministic for a given ``config.seed``.
+    device of the model's parameters; deterministic for a given ``config.seed``. With
+    ``config.relative`` the result is metric(model) - metric(fresh init of the same
+    architecture), costs added.
     """
     cfg = config or ManifoldConfig()
+    if cfg.relative:
+        inner = dataclasses.replace(cfg, relative=False)
+        own = manifold_metric(model, x, y, inner)
+        null = manifold_metric(_fresh_copy(model, cfg.seed), x, y, inner)
+        return dataclasses.replace(own, metric=own.metric - null.metric, config=asdict(cfg),
+                                   forward_backward=own.forward_backward + null.forward_backward,
+                                   forward=own.forward + null.forward, seconds=own.seconds + null.seconds)
     start = time.perf_counter()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(x), generator=gen)[: cfg.probe_size]
-    px, py = x[order].to(device), y[order].to(device)
     vectorize = "auto" if cfg.vectorize is None else cfg.vectorize
     was_training = model.training
-    flat = FlatModel(model, vectorize)
-    counts = {"fb": 0, "fwd": 0}
-
-    def probe_losses(points: torch.Tensor) -> torch.Tensor:
-        counts["fwd"] += len(points) * len(px)
-        return flat.full_losses(points, px, py)
-
-    theta0 = flat.theta0
-    loss0 = probe_losses(theta0[None])[0].item()
-    tau = loss0 * (1 + cfg.epsilon) if cfg.relative_epsilon else loss0 + cfg.epsilon
+    probe = Probe(FlatModel(model, vectorize), x[order].to(device), y[order].to(device), gen, cfg, len(x))
     try:
-        if cfg.estimator == "ray":
-            result = _ray(flat, cfg, gen, probe_losses, tau)
-        else:
-            result = _simplex(flat, cfg, gen, probe_losses, tau, px, py, counts)
-        metric, log_volume, shrink, check_loss, vertices = result
+        theta0 = probe.flat.theta0
+        probe.loss0 = probe.losses(theta0[None])[0].item()
+        probe.tau = probe.loss0 * (1 + cfg.epsilon) if cfg.relative_epsilon else probe.loss0 + cfg.epsilon
+        est = ESTIMATORS[cfg.estimator](cfg).estimate(probe)
+        vertices = est.vertices
         with torch.no_grad():
-            vertex_losses = probe_losses(vertices).tolist()
+            vertex_losses = probe.losses(vertices).tolist()
             edges = [(vertices[i] - vertices[j]).norm().item()
                      for i in range(len(vertices)) for j in range(i + 1, len(vertices))]
+            norm0 = theta0.norm().item()
+            displacement = [((v - theta0).norm() / norm0).item() for v in vertices[1:]]
     finally:
         model.train(was_training)
     return ManifoldResult(
-        metric=metric, estimator=cfg.estimator, loss0=loss0, tau=tau, log_volume=log_volume,
-        shrink=shrink, vertex_losses=vertex_losses, edge_lengths=edges, check_loss=check_loss,
-        num_params=flat.dim, forward_backward=counts["fb"], forward=counts["fwd"],
-        seconds=time.perf_counter() - start, config=asdict(cfg),
+        metric=est.metric, estimator=cfg.estimator, loss0=probe.loss0, tau=probe.tau,
+        log_volume=est.log_volume, shrink=est.shrink, vertex_losses=vertex_losses, edge_lengths=edges,
+        displacement=displacement, check_loss=est.check_loss, num_params=probe.flat.dim,
+        forward_backward=probe.fb, forward=probe.fwd, seconds=time.perf_counter() - start, config=asdict(cfg),
     )
-
-
-def _simplex(flat: FlatModel, cfg: ManifoldConfig, gen: torch.Generator, probe_losses,
-             tau: float, px: torch.Tensor, py: torch.Tensor, counts: dict[str, int]):
-    theta0 = flat.theta0
-    vertices = [theta0]
-    for k in range(1, cfg.vertices + 1):
-        fixed = torch.stack(vertices)
-        start = fixed.mean(0) + _layer_scaled_noise(flat, gen, cfg.init_scale)
-        vk = start.clone().requires_grad_(True)
-        opt = (torch.optim.Adam([vk], lr=cfg.lr) if cfg.optimizer == "adam"
-               else torch.optim.SGD([vk], lr=cfg.lr, momentum=0.9))
-        for _ in range(cfg.steps):
-            idx = torch.randint(0, len(px), (cfg.batch_size,), generator=gen).to(px.device)
-            alpha = _dirichlet(cfg.samples, k + 1, gen).to(theta0)
-            simplex = torch.cat([fixed, vk[None]])
-            points = alpha @ simplex
-            loss = flat.losses(points, px[idx], py[idx]).mean()
-            objective = loss - cfg.reg * simplex_log_volume(simplex).to(loss.dtype)
-            opt.zero_grad(set_to_none=True)
-            objective.backward()
-            opt.step()
-            counts["fb"] += cfg.samples * cfg.batch_size
-        vertices.append(vk.detach())
-    simplex = torch.stack(vertices)
-    log_volume = simplex_log_volume(simplex).item()
-    alpha = _dirichlet(cfg.check_points, len(vertices), gen).to(theta0)
-    points = alpha @ simplex
-
-    def check(s: float) -> tuple[bool, float]:
-        losses = probe_losses(theta0 + s * (points - theta0))
-        q = torch.quantile(losses, cfg.quantile).item()
-        return q <= tau, q
-
-    shrink, check_loss = _shrink_to_pass(check, cfg.bisection_steps)
-    metric = math.log(shrink) + log_volume / cfg.vertices
-    return metric, log_volume, shrink, check_loss, simplex
-
-
-def _ray(flat: FlatModel, cfg: ManifoldConfig, gen: torch.Generator, probe_losses, tau: float):
-    theta0 = flat.theta0
-    extents, losses = [], []
-    for _ in range(cfg.vertices):
-        d = _layer_scaled_noise(flat, gen, 1.0)  # filter-normalised: unit scale per layer
-
-        def check(t: float, d: torch.Tensor = d) -> tuple[bool, float]:
-            loss = probe_losses((theta0 + t * d)[None])[0].item()
-            return loss <= tau, loss
-
-        t, loss = _shrink_to_pass(check, cfg.bisection_steps)
-        extents.append(t)
-        losses.append(loss)
-    metric = sum(math.log(t) for t in extents) / len(extents)
-    return metric, 0.0, sum(extents) / len(extents), max(losses), theta0[None]

@@ -1,7 +1,8 @@
 """Model families with an explicit, JSON-serialisable architecture spec.
 
 ``build(spec)`` turns a spec (a dict with a ``family`` key) into a plain ``nn.Module``;
-``config_from_spec(spec)`` gives the typed config. Families: ``mlp``, ``cnn``, ``gpt``.
+``config_from_spec(spec)`` gives the typed config. Families: ``mlp``, ``cnn``, ``gpt``, and ``hf``
+(Hugging Face transformers models, :mod:`growsearch.models.hf`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from growsearch.errors import ConfigError
 from growsearch.models.base import ModelConfig, UnitGroup
 from growsearch.models.cnn import CNNConfig
 from growsearch.models.gpt import GPTConfig
+from growsearch.models.hf import HFConfig
 from growsearch.models.mlp import MLPConfig
 
-FAMILIES: dict[str, type[ModelConfig]] = {c.family: c for c in (MLPConfig, CNNConfig, GPTConfig)}
+FAMILIES: dict[str, type[ModelConfig]] = {c.family: c for c in (MLPConfig, CNNConfig, GPTConfig, HFConfig)}
 
 
 def config_from_spec(spec: dict[str, Any] | ModelConfig) -> ModelConfig:
@@ -40,5 +42,5 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["FAMILIES", "ModelConfig", "UnitGroup", "CNNConfig", "GPTConfig", "MLPConfig",
+__all__ = ["FAMILIES", "ModelConfig", "UnitGroup", "CNNConfig", "GPTConfig", "HFConfig", "MLPConfig",
            "build", "config_from_spec", "count_params"]

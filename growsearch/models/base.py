@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -34,6 +35,9 @@ class UnitGroup:
     ``preserve`` says how the baseline ``split_positive`` init (the old Net2Net) treats new units:
     ``"split"`` duplicates units and splits their outgoing weights (Net2WiderNet);
     ``"zero_out"`` gives new units fresh incoming and zero outgoing weights.
+    ``blocks`` overrides ``block`` for single parameters: a grouped-query attention unit is
+    one key/value head (``head_dim`` rows of k and v) with the query heads it serves
+    (``heads_per_kv * head_dim`` rows of q).
     """
 
     name: str
@@ -44,6 +48,11 @@ class UnitGroup:
     normalized: bool = False
     block: int = 1
     preserve: str = "split"
+    blocks: tuple[tuple[str, int], ...] = ()
+
+    def block_of(self, name: str) -> int:
+        """Contiguous elements per unit in parameter ``name``."""
+        return dict(self.blocks).get(name, self.block)
 
 
 @dataclass
@@ -98,6 +107,39 @@ class ModelConfig:
     def identity_zeros(self, layer: str) -> list[str]:
         """Parameters of an inserted layer that, set to zero, make it the identity."""
         raise NotImplementedError
+
+    # -- optional hooks (defaults fit the built-in families) ------------------------------
+    def fused(self) -> dict[str, tuple[int, int]]:
+        """Parameters that hold several projections side by side, ``name -> (axis, parts)``
+        (GPT-2's fused q/k/v). Growth splits them into ``name#0..parts-1``, widens the parts
+        as separate parameters, and joins them again."""
+        return {}
+
+    def plan_fields(self) -> dict[str, tuple[str, int]]:
+        """Explicit transformer plan fields, ``field -> (group-name prefix, units per group
+        unit)``: ``n_heads=8`` on groups of 2 query heads per key/value head is 4 units."""
+        return {}
+
+    def coupled(self, wanted: dict[str, int]) -> dict[str, int]:
+        """Adjust target sizes that an architecture ties together (GPT-2: heads = n_embd /
+        head_dim); PlanError if they cannot agree. Default: no ties."""
+        return wanted
+
+    def dataset_ref(self, name: str) -> str:
+        """The dataset reference a search records for user data ``name`` (a tokenised
+        dataset names the tokenizer it needs). Default: ``name`` itself."""
+        return name
+
+    def write_weights(self, model: nn.Module, directory: Path) -> None:
+        """Write ``model``'s weights into a checkpoint directory (default: model.safetensors)."""
+        from growsearch.checkpoint import save_state
+
+        save_state({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                   directory / "model.safetensors")
+
+    def state_from_file(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model's state dict from the tensors of its weights file (default: as is)."""
+        return state
 
 
 def check_positive(cfg: Any, *names: str) -> None:

@@ -86,6 +86,9 @@ class GPTConfig(ModelConfig):
         ))
         return groups
 
+    def plan_fields(self) -> dict[str, tuple[str, int]]:
+        return {"d_model": ("d_model", 1), "n_heads": ("heads.", 1), "mlp_hidden": ("mlp.", 1)}
+
     def example_input(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(0, self.vocab_size, (n, self.block_size), generator=generator)
 

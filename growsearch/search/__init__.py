@@ -17,6 +17,7 @@ DEMO_CONFIG = {
     "base": {"pretrain": {"family": "mlp", "dataset": "mnist1d", "epochs": 30, "seed": 0}},
     "space": "mlp.yaml",
     "candidates": 12,
+    "surrogate": "manifold",
     "promotion": {"policy": "top_k", "k": 3},
     "training": {"epochs": 12, "lr": 0.002, "batch_size": 128},
     "early_stopping": {"policy": "successive_halving", "grace_epochs": 3, "reduction_factor": 3},

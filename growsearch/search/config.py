@@ -15,6 +15,7 @@ from typing import Any, Literal
 from growsearch._validate import from_dict, read_yaml
 from growsearch.errors import ConfigError
 from growsearch.metrics import ManifoldConfig
+from growsearch.search.surrogate import surrogate_names
 from growsearch.train import TrainRecipe
 
 
@@ -30,8 +31,16 @@ class PretrainSpec:
 
 @dataclass
 class BaseSpec:
+    """Where the base model comes from: exactly one of a growsearch checkpoint directory, a
+    model to pretrain here, or ``hf``, a local Hugging Face model directory."""
+
     checkpoint: str | None = None
     pretrain: PretrainSpec | None = None
+    hf: str | None = None
+
+    def source(self) -> str | None:
+        """The base as ``load_base_model`` takes it (None for a pretrain base)."""
+        return f"hf:{self.hf}" if self.hf is not None else self.checkpoint
 
 
 @dataclass
@@ -69,6 +78,7 @@ class ExecutorSpec:
     max_concurrent_trials: int = 2
     max_failures: int = 1
     storage_path: str | None = None
+    resource_timeout_s: float = 0.0  # cluster: wait this long for an autoscaler to add a node a trial fits on
     device: str = "auto"  # local executor: auto (CUDA when present), cpu, cuda, cuda:1, ...
 
 
@@ -87,6 +97,8 @@ class SearchConfig:
     dataset: str = ""  # default: the base model's dataset
     candidates: int = 12
     objectives: list[str] = field(default_factory=lambda: ["manifold_metric"])
+    # what promotion ranks by: manifold, params, naswot, snip, short_training, or a list (rank_mean)
+    surrogate: str | list[str] = "manifold"
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     training: TrainRecipe = field(default_factory=lambda: TrainRecipe(epochs=10, lr=2e-3))
@@ -101,6 +113,9 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+MAX_SEED = 2 ** 32 - 1
+MAX_CANDIDATES = 100_000
 
 OBJECTIVES = {"manifold_metric": "maximize", "manifold_per_param": "maximize",
               "params": "minimize", "flops": "minimize"}
@@ -119,10 +134,28 @@ def objective_values(record: dict[str, Any], objectives: list[str]) -> list[floa
 
 def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
-    if (cfg.base.checkpoint is None) == (cfg.base.pretrain is None):
-        raise ConfigError("base: give exactly one of checkpoint or pretrain")
+    if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf)) != 1:
+        raise ConfigError("base: give exactly one of checkpoint, pretrain or hf")
+    surrogate_names(cfg.surrogate)
     if cfg.candidates < 1:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
+    if cfg.candidates > MAX_CANDIDATES:
+        raise ConfigError(f"candidates: got {cfg.candidates}; allowed: at most {MAX_CANDIDATES}")
+    # numpy seeds are 0..2**32-1; the sampler is re-seeded with seed + candidate number
+    seeds = (("seed", cfg.seed, MAX_SEED), ("sampler.seed", cfg.sampler.seed, MAX_SEED - cfg.candidates),
+             ("manifold.seed", cfg.manifold.seed, MAX_SEED),
+             ("base.pretrain.seed", cfg.base.pretrain.seed if cfg.base.pretrain else 0, MAX_SEED))
+    for where, seed, top in seeds:
+        if not 0 <= seed <= top:
+            raise ConfigError(f"{where}: got {seed}; allowed: 0..{top}")
+    if cfg.base.pretrain is not None:
+        pre = cfg.base.pretrain
+        if pre.epochs is not None and pre.epochs < 1:
+            raise ConfigError(f"base.pretrain.epochs: got {pre.epochs}; allowed: a positive integer "
+                              "(or leave it out for the dataset's recipe)")
+        if pre.dataset and cfg.dataset and pre.dataset != cfg.dataset:
+            raise ConfigError(f"dataset: got {cfg.dataset!r} but base.pretrain.dataset is {pre.dataset!r}; "
+                              "allowed: the same dataset, or give it in one place")
     if not cfg.objectives or cfg.objectives[0] not in ("manifold_metric", "manifold_per_param"):
         raise ConfigError(f"objectives: got {cfg.objectives}; the first must be manifold_metric or "
                           "manifold_per_param (the surrogate)")
@@ -141,18 +174,43 @@ def validate(cfg: SearchConfig) -> SearchConfig:
         raise ConfigError(f"early_stopping: grace_epochs {es.grace_epochs} must be >= 1 and "
                           f"reduction_factor {es.reduction_factor} >= 2")
     ex = cfg.executor
-    if ex.cpus_per_trial <= 0 or ex.gpus_per_trial < 0 or ex.max_concurrent_trials < 1 or ex.max_failures < 0:
+    if ex.cpus_per_trial <= 0 or ex.gpus_per_trial < 0 or ex.max_concurrent_trials < 1 or ex.max_failures < 0 \
+            or ex.resource_timeout_s < 0:
         raise ConfigError("executor: cpus_per_trial must be > 0, gpus_per_trial >= 0, "
-                          "max_concurrent_trials >= 1, max_failures >= 0")
+                          "max_concurrent_trials >= 1, max_failures >= 0, resource_timeout_s >= 0")
+    return cfg
+
+
+def resolve_paths(cfg: SearchConfig, folder: Path) -> SearchConfig:
+    """Relative file paths of a config file are relative to that file's folder, not to the
+    working directory. A bare bundled name (``space: mlp.yaml``) is the bundled space; write
+    ``./mlp.yaml`` for a file of that name beside the config."""
+    from growsearch.search.space import BUNDLED
+
+    def near(value: str | None) -> str | None:
+        if not value or Path(value).is_absolute() or "://" in value:
+            return value
+        return str(folder / value)
+
+    if not (Path(cfg.space).name == cfg.space and (BUNDLED / cfg.space).exists()):
+        cfg.space = near(cfg.space) or cfg.space  # a bare bundled name (mlp.yaml) stays the bundled space
+    cfg.base.checkpoint = near(cfg.base.checkpoint)
+    if (cfg.dataset and cfg.dataset.endswith((".pt", ".npz"))) or (cfg.dataset and (folder / cfg.dataset).is_dir()):
+        cfg.dataset = near(cfg.dataset) or cfg.dataset
+    if cfg.base.pretrain is not None and cfg.base.pretrain.dataset.endswith((".pt", ".npz")):
+        cfg.base.pretrain.dataset = near(cfg.base.pretrain.dataset) or cfg.base.pretrain.dataset
+    cfg.executor.storage_path = near(cfg.executor.storage_path) if cfg.executor.storage_path else None
     return cfg
 
 
 def load_config(source: str | Path | dict[str, Any]) -> SearchConfig:
-    """Read and validate an experiment config (a YAML path or a dict)."""
+    """Read and validate an experiment config (a YAML path or a dict). Relative paths in a
+    file are resolved against the file's folder."""
     if isinstance(source, dict):
         data = source
     else:
         data = read_yaml(source, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"config: got {type(data).__name__}; allowed: a mapping of settings")
-    return validate(from_dict(SearchConfig, data, "config"))
+    cfg = validate(from_dict(SearchConfig, data, "config"))
+    return cfg if isinstance(source, dict) else resolve_paths(cfg, Path(source).resolve().parent)

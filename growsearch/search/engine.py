@@ -25,24 +25,26 @@ import torch
 import yaml
 
 from growsearch import __version__
-from growsearch.checkpoint import atomic_write, load_checkpoint, write_json
+from growsearch._validate import read_yaml
+from growsearch.checkpoint import atomic_write, load_base_model, load_checkpoint, write_json
 from growsearch.data import load_dataset
-from growsearch.errors import ConfigError, SearchFailed
+from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError, SearchFailed
 from growsearch.faults import maybe_inject
+from growsearch.lock import FolderLock
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
 from growsearch.report import write_report
-from growsearch.results import SearchState
+from growsearch.results import SearchState, read_json, repair_journal
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
+from growsearch.search.inputs import LEGACY_STUDY, check_inputs, fingerprint, save_inputs
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import NoStopping, SuccessiveHalving, make_scheduler
 from growsearch.search.space import load_space
+from growsearch.search.surrogate import describe, surrogate_values
 from growsearch.search.trials import SearchContext
 from growsearch.tracking import default_experiment, make_tracker
 from growsearch.train import evaluate, mask_steps, task_score
-
-STUDY_NAME = "growsearch"
 
 
 class Progress:
@@ -72,17 +74,32 @@ def make_sampler(cfg: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
 
 
 def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file; allowed: a folder (new, or one holding a search)")
     saved = out / "config.yaml"
     if saved.exists():
         if not resume:
             raise ConfigError(f"--out: {out} already holds a search; pass --resume to continue it, "
                               "or choose another folder")
-        previous = yaml.safe_load(saved.read_text())
+        previous = read_yaml(saved, "results")
+        if not isinstance(previous, dict):
+            raise ConfigError(f"results: {saved} is damaged (not a mapping); restore it")
         current = json.loads(json.dumps(cfg.to_dict()))
         for key in sorted(set(previous) | set(current)):
             if key not in ("executor", "tracking") and previous.get(key) != current.get(key):
                 raise ConfigError(f"--resume: config key {key!r} differs from the search in {out}; "
                                   "a resumed search must use the same settings")
+        # damaged files are refused (or a torn journal line repaired) before anything runs
+        SearchState(out).records()
+        if (out / "promotion.json").exists() and not isinstance(read_json(out / "promotion.json"), dict):
+            raise ConfigError(f"results: {out / 'promotion.json'} is damaged; delete it to promote again")
+        warning = repair_journal(out / "study.journal") if cfg.storage is None else None
+        if warning:
+            print(f"growsearch: warning: {warning}", file=sys.stderr)
+    elif any((out / name).exists() for name in ("candidates", "study.journal", "promotion.json")):
+        # another config must not adopt results whose config.yaml was deleted
+        raise ConfigError(f"--out: {out} holds search results but no config.yaml; restore it, or choose another "
+                          "folder")
     elif resume and out.exists() and any(out.iterdir()):
         raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
 
@@ -92,28 +109,49 @@ BaseModel = tuple[torch.nn.Module, dict[str, Any], str]  # model, spec, dataset
 
 def _check_base(cfg: SearchConfig, space_family: str) -> BaseModel | None:
     """Validate the base before anything is written: a checkpoint base is loaded (and
-    returned), a pretrain base is checked from the config alone."""
+    returned) and must take the dataset's inputs and produce its classes; a pretrain base
+    must be a family that can model its dataset."""
     from growsearch.data import check_dataset_name
+    from growsearch.pretrain import default_config
 
     if cfg.dataset:
         check_dataset_name(cfg.dataset)
-    if cfg.base.checkpoint is not None:
-        model, spec, meta = load_checkpoint(cfg.base.checkpoint)
+    source = cfg.base.source()
+    if source is not None:
+        model, spec, meta = load_base_model(source)
         family, dataset = spec["family"], cfg.dataset or meta.get("dataset", "")
         if not dataset:
-            raise ConfigError(f"dataset: {cfg.base.checkpoint}/meta.json names no dataset; set dataset:")
+            raise ConfigError(f"dataset: the base {source} names no dataset; set dataset:")
         check_dataset_name(dataset)
+        dataset = config_from_spec(spec).dataset_ref(dataset)
+        _check_fits(model, spec, load_dataset(dataset), source)  # user data is read now: a bad file writes nothing
         loaded: BaseModel | None = (model, spec, dataset)
     else:
         family, loaded = cfg.base.pretrain.family, None
-        if cfg.base.pretrain.dataset:
-            check_dataset_name(cfg.base.pretrain.dataset)
+        dataset = cfg.base.pretrain.dataset or cfg.dataset or DEFAULT_DATASET[family]
+        check_dataset_name(dataset)
+        default_config(family, load_dataset(dataset))  # a family that cannot model the dataset is refused
     if family != space_family:
         raise ConfigError(f"space: {cfg.space} is for {space_family} models; the base model is {family}")
     if cfg.training.mask_steps is not None:  # the mask ramp must fit in the training run
         dataset = loaded[2] if loaded else (cfg.dataset or cfg.base.pretrain.dataset or DEFAULT_DATASET[family])
         mask_steps(cfg.training, len(load_dataset(dataset).x_train), "training")
     return loaded
+
+
+def _check_fits(model: torch.nn.Module, spec: dict[str, Any], task, where: str) -> None:
+    """One forward pass on two training examples: the base must read the dataset's inputs
+    and output one score per class (per token, for a language model)."""
+    try:
+        with torch.no_grad():
+            logits = model.eval()(task.x_train[:2])
+    except (RuntimeError, IndexError, ValueError) as exc:
+        raise ConfigError(f"dataset: {task.name} inputs of shape {tuple(task.x_train.shape[1:])} do not fit the "
+                          f"base model in {where} ({spec['family']}: {str(exc).splitlines()[0][:120]}); allowed: "
+                          "the dataset the base was trained on, or one with the same input shape") from None
+    if logits.shape[-1] < task.num_classes:
+        raise ConfigError(f"dataset: {task.name} has {task.num_classes} classes but the base model in {where} "
+                          f"outputs {logits.shape[-1]}; allowed: a dataset with at most {logits.shape[-1]} classes")
 
 
 def _pretrained_base(cfg: SearchConfig, out: Path) -> BaseModel:
@@ -123,7 +161,7 @@ def _pretrained_base(cfg: SearchConfig, out: Path) -> BaseModel:
     if (cache / "spec.json").exists():
         model, spec, meta = load_checkpoint(cache)
         return model, spec, meta["dataset"]
-    dataset = p.dataset or DEFAULT_DATASET[p.family]
+    dataset = p.dataset or cfg.dataset or DEFAULT_DATASET[p.family]
     model, spec, _ = pretrain(p.family, dataset, out=cache, epochs=p.epochs, seed=p.seed, device="cpu")
     return model, spec, dataset
 
@@ -154,14 +192,23 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     # everything that can be checked is checked before anything is written or computed
     space = load_space(cfg.space)
     base = _check_base(cfg, space.family)
+    lock = FolderLock(out, "growsearch run")
+    lock.check()  # a live process holds the folder: refused before anything else happens
     _check_out(cfg, out, resume)
+    inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
     if tracker is None and cfg.tracking.enabled:
         tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
     if tracker is not None:
         tracker.check()  # an unreachable server is an error before any compute
     started_ray = _connect_ray(cfg)
     try:
-        return _run(cfg, out, space, base, progress, tracker, make_executor)
+        with lock:
+            # again under the lock: another process may have written the folder since the peek
+            _check_out(cfg, out, resume)
+            inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
+            if cfg.storage is None:  # Optuna's journal lock, left by an interrupted append: only we write here
+                (out / "study.journal.lock").unlink(missing_ok=True)
+            return _run(cfg, out, space, base, progress, tracker, make_executor, inputs)
     finally:
         if started_ray:
             import ray
@@ -170,8 +217,10 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
 
 
 def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: Progress, tracker: Any,
-         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None) -> SearchResult:
+         make_executor: Callable[[SearchContext, SearchConfig], Executor] | None,
+         inputs: dict[str, Any]) -> SearchResult:
     out.mkdir(parents=True, exist_ok=True)
+    save_inputs(out, inputs)  # before config.yaml: a folder with config.yaml always has its inputs
     if not (out / "config.yaml").exists():
         atomic_write(out / "config.yaml", yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
 
@@ -182,14 +231,14 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     base_val, base_test = (evaluate(base_model, *task.split(split)) for split in ("val", "test"))
     progress.advance(1, f"{base_cfg.family}, val accuracy {base_val['accuracy']:.3f}")
     ctx = SearchContext(base_spec, {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
-                        dataset, cfg.training, cfg.manifold, cfg.seed, str(out))
+                        dataset, cfg.training, cfg.manifold, cfg.seed, str(out), cfg.surrogate)
     executor = (make_executor or default_executor)(ctx, cfg)
     state = SearchState(out)
     if tracker is not None:
         tracker.start(cfg, out, base_spec, {**{f"val_{k}": v for k, v in base_val.items()},
                                             **{f"test_{k}": v for k, v in base_test.items()}})
     try:
-        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker)
+        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker, inputs["study"])
         _promote_and_train(cfg, executor, state, progress, tracker)
     finally:
         executor.close()
@@ -212,6 +261,20 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     if tracker is not None:
         tracker.finish(out, records, best, base_score, base_test_score)
     return SearchResult(out, records, reference, best)
+
+
+def needs_screening(record: dict[str, Any]) -> bool:
+    """A proposal whose screening was interrupted, or failed for the environment's reasons."""
+    return record.get("stage") == "proposed" or (record.get("stage") == "failed" and bool(record.get("retry"))
+                                                 and "history" not in record)
+
+
+def _reasons(state: SearchState, ids: list[str]) -> str:
+    shown = []
+    for cid in ids[:3]:
+        record = state.record(cid) or {}
+        shown.append(f"{cid}: {str(record.get('reason', 'interrupted'))[:120]}")
+    return "; ".join(shown) + ("; ..." if len(ids) > 3 else "")
 
 
 #: Proposals in a row that repeat an earlier candidate before the space counts as exhausted.
@@ -243,7 +306,7 @@ class Proposer:
                  state: SearchState, progress: Progress, tracker: Any) -> None:
         self.cfg, self.space, self.base_cfg, self.example = cfg, space, base_cfg, example
         self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
-        self.issued = self.recorded()
+        self.issued = self.allocated()
         self.best: tuple[str, float] = ("", -math.inf)  # best surrogate so far, for the progress line
         self.seen = {plan_key(r): r["id"] for r in self.state.records() if r.get("stage")}
         self.waiting: dict[str, list[int]] = {}  # candidate id -> repeats to tell when it finishes
@@ -259,11 +322,17 @@ class Proposer:
     def exhausted(self) -> bool:
         return self.streak >= MAX_REPEATS
 
-    def recorded(self) -> int:
+    def allocated(self) -> int:
+        """Candidate ids handed out so far: every record, finished or not (ids are never reused)."""
         return sum(1 for r in self.state.records() if r.get("stage"))
 
+    def recorded(self) -> int:
+        """Candidates whose screening is final (not in flight, not waiting for a retry)."""
+        return sum(1 for r in self.state.records() if r.get("stage") and not needs_screening(r))
+
     def remaining(self) -> int:
-        return 0 if self.exhausted else self.cfg.candidates - self.recorded()
+        """Proposals still to ask the study for (0 once the space is exhausted)."""
+        return 0 if self.exhausted else self.cfg.candidates - self.allocated()
 
     def sampler(self) -> optuna.samplers.BaseSampler:
         # seeded by the count of issued candidates and of repeats, not of trials: an
@@ -294,19 +363,22 @@ class Proposer:
         self.streak = 0
         self.seen[plan_key(record)] = cid
         trial.set_user_attr("candidate", cid)
-        record = {"id": cid, "trial": trial.number, **record}
+        record = {"id": cid, "trial": trial.number, **record, "stage": "proposed"}
         try:
             why = self.space.violation(self.base_cfg, plan, self.example)
-        except ConfigError as exc:  # a plan the space allows but the model cannot take
+        except GrowsearchError as exc:  # a plan the space allows but the model cannot take
             why = str(exc)
-        return {**record, "stage": "rejected", "reason": why} if why is not None else record
+        if why is not None:
+            record = {**record, "stage": "rejected", "reason": why}
+        # durable before any work: a resumed search finishes this candidate under this id
+        return self.state.save(record)
 
     def _repeat(self, trial: optuna.Trial, earlier: str) -> None:
         trial.set_user_attr("duplicate_of", earlier)
         self.repeats += 1
         self.streak += 1
         record = self.state.record(earlier)
-        if record is not None and record.get("stage"):
+        if record is not None and record.get("stage") and not needs_screening(record):
             self.tell_repeat(trial.number, record)
         else:  # still being screened (concurrent trials): told when it finishes
             self.waiting.setdefault(earlier, []).append(trial.number)
@@ -327,15 +399,19 @@ class Proposer:
 
     def done(self, number: int, record: dict[str, Any], told: bool = False) -> None:
         record = self.state.save(record)
-        if not told:
-            if record["stage"] == "screened":
-                self.study.tell(number, objective_values(record, self.cfg.objectives))
-            else:
-                state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
-                    else optuna.trial.TrialState.FAIL
-                self.study.tell(number, state=state)
-        for repeat in self.waiting.pop(record["id"], []):
-            self.tell_repeat(repeat, record)
+        if not record.get("retry"):  # a failure to retry leaves its trial (and its repeats) running
+            if not told:
+                try:
+                    if record["stage"] == "screened":
+                        self.study.tell(number, objective_values(record, self.cfg.objectives))
+                    else:
+                        state = optuna.trial.TrialState.PRUNED if record["stage"] == "rejected" \
+                            else optuna.trial.TrialState.FAIL
+                        self.study.tell(number, state=state)
+                except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+                    pass  # a retried candidate whose trial Ray's searcher already told
+            for repeat in self.waiting.pop(record["id"], []):
+                self.tell_repeat(repeat, record)
         if self.tracker is not None:
             self.tracker.candidate(record)
         value = record.get("manifold_metric")
@@ -346,19 +422,25 @@ class Proposer:
 
 
 def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Executor, state: SearchState,
-            progress: Progress, tracker: Any) -> None:
+            progress: Progress, tracker: Any, study_name: str = LEGACY_STUDY) -> None:
     storage = cfg.storage or optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
     directions = [OBJECTIVES[o] for o in cfg.objectives]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, directions=directions,
+    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
                                 load_if_exists=True)
     proposer = Proposer(cfg, space, base_cfg, task.x_train[:1], study, state, progress, tracker)
-    # trials left RUNNING by an interrupted run: told from their record, or dropped
+    # trials left RUNNING by an interrupted run: told from their record, kept for a rerun
+    # (a persisted proposal), or dropped (killed before its proposal was persisted)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         cid = t.user_attrs.get("candidate")
         record = state.record(cid) if cid else None
         earlier = state.record(t.user_attrs["duplicate_of"]) if "duplicate_of" in t.user_attrs else None
+        if record is not None and record.get("trial") == t.number and needs_screening(record):
+            continue  # screened again below, then told
+        if earlier is not None and needs_screening(earlier):
+            proposer.waiting.setdefault(earlier["id"], []).append(t.number)  # told when it is screened
+            continue
         if record is not None and record.get("trial") == t.number and \
                 record.get("stage") in ("screened", "rejected", "failed"):
             proposer.done(t.number, record)
@@ -368,8 +450,16 @@ def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Execu
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     progress.stage("screening", cfg.candidates)
     progress.advance(proposer.recorded())
+    pending = [r for r in state.records() if needs_screening(r)]
+    if pending:  # interrupted or failed for the environment's reasons: the same candidates again
+        executor.rescreen(pending, proposer)
     if proposer.remaining() > 0:
         executor.screen(study, proposer, storage)
+    unfinished = [r["id"] for r in state.records() if needs_screening(r)]
+    if unfinished:
+        raise IncompleteSearchError(f"{len(unfinished)} candidate(s) could not be screened for reasons of the "
+                               f"environment ({_reasons(state, unfinished)}); nothing was promoted; fix it "
+                               "and run the same command with --resume")
 
 
 def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState, progress: Progress,
@@ -377,7 +467,7 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
     promo_path = state.out / "promotion.json"
     screened = [r for r in state.records() if r.get("stage") not in ("rejected", "failed")]
     if promo_path.exists():
-        promoted = json.loads(promo_path.read_text())["promoted"]
+        promoted = read_json(promo_path)["promoted"]
     else:
         unique, seen = [], set()
         for r in screened:  # the same expansion proposed twice is trained once (folders of older versions)
@@ -385,9 +475,14 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
             if key not in seen:
                 seen.add(key)
                 unique.append(r)
-        promoted = make_policy(cfg.promotion).select(unique)
+        values = surrogate_values(unique, cfg.surrogate)
+        for r in unique:
+            r["surrogate"] = values[r["id"]]
+            state.update(r["id"], surrogate=values[r["id"]], surrogate_name=describe(cfg.surrogate))
+        promoted = make_policy(cfg.promotion, "surrogate").select(unique)
         maybe_inject("promote", "-")
-        write_json(promo_path, {"policy": asdict(cfg.promotion), "promoted": promoted})
+        write_json(promo_path, {"policy": asdict(cfg.promotion), "surrogate": describe(cfg.surrogate),
+                                "values": values, "promoted": promoted})
     for r in screened:
         if r["id"] in promoted and r["stage"] == "screened":
             state.update(r["id"], stage="promoted")
@@ -409,8 +504,9 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
         nonlocal done, best
         if result["id"] == "base":
             state.save({"id": "base", "plan_name": "base (same budget)", "kind": "reference", **result})
-        else:
-            record = state.update(result["id"], **result)
+        else:  # a retried training replaces the failure it retries
+            previous = {k: v for k, v in (state.record(result["id"]) or {}).items() if k not in ("retry", "reason")}
+            record = state.save({**previous, **result})
             if tracker is not None:
                 tracker.candidate(record)
         if result["stage"] not in FINISHED:
@@ -425,19 +521,30 @@ def _promote_and_train(cfg: SearchConfig, executor: Executor, state: SearchState
 
     if isinstance(scheduler, SuccessiveHalving):
         _train_in_stages(cfg, executor, state, scheduler, promoted, reference, on_epoch, on_record)
+        _check_retries(state)
         return
     jobs = list(reference)
     for cid in promoted:  # replay finished histories so the scheduler decides as before
         record = state.record(cid)
-        if record.get("stage") in FINISHED and "history" in record:
+        if record.get("stage") in FINISHED and "history" in record and not record.get("retry"):
             for h in record["history"]:
                 scheduler.on_epoch(cid, int(h["epoch"]), h["score"])
         else:
             jobs.append(TrainJob(cid, record["plan"], record["init"]))
     executor.train(jobs, scheduler, on_epoch, on_record)
+    _check_retries(state)
 
 
 FINISHED = ("completed", "stopped_early", "failed")
+
+
+def _check_retries(state: SearchState) -> None:
+    """Stop before the leaderboard when a training failed for the environment's reasons."""
+    retry = [r["id"] for r in [*state.records(), state.record("base") or {}] if r.get("retry") and "history" in r]
+    if retry:
+        raise IncompleteSearchError(f"{len(retry)} training(s) failed for reasons of the environment "
+                                    f"({_reasons(state, retry)}); no leaderboard was written; fix it and run the "
+                                    "same command with --resume to retry them")
 
 
 def _train_in_stages(cfg: SearchConfig, executor: Executor, state: SearchState, scheduler: SuccessiveHalving,
@@ -453,12 +560,12 @@ def _train_in_stages(cfg: SearchConfig, executor: Executor, state: SearchState, 
         jobs = list(reference) if stage_end == (scheduler.rungs or [epochs])[0] else []
         for cid in alive:
             record = state.record(cid)
-            if record.get("stage") in FINISHED or (record.get("stage") == "paused" and
-                                                   record["epochs"] >= stage_end):
+            if (record.get("stage") in FINISHED and not record.get("retry")) or \
+                    (record.get("stage") == "paused" and record["epochs"] >= stage_end):
                 continue
             paused = record.get("stage") == "paused"
             jobs.append(TrainJob(cid, record["plan"], record["init"], until=stage_end,
-                                 resume=record["checkpoint"] if paused else None))
+                                 resume=str(state.out / record["checkpoint"]) if paused else None))
         if jobs:
             executor.train(jobs, NoStopping(), on_epoch, on_record)
         if stage_end == epochs:
@@ -480,7 +587,7 @@ def _stop_at_rung(state: SearchState, record: dict[str, Any], on_record: Callabl
     """A candidate the rung stopped: its paused checkpoint becomes its model."""
     from growsearch.train import TrainState
 
-    (Path(record["checkpoint"]) / TrainState.FILE).unlink(missing_ok=True)
+    (state.out / record["checkpoint"] / TrainState.FILE).unlink(missing_ok=True)  # relative to the folder
     on_record({"id": record["id"], "stage": "stopped_early", "epochs": record["epochs"],
                "history": record["history"], "train_cost": record.get("train_cost"),
                "train_seconds": record.get("train_seconds"), "checkpoint": record["checkpoint"],

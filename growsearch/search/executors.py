@@ -20,6 +20,13 @@ from growsearch.grow import DEFAULT_INIT
 from growsearch.search.schedulers import Scheduler
 from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
 
+PROPOSAL_KEYS = ("id", "trial", "plan", "init", "plan_name", "kind")
+
+
+def proposal(record: dict[str, Any]) -> dict[str, Any]:
+    """What a candidate record holds before screening (a retry starts from here)."""
+    return {k: record[k] for k in PROPOSAL_KEYS if k in record}
+
 
 @dataclass
 class TrainJob:
@@ -39,6 +46,11 @@ class Executor:
         self.device = device
 
     def screen(self, study: Any, proposer: Any, storage: Any) -> None:
+        raise NotImplementedError
+
+    def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
+        """Screen again candidates whose proposal is recorded but whose screening was
+        interrupted or failed for the environment's reasons: same id, same plan, same trial."""
         raise NotImplementedError
 
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
@@ -65,6 +77,11 @@ class LocalExecutor(Executor):
                 record = {**record, **screen_candidate(self.ctx, record["id"], record["plan"], record["init"],
                                                        self.device)}
             proposer.done(trial.number, record)
+
+    def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
+        for record in records:
+            proposer.done(record["trial"], {**proposal(record), **screen_candidate(
+                self.ctx, record["id"], record["plan"], record["init"], self.device)})
 
     def train(self, jobs: list[TrainJob], scheduler: Scheduler,
               on_epoch: Callable[[str, dict[str, float]], None] | None = None,

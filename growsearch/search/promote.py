@@ -3,7 +3,8 @@
 The search algorithm (Optuna) decides *what to try*; a promotion policy decides, from
 the surrogate scores alone, *what to pay full training for* -- the scheduler half of
 Ray Tune's split. A policy sees screened candidates as dicts with ``id``,
-``manifold_metric`` (the surrogate; higher is better) and the cost figures.
+``surrogate`` (the config's ``surrogate:``, see search/surrogate.py; higher is better)
+and the cost figures.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from growsearch.search.config import PromotionSpec
 class PromotionPolicy:
     """Base class: ``select(screened) -> ids`` in promotion order (best first)."""
 
-    surrogate = "manifold_metric"
+    surrogate = "manifold_metric"  # the record key ranked by; the engine uses "surrogate"
 
     def select(self, screened: list[dict[str, Any]]) -> list[str]:
         raise NotImplementedError
@@ -67,9 +68,13 @@ class Pareto(PromotionPolicy):
         return [c["id"] for c in self._ranked(screened) if not dominated(c)]
 
 
-def make_policy(spec: PromotionSpec) -> PromotionPolicy:
+def make_policy(spec: PromotionSpec, surrogate: str = "manifold_metric") -> PromotionPolicy:
+    """The policy of ``spec``, ranking by the record key ``surrogate``."""
     if spec.policy == "top_fraction":
-        return TopFraction(spec.fraction)
-    if spec.policy == "pareto":
-        return Pareto(spec.cost)
-    return TopK(spec.k)
+        policy: PromotionPolicy = TopFraction(spec.fraction)
+    elif spec.policy == "pareto":
+        policy = Pareto(spec.cost)
+    else:
+        policy = TopK(spec.k)
+    policy.surrogate = surrogate
+    return policy

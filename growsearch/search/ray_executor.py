@@ -30,11 +30,14 @@ trials lost with a killed driver).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +46,9 @@ import torch
 from growsearch.checkpoint import save_checkpoint
 from growsearch.errors import ConfigError
 from growsearch.search.config import OBJECTIVES, ExecutorSpec, SearchConfig, objective_values
-from growsearch.search.executors import Executor, TrainJob
+from growsearch.search.executors import Executor, TrainJob, proposal
 from growsearch.search.schedulers import ASHA, Scheduler, finite_score
-from growsearch.search.trials import SearchContext, screen_candidate, train_candidate
+from growsearch.search.trials import SearchContext, relative_to_results, screen_candidate, train_candidate
 
 
 def trial_device(gpu_ids: list[Any]) -> torch.device:
@@ -136,6 +139,82 @@ def _probe(address: str) -> None:
                           f"{host}:{port}); start one or leave address unset for a local instance") from None
 
 
+def local_gpus() -> int:
+    """GPUs a local Ray instance would offer (what CUDA sees)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_resources(spec: ExecutorSpec, offered: dict[str, float], where: str) -> None:
+    """Refuse, before any compute, a trial that asks for more than ``offered`` (the biggest
+    node's CPUs and GPUs): Ray would keep it pending forever."""
+    for key, field in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
+        wanted = float(getattr(spec, field))
+        have = float(offered.get(key, 0.0))
+        if wanted > have + 1e-9:
+            raise ConfigError(f"executor.{field}: got {wanted:g}; {where} offers at most {have:g} "
+                              f"{key}{'s' if have != 1 else ''} per trial, so no trial could ever start "
+                              f"(allowed: 0..{have:g}" + (", or 0 for CPU-only trials" if key == "GPU" else "") + ")")
+
+
+def largest_node() -> dict[str, float]:
+    """The most CPUs and GPUs one alive node of the connected cluster has: a trial runs on
+    one node, so the cluster's total is not what a trial can get."""
+    import ray
+
+    best = {"CPU": 0.0, "GPU": 0.0}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            for key in best:
+                best[key] = max(best[key], float(node.get("Resources", {}).get(key, 0.0)))
+    return best
+
+
+def _wait_for_a_node(spec: ExecutorSpec, console: Callable[[str], None] | None) -> None:
+    """Refuse a trial no node of the cluster can hold -- or, with ``resource_timeout_s``,
+    ask the autoscaler for one and wait that long, saying what is waited for."""
+    import time
+
+    where = f"the Ray cluster at {spec.address!r} (its largest node)"
+    try:
+        check_resources(spec, largest_node(), where)
+        return
+    except ConfigError as exc:
+        if spec.resource_timeout_s <= 0:
+            raise ConfigError(f"{exc}; on an autoscaling cluster set executor.resource_timeout_s to wait for "
+                              "such a node") from None
+    bundle = {"CPU": spec.cpus_per_trial, **({"GPU": spec.gpus_per_trial} if spec.gpus_per_trial else {})}
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[bundle])
+    except Exception:  # a cluster without an autoscaler: waiting may still see a node join
+        pass
+    if console is not None:
+        console(f"waiting up to {spec.resource_timeout_s:g} s for a node with {bundle} (autoscaling)")
+    deadline = time.monotonic() + spec.resource_timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        try:
+            check_resources(spec, largest_node(), where)
+            return
+        except ConfigError:
+            continue
+    check_resources(spec, largest_node(), where + f" after waiting {spec.resource_timeout_s:g} s")
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the SIGTERM handler with ``sys.exit``; the caller's stays (the
+    CLI turns SIGTERM into an interruption, exit 143, like Ctrl-C)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started a local instance."""
     import ray
@@ -147,21 +226,31 @@ def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) ->
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's new console output ignores verbose=0 and writes to stdout; growsearch shows its own
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if spec.address:
-        _probe(spec.address)
-        try:
-            ray.init(address=spec.address, log_to_driver=False, configure_logging=False)
-        except Exception as exc:
-            raise ConfigError(f"executor.address: cannot reach a Ray cluster at {spec.address!r} "
-                              f"({type(exc).__name__}); start one or leave address unset for a "
-                              "local instance") from None
-        return False
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
-    if console is not None:
-        console("started a local Ray instance on 127.0.0.1 (dashboard off, auth disabled); "
-                "set executor.address to use a cluster")
-    return True
+    # Ctrl-C must stop the search (Tune's own handler ends the run and returns as if finished,
+    # so the engine would promote and train on partial results)
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    with _keep_sigterm_handler():
+        if spec.address:
+            _probe(spec.address)
+            try:
+                ray.init(address=spec.address, log_to_driver=False, configure_logging=False)
+            except Exception as exc:
+                raise ConfigError(f"executor.address: cannot reach a Ray cluster at {spec.address!r} "
+                                  f"({type(exc).__name__}); start one or leave address unset for a "
+                                  "local instance") from None
+            try:
+                _wait_for_a_node(spec, console)
+            except BaseException:
+                ray.shutdown()  # disconnect only: the cluster is not ours
+                raise
+            return False
+        check_resources(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus())}, "this machine")
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
+        if console is not None:
+            console("started a local Ray instance on 127.0.0.1 (dashboard off, auth disabled); "
+                    "set executor.address to use a cluster")
+        return True
 
 
 def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[str]) -> None:
@@ -263,8 +352,8 @@ class RayExecutor(Executor):
                 record = json.loads(trial.last_result["record"])
                 driver.obj.done(numbers[record["id"]], record, told=True)
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                record = {**trial.config["record"], "stage": "failed",
+            def on_trial_error(self, iteration, trials, trial, **info):  # a lost worker: retried on resume
+                record = {**trial.config["record"], "stage": "failed", "retry": True,
                           "reason": _first_line(trial.get_error() or "worker died")}
                 driver.obj.done(numbers[record["id"]], record, told=True)
 
@@ -274,6 +363,32 @@ class RayExecutor(Executor):
             search_alg=searcher, num_samples=proposer.remaining(), reuse_actors=True,
             max_concurrent_trials=self.spec.max_concurrent_trials),
             run_config=self._run_config(f"screen-{proposer.issued:04d}", Records()))
+        tuner.fit()
+
+    def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
+        """The same candidates again, as one Tune run over their recorded proposals; the
+        engine tells the study (their trials are still running in it)."""
+        from ray import tune
+
+        objectives = self.cfg.objectives
+        driver = DriverOnly(proposer)
+
+        class Records(tune.Callback):
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                record = json.loads(trial.last_result["record"])
+                driver.obj.done(record["trial"], record)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                record = {**trial.config["record"], "stage": "failed", "retry": True,
+                          "reason": _first_line(trial.get_error() or "worker died")}
+                driver.obj.done(record["trial"], record)
+
+        trainable = tune.with_resources(tune.with_parameters(_screen_trial, ctx=self.ctx, objectives=objectives),
+                                        self._resources())
+        param_space = {"record": tune.grid_search([proposal(r) for r in records]), "cpus": self.spec.cpus_per_trial}
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(
+            reuse_actors=True, max_concurrent_trials=self.spec.max_concurrent_trials),
+            run_config=self._run_config(f"rescreen-{records[0]['id']}", Records()))
         tuner.fit()
 
     # -- training ---------------------------------------------------------------------
@@ -325,13 +440,13 @@ class RayExecutor(Executor):
                     target = out / "candidates" / job["id"]
                     shutil.rmtree(target, ignore_errors=True)
                     shutil.copytree(trial.checkpoint.path, target)
-                    record["checkpoint"] = str(target)
+                    record["checkpoint"] = relative_to_results(target, out)
                 driver.obj[1](record)
 
-            def on_trial_error(self, iteration, trials, trial, **info):
+            def on_trial_error(self, iteration, trials, trial, **info):  # a lost worker: retried on resume
                 job = trial.config["job"]
                 driver.obj[1]({"id": job["id"], "stage": "failed", "history": self.history.get(job["id"], []),
-                               "reason": _first_line(trial.get_error() or "worker died")})
+                               "retry": True, "reason": _first_line(trial.get_error() or "worker died")})
 
         resume_files = {j.id: _pack(j.resume) for j in jobs if j.resume}
         # the reference (not early-stopped) and the promoted candidates (under ASHA) are two Tune runs

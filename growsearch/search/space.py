@@ -8,9 +8,9 @@ A space file names the model ``family``, its ``knobs`` and optional ``constraint
       width: {low: 1.25, high: 4.0, step: 0.25}  # one multiplier on every hidden width
       layer_width: {low: 1.0, high: 3.0}         # or: one multiplier per layer / stage
       depth: {low: 1, high: 4}                   # layers / blocks to add, spread evenly
-      d_model: {choices: [1, 2]}                 # gpt: residual width multiplier
-      n_heads: {low: 0, high: 4}                 # gpt: heads to add per block
-      mlp_hidden: {choices: [1.0, 2.0]}          # gpt: MLP size multiplier
+      d_model: {choices: [1, 2]}                 # gpt, hf: residual width multiplier
+      n_heads: {low: 0, high: 4}                 # gpt, hf: heads to add per block
+      mlp_hidden: {choices: [1.0, 2.0]}          # gpt, hf: MLP size multiplier
       init: {choices: [zero_out, random, masked]}  # growsearch.grow.INITS
     constraints: {max_params: 100000, max_flops: 5000000, max_width: 4.0}
 
@@ -22,6 +22,7 @@ define-by-run). Candidates that break a constraint are rejected before any compu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,18 @@ from typing import Any
 import optuna
 import torch
 
-from growsearch._validate import read_yaml
-from growsearch.errors import ConfigError
+from growsearch._validate import read_yaml, show
+from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.grow import DEFAULT_INIT, INITS, ExpansionPlan
 from growsearch.grow.plan import resolve
 from growsearch.models import FAMILIES, ModelConfig, count_params
+from growsearch.models.memory import check_memory
 
 BUNDLED = Path(__file__).resolve().parent.parent / "search_spaces"
 WIDTH_KNOBS = {"mlp": ("width", "layer_width"), "cnn": ("width", "layer_width"),
-               "gpt": ("width", "d_model", "n_heads", "mlp_hidden")}
+               "gpt": ("width", "d_model", "n_heads", "mlp_hidden"),
+               "hf": ("width", "d_model", "n_heads", "mlp_hidden")}
+TRANSFORMERS = ("gpt", "hf")  # families with d_model / n_heads / mlp_hidden knobs
 KNOBS = ("kind", "width", "layer_width", "depth", "d_model", "n_heads", "mlp_hidden", "init")
 CONSTRAINTS = ("max_params", "max_flops", "max_width")
 KINDS = ("width", "depth", "mixed")
@@ -69,6 +73,7 @@ class SearchSpace:
     knobs: dict[str, Knob]
     constraints: dict[str, float] = field(default_factory=dict)
     source: str = "<dict>"
+    path: str | None = None  # the file it was read from (None: a dict)
 
     def kinds(self) -> list[str]:
         knob = self.knobs.get("kind")
@@ -90,7 +95,7 @@ class SearchSpace:
                 widths = base.hidden if self.family == "mlp" else base.channels
                 plan.widths = [max(w, round(w * self.knobs["layer_width"].suggest(trial, f"layer_width_{i}")))
                                for i, w in enumerate(widths)]
-            if self.family == "gpt":
+            if self.family in TRANSFORMERS:
                 if "d_model" in self.knobs:
                     plan.d_model = round(base.d_model * self.knobs["d_model"].suggest(trial))
                 if "n_heads" in self.knobs:
@@ -110,6 +115,10 @@ class SearchSpace:
             for old, new in zip(base.unit_groups(), grown.unit_groups(), strict=False):
                 if new.size > old.size * self.constraints["max_width"] + 1e-9:
                     return f"width multiplier {new.size / old.size:.2f} > max_width {self.constraints['max_width']}"
+        try:
+            check_memory(grown, "plan")
+        except GrowsearchError as exc:
+            return str(exc)
         with torch.device("meta"):
             model = grown.build()
         params = count_params(model)
@@ -133,24 +142,31 @@ def planned_config(base: ModelConfig, plan: ExpansionPlan) -> ModelConfig:
 
 def _knob(name: str, data: Any, where: str) -> Knob:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: got {data!r}; allowed: {{choices: [...]}} or {{low, high[, step][, log]}}")
+        raise ConfigError(f"{where}: got {show(data)}; allowed: {{choices: [...]}} or {{low, high[, step][, log]}}")
     unknown = sorted(set(data) - {"choices", "low", "high", "step", "log"})
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed: choices, low, high, step, log")
     if "choices" in data:
         choices = data["choices"]
         if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"{where}.choices: got {choices!r}; allowed: a non-empty list")
-        if name == "init" and set(choices) - set(INITS):
-            raise ConfigError(f"{where}.choices: got {choices}; allowed values: {', '.join(INITS)}")
-        if name == "kind" and set(choices) - set(KINDS):
-            raise ConfigError(f"{where}.choices: got {choices}; allowed values: {', '.join(KINDS)}")
+            raise ConfigError(f"{where}.choices: got {show(choices)}; allowed: a non-empty list")
+        if name == "init" and set(map(str, choices)) - set(INITS):
+            raise ConfigError(f"{where}.choices: got {show(choices)}; allowed values: {', '.join(INITS)}")
+        if name == "kind" and set(map(str, choices)) - set(KINDS):
+            raise ConfigError(f"{where}.choices: got {show(choices)}; allowed values: {', '.join(KINDS)}")
+        if name not in ("kind", "init"):
+            minimum = 0 if name in ("depth", "n_heads") else 1
+            for i, c in enumerate(choices):
+                integral = isinstance(c, int) or name not in ("depth", "n_heads")
+                if not _number(c) or c < minimum or not integral:
+                    kind = "an integer" if name in ("depth", "n_heads") else "a finite number"
+                    raise ConfigError(f"{where}.choices[{i}]: got {show(c)}; allowed: {kind} >= {minimum}")
         return Knob(name, choices=list(choices))
     if name in ("kind", "init"):
         raise ConfigError(f"{where}: needs choices (a list of {', '.join(KINDS if name == 'kind' else INITS)})")
     for key in ("low", "high"):
-        if not isinstance(data.get(key), (int, float)) or isinstance(data.get(key), bool):
-            raise ConfigError(f"{where}.{key}: got {data.get(key)!r}; allowed: a number")
+        if not _number(data.get(key)):
+            raise ConfigError(f"{where}.{key}: got {show(data.get(key))}; allowed: a finite number")
     low, high = data["low"], data["high"]
     if low > high:
         raise ConfigError(f"{where}: empty range {low}..{high}; allowed: low <= high")
@@ -158,20 +174,43 @@ def _knob(name: str, data: Any, where: str) -> Knob:
     if low < minimum:
         raise ConfigError(f"{where}.low: got {low}; allowed: >= {minimum} (growth never shrinks)")
     step = data.get("step")
-    if step is not None and (not isinstance(step, (int, float)) or step <= 0):
-        raise ConfigError(f"{where}.step: got {step!r}; allowed: a positive number")
+    if step is not None and (not _number(step) or step <= 0):
+        raise ConfigError(f"{where}.step: got {show(step)}; allowed: a positive number")
+    log = data.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log: got {show(log)}; allowed: true or false")
     if name in ("depth", "n_heads") and not (isinstance(low, int) and isinstance(high, int)):
         raise ConfigError(f"{where}: got {low}..{high}; allowed: integer bounds")
-    return Knob(name, low=low, high=high, step=step, log=bool(data.get("log", False)))
+    knob = Knob(name, low=low, high=high, step=step, log=log)
+    try:  # Optuna's own checks (log with step, step not dividing the range, ...), now and not mid-search
+        if isinstance(low, int) and isinstance(high, int) and not isinstance(step, float):
+            optuna.distributions.IntDistribution(low, high, log=log, step=step or 1)
+        else:
+            optuna.distributions.FloatDistribution(low, high, log=log, step=step)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {str(exc).splitlines()[0][:160]}") from None
+    return knob
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def space_path(source: str | Path) -> Path:
+    """The file a ``space:`` names: a bare bundled name (``mlp.yaml``) is the bundled space
+    whatever the working directory holds; any other path is taken as it is (a path with a
+    folder part, ``./mlp.yaml`` included, never falls back to a bundled file)."""
+    path = Path(source)
+    if str(source) == path.name and (BUNDLED / path.name).exists():
+        return BUNDLED / path.name
+    return path
 
 
 def load_space(source: str | Path | dict[str, Any], family: str | None = None) -> SearchSpace:
     """Load and validate a space from a YAML path, a bundled name (``mlp.yaml``) or a dict."""
-    where = "space"
+    where, path = "space", None
     if not isinstance(source, dict):
-        path = Path(source)
-        if not path.exists() and (BUNDLED / path.name).exists():
-            path = BUNDLED / path.name
+        path = space_path(source)
         where = str(source)
         data = read_yaml(path, "space")
     else:
@@ -183,7 +222,7 @@ def load_space(source: str | Path | dict[str, Any], family: str | None = None) -
         raise ConfigError(f"{where}: {unknown[0]}: unknown key; allowed: family, knobs, constraints")
     fam = data.get("family")
     if fam not in FAMILIES:
-        raise ConfigError(f"{where}: family: got {fam!r}; allowed: {', '.join(FAMILIES)}")
+        raise ConfigError(f"{where}: family: got {show(fam)}; allowed: {', '.join(FAMILIES)}")
     if family is not None and fam != family:
         raise ConfigError(f"{where}: family: the space is for {fam} but the base model is {family}")
     raw = data.get("knobs")
@@ -193,20 +232,21 @@ def load_space(source: str | Path | dict[str, Any], family: str | None = None) -
     for name, spec in raw.items():
         if name not in KNOBS:
             raise ConfigError(f"{where}: knobs.{name}: unknown knob; allowed: {', '.join(KNOBS)}")
-        if name in ("d_model", "n_heads", "mlp_hidden") and fam != "gpt":
-            raise ConfigError(f"{where}: knobs.{name}: applies to the gpt family only")
-        if name == "layer_width" and fam == "gpt":
+        if name in ("d_model", "n_heads", "mlp_hidden") and fam not in TRANSFORMERS:
+            raise ConfigError(f"{where}: knobs.{name}: applies to the gpt and hf families only")
+        if name == "layer_width" and fam in TRANSFORMERS:
             raise ConfigError(f"{where}: knobs.layer_width: applies to mlp and cnn; use d_model/mlp_hidden")
         knobs[name] = _knob(name, spec, f"{where}: knobs.{name}")
     constraints = data.get("constraints") or {}
     if not isinstance(constraints, dict):
-        raise ConfigError(f"{where}: constraints: got {constraints!r}; allowed: a mapping")
+        raise ConfigError(f"{where}: constraints: got {show(constraints)}; allowed: a mapping")
     for key, value in constraints.items():
         if key not in CONSTRAINTS:
             raise ConfigError(f"{where}: constraints.{key}: unknown; allowed: {', '.join(CONSTRAINTS)}")
-        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise ConfigError(f"{where}: constraints.{key}: got {value!r}; allowed: a positive number")
-    space = SearchSpace(fam, knobs, {k: v for k, v in constraints.items() if v is not None}, where)
+        if value is not None and (not _number(value) or value <= 0):
+            raise ConfigError(f"{where}: constraints.{key}: got {show(value)}; allowed: a positive finite number")
+    space = SearchSpace(fam, knobs, {k: v for k, v in constraints.items() if v is not None}, where,
+                        str(path) if path is not None else None)
     if not any(k in knobs for k in (*WIDTH_KNOBS[fam], "depth")):
         raise ConfigError(f"{where}: knobs: no growth knob; allowed: {', '.join(WIDTH_KNOBS[fam])}, depth")
     return space

@@ -28,6 +28,7 @@ from growsearch.faults import maybe_inject
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, grow_on_task, score_model
 from growsearch.models import build
+from growsearch.search.surrogate import surrogate_names, surrogate_parts
 from growsearch.train import (
     StopTraining,
     TrainRecipe,
@@ -51,6 +52,7 @@ class SearchContext:
     manifold: ManifoldConfig
     seed: int
     out: str
+    surrogate: str | list[str] = "manifold"  # the search's surrogate: which scores screening computes
 
     def task(self) -> Task:
         return load_dataset(self.dataset)
@@ -67,6 +69,24 @@ def _reason(exc: BaseException) -> str:
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}"
+
+
+def environment_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the environment's fault (a full disk, a lost file or connection),
+    not the candidate's: such a failure is retried by ``--resume``; a candidate's own failure
+    (a NaN loss, an exception in its model, running out of GPU memory) stays failed."""
+    return isinstance(exc, OSError) and not isinstance(exc, GrowsearchError)
+
+
+def _retry(exc: BaseException) -> dict[str, Any]:
+    return {"retry": True} if environment_failure(exc) else {}
+
+
+def relative_to_results(path: str | Path, out: str | Path) -> str:
+    """``path`` as records store it: relative to the results folder when inside it, so a
+    copied or moved folder reads its own files, and ``report`` works from any directory."""
+    path, out = Path(path).resolve(), Path(out).resolve()
+    return str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
 
 
 def grow_candidate(ctx: SearchContext, plan: dict[str, Any], init: str, device: torch.device):
@@ -88,14 +108,16 @@ def screen_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any], init: s
         scores = score_model(grown.model, task, ctx.manifold)
         if not math.isfinite(scores["manifold_metric"]) and scores["manifold_metric"] != -math.inf:
             raise TrainingError(f"manifold metric is {scores['manifold_metric']}")
+        parts = surrogate_parts(grown.model, task, scores, surrogate_names(ctx.surrogate), ctx.recipe,
+                                ctx.manifold.probe_size, ctx.manifold.seed)
         record.update(
-            stage="screened", params=scores["params"], flops=scores["flops"],
+            stage="screened", params=scores["params"], flops=scores["flops"], surrogate_parts=parts,
             manifold_metric=scores["manifold_metric"], manifold_per_param=scores["manifold_per_param"],
             manifold=scores["manifold"], max_abs_output_diff=grown.max_abs_output_diff,
             screen_cost=scores["cost"]["forward_backward"], spec=grown.spec,
         )
     except Exception as exc:
-        record.update(stage="failed", reason=_reason(exc))
+        record.update(stage="failed", reason=_reason(exc), **_retry(exc))
     record["screen_seconds"] = time.perf_counter() - start
     return record
 
@@ -180,9 +202,9 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
             (checkpoint / TrainState.FILE).unlink(missing_ok=True)
         stage = "paused" if paused else "stopped_early" if result.stopped_early else "completed"
         out.update(stage=stage, **final, epochs=len(history), train_cost=result.forward_backward,
-                   checkpoint=str(checkpoint))
+                   checkpoint=relative_to_results(checkpoint, ctx.out))
     except Exception as exc:
-        out.update(stage="failed", reason=_reason(exc), epochs=len(history))
+        out.update(stage="failed", reason=_reason(exc), epochs=len(history), **_retry(exc))
     out["history"] = history
     # earlier stages' training time (the resumed state's) plus this stage's
     out["train_seconds"] = time.perf_counter() - start + (state.seconds if state is not None else 0.0)
