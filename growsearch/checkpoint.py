@@ -14,6 +14,7 @@ half-written checkpoint that a later run would trust.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -90,6 +91,11 @@ def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any
     """Save ``model`` with its ``spec`` (and ``meta``) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    from growsearch.grow.mask import fold_mask, growth_mask
+
+    if growth_mask(model) is not None:  # a masked growth is saved as the plain model it folds to now
+        model = copy.deepcopy(model)
+        fold_mask(model)
     config_from_spec(spec).write_weights(model, directory)
     write_json(directory / "spec.json", spec)
     write_json(directory / "meta.json", meta or {})

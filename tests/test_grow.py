@@ -160,7 +160,7 @@ def test_masked_growth_is_exact_at_any_layernorm_width():
 
 def test_layernorm_non_integer_growth_is_reported_not_hidden():
     spec = {"family": "gpt", "vocab_size": 11, "block_size": 8, "d_model": 8, "n_layers": 1, "n_heads": 2}
-    result = grow(randomize_norms(build(spec)), spec, ExpansionPlan(d_model=12))
+    result = grow(randomize_norms(build(spec)), spec, ExpansionPlan(d_model=12), init="split_signed")  # copying
     assert result.max_abs_output_diff > TOL
     assert result.notes and "LayerNorm" in result.notes[0]
 
