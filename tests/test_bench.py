@@ -155,7 +155,9 @@ def test_growth_benchmark_quick(tmp_path):
             assert arm["max_abs_output_diff"] <= 1e-5
             lo, hi = arm["vs_random"]["ci95"]
             assert lo <= arm["vs_random"]["mean"] <= hi
-    assert row["arms"]["split_positive"]["symmetry"]["symmetric_fraction"] > 0.5  # copies stay copies
+    copies = [r["arms"]["split_positive"]["symmetry"]["symmetric_fraction"] for r in result["plans"]]
+    copies = [f for f in copies if f is not None]  # depth-only plans duplicate no unit
+    assert copies and min(copies) > 0.5  # copies stay copies
     assert result["base"]["pretrain_compute_examples"] == 2 * 3600
     assert result["best_preserving_init"] == max(  # chosen by validation gain
         (i for i in row["arms"] if i != "random"), key=lambda i: result["summary"][i]["val_mean_gain"])

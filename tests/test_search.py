@@ -452,7 +452,8 @@ def test_no_decision_reads_the_test_split(tmp_path):
     for name, y_test in (("honest", digits.y_test.numpy()), ("adversarial", (digits.y_test.numpy() + 1) % 10)):
         np.savez(tmp_path / f"{name}.npz", **arrays, y_test=y_test, num_classes=10)
         cfg = tiny(base={"pretrain": {"family": "mlp", "dataset": str(tmp_path / f"{name}.npz"), "epochs": 3}},
-                   early_stopping={"policy": "asha", "grace_epochs": 1, "reduction_factor": 3})
+                   early_stopping={"policy": "successive_halving", "grace_epochs": 1, "reduction_factor": 3},
+                   promotion={"policy": "top_k", "k": 3})  # three at the first rung: two are stopped
         runs[name] = run_search(load_config(cfg), tmp_path / name)
 
     def decisions(result):

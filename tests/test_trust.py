@@ -30,11 +30,12 @@ def small(**changes):
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
 def test_written_files_honour_the_umask(tmp_path, monkeypatch, umask, mode):
-    import torch
+    from growsearch.models import build
 
     monkeypatch.setattr(checkpoint, "UMASK", umask)
     checkpoint.write_json(tmp_path / "a.json", {"x": 1})
-    checkpoint.save_checkpoint(tmp_path / "ck", torch.nn.Linear(2, 2), {"family": "none"})
+    spec = {"family": "mlp", "in_dim": 2, "out_dim": 2, "hidden": [2]}
+    checkpoint.save_checkpoint(tmp_path / "ck", build(spec), spec)
     for path in (tmp_path / "a.json", tmp_path / "ck" / "model.safetensors", tmp_path / "ck" / "spec.json"):
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
