@@ -6,6 +6,20 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_cli_environment():
+    """``main([... "--debug"])`` called in-process sets GROWSEARCH_* variables for its Ray
+    workers; restore them so that one test's CLI flags never reach another's subprocesses."""
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("GROWSEARCH_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("GROWSEARCH_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+
+
 def randomize_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give norm layers non-trivial affine params and running stats, as after training."""
     gen = torch.Generator().manual_seed(seed)

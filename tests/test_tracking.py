@@ -275,7 +275,7 @@ def test_ui_serves_the_store_and_stops_its_whole_process_group(tmp_path, small_t
             os.kill(proc.pid, signal.SIGTERM)  # growsearch alone, not its group
         else:
             os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=180)
     assert f"http://127.0.0.1:{port}" in err and "stopped" in err
     assert proc.returncode == 0
     assert not [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
