@@ -75,6 +75,8 @@ def _mlflow_duplicates(out: Path) -> int:
     if not db.exists():
         return 0
     with sqlite3.connect(db) as con:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'").fetchone():
+            return 0  # the store was never set up (the search stopped before tracking began): no runs
         rows = con.execute("SELECT value, COUNT(*) FROM tags WHERE key = 'growsearch.candidate' "
                            "GROUP BY value HAVING COUNT(*) > 1").fetchall()
     return sum(n - 1 for _, n in rows)
