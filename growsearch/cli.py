@@ -272,15 +272,24 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 
     if any(seed < 0 for seed in args.seeds):
         raise ConfigError(f"--seeds: got {args.seeds}; allowed: non-negative integers")
+    if args.max_params is not None and args.max_params < 1:
+        raise ConfigError(f"--max-params: got {args.max_params}; allowed: a positive number of parameters")
     result = _run_pool_bench(args, "search efficiency",
                              lambda pool, progress: run_search_benchmark(pool, seeds=tuple(args.seeds),
+                                                                         max_params=args.max_params,
                                                                          progress=progress))
-    for name, st in result["strategies"].items():
-        ratio = st["compute_to_target_vs_train_all"]
-        regret = st["regret_at_budget"]
-        _console().print(f"{name}: to target {'never (some seed)' if ratio is None else f'{ratio:.1%} of train-all'}"
-                         f" (FLOPs, mean over seeds {result['seeds']}), regret at budget "
-                         f"{'—' if regret is None else f'{regret:.4f}'}")
+    budget = result["budget"]
+    for title, view in ((f"whole pool ({result['n_candidates']} candidates)", result),
+                        (f"max_params {budget['max_params']} ({budget['n_candidates']} candidates, "
+                         f"{budget['candidates_at_cap']} at the cap)", budget)):
+        _console().print(f"[bold]{title}[/bold]")
+        for name, st in view["strategies"].items():
+            ratio = st["compute_to_target_vs_train_all"]
+            regret = st["regret_at_budget"]
+            _console().print(f"  {name}: to target "
+                             f"{'never (some seed or draw)' if ratio is None else f'{ratio:.1%} of train-all'}"
+                             f" (FLOPs, mean over seeds {result['seeds']}), regret at budget "
+                             f"{'—' if regret is None else f'{regret:.4f}'}")
     return 0
 
 
@@ -700,15 +709,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = _bench_parser(
         bsub, "search", cmd_bench_search, "compute to find a good candidate, per strategy",
         "Train every candidate of a pool once per seed (recording per-epoch validation and test\n"
-        "curves), then replay four strategies on the same curves: train-all, random order\n"
+        "curves), then replay the strategies on the same curves: train-all, random order\n"
         "(expected compute over random orders, exact), early stopping only (ASHA on validation\n"
-        "scores), and surrogate pruning + early stopping (growsearch). Reports the training FLOPs\n"
+        "scores), random pruning + ASHA, and surrogate pruning + ASHA for each of manifold\n"
+        "(growsearch), params, naswot and short_training. Reports the training FLOPs\n"
         "(forward+backward = 3x forward) to complete a candidate within 0.5 test-accuracy points\n"
-        "of the pool's best, and the regret at 25% of train-all's budget of the candidate each\n"
-        "strategy would pick by validation score: mean over seeds with [min, max].",
+        "of the best, and the regret at 25% of train-all's budget of the candidate each strategy\n"
+        "would pick by validation score: mean over seeds with [min, max]. Every strategy is\n"
+        "replayed on the whole pool and under a parameter budget that binds (--max-params), where\n"
+        "several different expansions of about the same size sit at the cap.\n\n"
+        "example:\n  growsearch bench search --pool mnist1d-mlp --out docs/results/search-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)", default_pool="mnist1d-mlp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
                    help="growth, metric and training seeds; figures are means over them with their spread")
+    p.add_argument("--max-params", type=int, default=None, metavar="N",
+                   help="the parameter budget of the second replay; default: the upper edge of the pool's "
+                        "second-largest equal-parameter group, so that a group of different expansions sits "
+                        "at the cap")
 
     p = _bench_parser(
         bsub, "headline", cmd_bench_headline, "growsearch vs. what a user would do instead, at equal compute",

@@ -168,25 +168,46 @@ def test_search_efficiency_quick(tmp_path):
     assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "0", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     s = result["strategies"]
-    assert set(s) == {"train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"}
+    surrogates = {f"surrogate_{n}_and_early_stopping" for n in ("manifold", "params", "naswot", "short_training")}
+    assert set(s) == {"train_all", "random_k", "early_stopping_only", "random_and_early_stopping", *surrogates}
     assert [r["seed"] for r in result["per_seed"]] == [0, 1]
+    # the second replay, under a parameter budget: by default the upper edge of the second-largest
+    # equal-parameter group (this small pool has one group, so every candidate fits)
+    budget = result["budget"]
+    sizes = [c["params"] for c in result["per_seed"][0]["candidates"]]
+    groups = stats.equal_param_groups(sizes)
+    assert budget["max_params"] == (max(sizes[i] for i in groups[-2]) if len(groups) > 1 else max(sizes))
+    assert set(budget["strategies"]) == set(s)
     for run in result["per_seed"]:
         # train-all pays every candidate's full training in FLOPs: 1 epoch of the 1293 digits training
         # images (1437 less the validation split) at 3x each candidate's forward FLOPs
         expected = sum(3 * c["flops"] * 1293 for c in run["candidates"])
         assert run["strategies"]["train_all"]["total_compute"] == pytest.approx(expected, rel=1e-12)
-        ours = run["strategies"]["surrogate_and_early_stopping"]
+        ours = run["strategies"]["surrogate_manifold_and_early_stopping"]
         assert len(ours["promoted"]) == result["k"] and ours["total_compute"] >= ours["screening_compute"] > 0
     assert s["train_all"]["compute_to_target"] is not None and s["train_all"]["regret_at_budget"] >= 0
     low, high = result["spread"]["train_all"]["total_compute"]
     assert low <= s["train_all"]["total_compute"] <= high
     # a seed reproduces exactly, alone or among others (seconds aside)
     again = tmp_path / "again.json"
-    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "1", "--out", str(again)]) == 0
-    alone = json.loads(again.read_text())["per_seed"][0]["strategies"]
+    cap = sorted(set(sizes))[-2]  # a budget that binds: the biggest candidates do not fit
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--seeds", "1", "--max-params", str(cap),
+                 "--out", str(again)]) == 0
+    rerun = json.loads(again.read_text())
+    alone = rerun["per_seed"][0]["strategies"]
     for name, st in result["per_seed"][1]["strategies"].items():
         for fig in ("compute_to_target", "total_compute", "regret_at_budget", "promoted"):
             assert st.get(fig) == alone[name].get(fig), (name, fig)
+    budget = rerun["budget"]
+    by_name = {c["name"]: c["params"] for c in rerun["per_seed"][0]["candidates"]}
+    fitting = sorted((p for p in by_name.values() if p <= cap), reverse=True)
+    assert budget["max_params"] == cap and not budget["max_params_default"]
+    assert budget["per_seed"][0]["candidates"] == [n for n, p in by_name.items() if p <= cap]
+    params_pick = budget["per_seed"][0]["strategies"]["surrogate_params_and_early_stopping"]
+    # params costs nothing to screen and promotes the k biggest candidates that fit
+    assert params_pick["screening_compute"] == 0
+    assert sorted((by_name[n] for n in params_pick["promoted"]), reverse=True) == fitting[:budget["k"]]
+    assert budget["n_candidates"] == len(fitting) < len(by_name)
 
 
 def test_expected_cost_to_first_hit_matches_every_order():
@@ -214,17 +235,24 @@ def test_expected_cost_to_first_hit_matches_every_order():
 
 
 def test_random_order_counts_the_draws_that_miss():
-    from growsearch.bench.search_efficiency import replay_strategies
+    from growsearch.bench.search_efficiency import SURROGATES, replay_strategies
 
     # 8 candidates, only the last reaches the target; each costs 1 FLOP-unit and 1 second
-    candidates = [{"name": str(i), "flops": 1, "manifold_metric": float(i), "metric_flops": 0.0,
-                   "metric_seconds": 0.0, "curve": [{"epoch": 1, "score": 0.5, "test_score": 0.9 if i == 7 else 0.5,
+    candidates = [{"name": str(i), "flops": 1, "surrogates": dict.fromkeys(SURROGATES, float(i)),
+                   "screening_flops": dict.fromkeys(SURROGATES, 0.0), "metric_seconds": 0.0, "curve": [{"epoch": 1, "score": 0.5, "test_score": 0.9 if i == 7 else 0.5,
                                                      "flops": 1.0, "seconds": 1.0}]} for i in range(8)]
     result = replay_strategies(candidates, epochs=1, promote_fraction=0.25, draws=200)
     rk = result["strategies"]["random_k"]
     # the target is found after (8 + 1) / 2 = 4.5 trainings in expectation, more than k = 2
     assert rk["compute_to_target"] == pytest.approx(4.5) and rk["seconds_to_target"] == pytest.approx(4.5)
     assert 0 < rk["reach_rate_within_k"] < 0.5
+    # every surrogate ranks the last candidate first: it is promoted and reaches the target at once
+    for name in SURROGATES:
+        st = result["strategies"][f"surrogate_{name}_and_early_stopping"]
+        assert st["promoted"] == ["7", "6"] and st["compute_to_target"] == pytest.approx(1.0)
+    # random pruning: 2 of 8 drawn, so about a quarter of the draws contain the only hit
+    assert 0.1 < result["strategies"]["random_and_early_stopping"]["reach_rate_within_k"] < 0.4
+    assert result["strategies"]["random_and_early_stopping"]["compute_to_target"] is None
 
 
 def test_user_pool_file(tmp_path, mlp_base):
@@ -265,3 +293,12 @@ def test_bad_pool_files(tmp_path, capsys, text, message):
     assert main(["bench", "predictors", "--pool", str(pool), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_search_benchmark_refuses_a_budget_no_two_candidates_fit(tmp_path, capsys):
+    out = tmp_path / "search.json"
+    assert main(["bench", "search", "--pool", "digits-mlp", "--quick", "--max-params", "10", "--out", str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "max_params: 10" in errors[0] and "allowed" in errors[0]
+    assert "Traceback" not in errors[0]
+    assert not out.exists()

@@ -13,8 +13,19 @@ of the full curve, and each strategy can be replayed on the recorded curves:
   compute and regret are averaged over random draws of k candidates, with the share of
   draws whose k candidates reach the target.
 * ``early_stopping_only``: ASHA over all candidates, in proposal order, no surrogate.
-* ``surrogate_and_early_stopping`` (ours): manifold metric on every candidate, promote the
-  top k, ASHA over the promoted ones.
+* ``surrogate_<name>_and_early_stopping``: score every candidate with the surrogate
+  ``name`` -- ``manifold`` (growsearch's), ``params`` (free: "pick the biggest"),
+  ``naswot`` (one forward pass on the proxy probe) or ``short_training`` (training for
+  the metric's cost) --, promote the top k (ties in proposal order), ASHA over them.
+* ``random_and_early_stopping``: k random candidates, ASHA over them (averaged over draws):
+  what pruning earns without a surrogate.
+
+Every strategy is replayed twice on the same curves: on the whole pool, and under a
+parameter budget that **binds** (``max_params``, by default the upper edge of the
+pool's second-largest equal-parameter group, see :func:`default_max_params`): only the
+candidates at or below the cap take part, so that a whole group of different
+expansions of about the same size sits at the cap and "pick the biggest" cannot decide
+among them -- the question a user with a fixed budget asks.
 
 Compute is counted in FLOPs (:func:`growsearch.metrics.cost.training_flops`: forward +
 backward = 3x the forward FLOPs of the candidate that trains; the metric's forward-only
@@ -42,17 +53,22 @@ from typing import Any
 
 import torch
 
+from growsearch.bench import stats
 from growsearch.bench.pools import Pool
 from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.data import load_dataset
+from growsearch.errors import ConfigError
 from growsearch.grow import ExpansionPlan, grow
-from growsearch.metrics import ManifoldConfig, manifold_metric
+from growsearch.metrics import PROXY_PROBE, ManifoldConfig, score_model
 from growsearch.metrics.cost import flops_per_example, training_flops
+from growsearch.models import count_params
 from growsearch.search.schedulers import ASHA
 from growsearch.train import task_score, train
 
 SEEDS = (0, 1, 2)
-STRATEGIES = ("train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping")
+SURROGATES = ("manifold", "params", "naswot", "short_training")
+STRATEGIES = ("train_all", "random_k", "early_stopping_only", "random_and_early_stopping",
+              *(f"surrogate_{name}_and_early_stopping" for name in SURROGATES))
 FIGURES = ("compute_to_target", "compute_to_target_vs_train_all", "seconds_to_target", "total_compute",
            "regret_at_budget")
 
@@ -98,7 +114,9 @@ def _replay(order: list[int], curves: list[list[dict[str, float]]], asha: ASHA |
             if reach is None and final["test_score"] >= target:
                 reach, reach_s = cost, seconds
     return {"compute_to_target": reach, "seconds_to_target": reach_s, "total_compute": cost,
-            "total_seconds": seconds, "picked_within_budget": picked_test}
+            "total_seconds": seconds,
+            # None: nothing completed within the budget (e.g. screening alone spent it)
+            "picked_within_budget": None if picked_test == -math.inf else picked_test}
 
 
 def measure_candidates(pool: Pool, base: torch.nn.Module, spec: dict[str, Any], seed: int, progress: Any = None,
@@ -110,18 +128,32 @@ def measure_candidates(pool: Pool, base: torch.nn.Module, spec: dict[str, Any], 
     for plan, init in pool.candidates():
         grown = grow(base, spec, ExpansionPlan.from_dict(plan), init=init, seed=seed).model
         forward = flops_per_example(grown, task.x_train[:1])
-        metric = manifold_metric(grown, task.x_train, task.y_train, manifold)
+        scores = score_model(grown, task, manifold, proxies=True, short_recipe=pool.recipe)
         result = train(grown, task, pool.recipe, seed=seed)
         curve = [{"epoch": h["epoch"], "score": task_score(h, task, "val"), "test_score": task_score(h, task, "test"),
                   "forward_backward": h["forward_backward"], "flops": training_flops(forward, h["forward_backward"]),
                   "seconds": h["seconds"]} for h in result.history]
+        metric_cost = scores["cost"]["forward_backward"]
         candidates.append({"name": f"{ExpansionPlan.from_dict(plan).describe()}/{init}", "flops": forward,
-                           "manifold_metric": metric.metric, "metric_cost": metric.cost,
-                           "metric_flops": training_flops(forward, metric.cost), "metric_seconds": metric.seconds,
+                           "params": scores["params"], "manifold_metric": scores["manifold_metric"],
+                           "metric_cost": metric_cost, "metric_flops": training_flops(forward, metric_cost),
+                           "metric_seconds": scores["cost"]["seconds"],
+                           "surrogates": {"manifold": scores["manifold_metric"], "params": scores["params"],
+                                          "naswot": scores["naswot"], "short_training": scores["short_training"]},
+                           # what scoring every candidate costs each surrogate: the metric and short
+                           # training train (3x forward per example); naswot is one forward pass
+                           "screening_flops": {"manifold": training_flops(forward, metric_cost), "params": 0.0,
+                                               "naswot": forward * PROXY_PROBE,
+                                               "short_training": training_flops(forward, metric_cost)},
                            "curve": curve})
         if progress:
             progress(done + len(candidates), total, candidates[-1]["name"])
     return candidates
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """The mean, or None when some value is None (a draw that completed nothing in budget)."""
+    return None if any(v is None for v in values) else statistics.mean(values)
 
 
 def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fraction: float = 0.25,
@@ -141,12 +173,26 @@ def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fra
 
     strategies = {"train_all": _replay(order, curves, None, 0.0, target, budget),
                   "early_stopping_only": _replay(order, curves, ASHA(epochs, grace, eta), 0.0, target, budget)}
-    screening = sum(c["metric_flops"] for c in candidates)
-    screening_s = sum(c["metric_seconds"] for c in candidates)
-    promoted = sorted(order, key=lambda i: -candidates[i]["manifold_metric"])[:k]
-    strategies["surrogate_and_early_stopping"] = {
-        **_replay(promoted, curves, ASHA(epochs, grace, eta), screening, target, budget, screening_s),
-        "screening_compute": screening, "promoted": [candidates[i]["name"] for i in promoted]}
+    for name in SURROGATES:
+        screening = sum(c["screening_flops"][name] for c in candidates)
+        screening_s = sum(c["metric_seconds"] for c in candidates) if name == "manifold" else 0.0
+        promoted = sorted(order, key=lambda i: -candidates[i]["surrogates"][name])[:k]  # stable: ties in order
+        strategies[f"surrogate_{name}_and_early_stopping"] = {
+            **_replay(promoted, curves, ASHA(epochs, grace, eta), screening, target, budget, screening_s),
+            "screening_compute": screening, "promoted": [candidates[i]["name"] for i in promoted]}
+    rng = random.Random(seed)
+    pruned = [_replay(rng.sample(order, k), curves, ASHA(epochs, grace, eta), 0.0, target, budget)
+              for _ in range(draws)]
+    reached = [r["compute_to_target"] for r in pruned if r["compute_to_target"] is not None]
+    strategies["random_and_early_stopping"] = {
+        # mean over the draws that reach the target, and the share that do: a draw that
+        # never reaches it has no compute to target
+        "compute_to_target": statistics.mean(reached) if len(reached) == draws else None,
+        "seconds_to_target": statistics.mean(r["seconds_to_target"] for r in pruned)
+        if len(reached) == draws else None,
+        "reach_rate_within_k": len(reached) / draws,
+        "total_compute": statistics.mean(r["total_compute"] for r in pruned),
+        "picked_within_budget": _mean_or_none([r["picked_within_budget"] for r in pruned]), "draws": draws}
     rng = random.Random(seed)
     runs = [_replay(rng.sample(order, k), curves, None, 0.0, target, budget) for _ in range(draws)]
     hits = [f >= target for f in finals]
@@ -155,13 +201,24 @@ def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fra
         "seconds_to_target": expected_cost_to_first_hit([c[-1]["seconds"] for c in curves], hits),
         "reach_rate_within_k": sum(r["compute_to_target"] is not None for r in runs) / draws,
         "total_compute": statistics.mean(r["total_compute"] for r in runs),
-        "picked_within_budget": statistics.mean(r["picked_within_budget"] for r in runs), "draws": draws}
+        "picked_within_budget": _mean_or_none([r["picked_within_budget"] for r in runs]), "draws": draws}
     for s in strategies.values():
-        s["regret_at_budget"] = best - s["picked_within_budget"]
+        s["regret_at_budget"] = None if s["picked_within_budget"] is None else best - s["picked_within_budget"]
         reach = s["compute_to_target"]
         s["compute_to_target_vs_train_all"] = None if reach is None else reach / all_cost
     return {"best_score": best, "target": target, "k": k, "budget_compute": budget, "train_all_compute": all_cost,
             "strategies": strategies}
+
+
+def default_max_params(params: Sequence[int]) -> int:
+    """The parameter budget that binds on a pool: the upper edge of its second-largest
+    equal-parameter group (:func:`growsearch.bench.stats.equal_param_groups`), so that the
+    group of different expansions at the cap competes on more than size; the largest
+    candidate's size when the pool has fewer than two groups."""
+    groups = stats.equal_param_groups(params)
+    if len(groups) < 2:
+        return max(params)
+    return max(params[i] for i in groups[-2])
 
 
 def _summary(per_seed: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -177,38 +234,57 @@ def _summary(per_seed: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
             spread[name][fig] = [min(finite), max(finite)] if finite else None
         means[name]["reached_in_seeds"] = sum(r["strategies"][name]["compute_to_target"] is not None
                                               for r in per_seed)
-        if name == "random_k":
-            means[name]["reach_rate_within_k"] = statistics.mean(r["strategies"][name]["reach_rate_within_k"]
-                                                                 for r in per_seed)
+        for extra in ("reach_rate_within_k", "screening_compute"):
+            if extra in per_seed[0]["strategies"][name]:
+                means[name][extra] = statistics.mean(r["strategies"][name][extra] for r in per_seed)
+        if "draws" in per_seed[0]["strategies"][name]:
             means[name]["draws"] = per_seed[0]["strategies"][name]["draws"]
-        if name == "surrogate_and_early_stopping":
-            means[name]["screening_compute"] = statistics.mean(r["strategies"][name]["screening_compute"]
-                                                               for r in per_seed)
     return means, spread
 
 
 def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int = 2, eta: int = 3,
                          budget_fraction: float = 0.25, draws: int = 500, seeds: Sequence[int] = SEEDS,
-                         progress: Any = None) -> dict[str, Any]:
+                         max_params: int | None = None, progress: Any = None) -> dict[str, Any]:
+    """The search benchmark on ``pool`` (see the module docstring); a JSON-ready dict with the
+    whole pool's figures at the top level and the binding budget's under ``budget``."""
     start = time.perf_counter()
     torch.set_num_threads(1)
     n = len(pool.candidates())
     state, spec, _ = pretrain_base(pool)
     base = pool_base_model(state, spec)
-    per_seed = []
+    # sizes are the architecture's, the same on every seed: the cap is checked before any training
+    sizes = [count_params(grow(base, spec, ExpansionPlan.from_dict(plan), init=init).model)
+             for plan, init in pool.candidates()]
+    cap = default_max_params(sizes) if max_params is None else max_params
+    if sum(p <= cap for p in sizes) < 2:
+        raise ConfigError(f"max_params: {cap} leaves {sum(p <= cap for p in sizes)} candidate(s) of {pool.name} "
+                          f"(sizes {min(sizes)}..{max(sizes)}); allowed: a budget that at least two candidates fit")
+    per_seed, per_seed_capped = [], []
     for j, seed in enumerate(seeds):
         candidates = measure_candidates(pool, base, spec, seed, progress, j * n, n * len(seeds))
+        capped = [c for c, size in zip(candidates, sizes, strict=True) if size <= cap]
         replay = replay_strategies(candidates, pool.recipe.epochs, promote_fraction, grace, eta, budget_fraction,
                                    draws, seed)
         per_seed.append({"seed": seed, **replay,
                          # curves kept: a changed strategy can be replayed without training again
                          "candidates": [{**c, "final_val": c["curve"][-1]["score"],
                                          "final_test": c["curve"][-1]["test_score"]} for c in candidates]})
+        per_seed_capped.append({"seed": seed, **replay_strategies(capped, pool.recipe.epochs, promote_fraction,
+                                                                  grace, eta, budget_fraction, draws, seed),
+                                "candidates": [c["name"] for c in capped]})
     strategies, spread = _summary(per_seed)
+    capped_strategies, capped_spread = _summary(per_seed_capped)
+    at_cap = stats.param_bin(cap)
     return {"pool": pool.name, "n_candidates": n, "seeds": list(seeds),
             "best_score": statistics.mean(r["best_score"] for r in per_seed),
             "k": per_seed[0]["k"], "asha": {"grace": grace, "eta": eta}, "budget_fraction": budget_fraction,
             "train_all_compute": statistics.mean(r["train_all_compute"] for r in per_seed),
             "compute_unit": "training FLOPs (forward + backward = 3 x forward)",
             "strategies": strategies, "spread": spread, "per_seed": per_seed,
+            "budget": {"max_params": cap, "max_params_default": max_params is None,
+                       "n_candidates": len(per_seed_capped[0]["candidates"]),
+                       "candidates_at_cap": sum(stats.param_bin(p) == at_cap for p in sizes if p <= cap),
+                       "best_score": statistics.mean(r["best_score"] for r in per_seed_capped),
+                       "k": per_seed_capped[0]["k"], "strategies": capped_strategies, "spread": capped_spread,
+                       "per_seed": per_seed_capped},
             "seconds": time.perf_counter() - start}

@@ -179,16 +179,35 @@ def _flops(v: float | None) -> str:
     return "—" if v is None else f"{v:.3g}"
 
 
-def _spread(result: dict[str, Any], name: str, fig: str, fmt: Any) -> str:
-    """``mean [min, max]`` over seeds; ``never`` when no seed reached the target."""
-    mean, spread = result["strategies"][name][fig], result["spread"][name][fig]
+def _spread(view: dict[str, Any], name: str, fig: str, fmt: Any, result: dict[str, Any]) -> str:
+    """``mean [min, max]`` over ``result``'s seeds of a figure of ``view`` (the whole pool's
+    or the budget's); ``never`` when no seed reached the target."""
+    mean, spread = view["strategies"][name][fig], view["spread"][name][fig]
     if spread is None:
         return "never"
-    reached = result["strategies"][name]["reached_in_seeds"]
+    reached = view["strategies"][name]["reached_in_seeds"]
     lo, hi = fmt(spread[0]), fmt(spread[1])
     if mean is None:  # some seeds never reached it: the mean would leave them out
         return f"[{lo}, {hi}] (reached in {reached} of {len(result['seeds'])} seeds)"
     return f"{fmt(mean)} [{lo}, {hi}]"
+
+
+def _strategy_rows(result: dict[str, Any], view: dict[str, Any]) -> list[str]:
+    """One row per strategy of ``view`` (the whole pool's figures, or the budget's)."""
+    rows = ["| strategy | compute to target (FLOPs) | ÷ train-all total | seconds to target | total compute (FLOPs) "
+            "| regret at budget |", "|---|---|---|---|---|---|"]
+    for name, st in view["strategies"].items():
+        extra = ""
+        if name == "random_k":
+            extra = f" (expected over random orders; k draws reach it in {st['reach_rate_within_k']:.0%})"
+        elif "reach_rate_within_k" in st:
+            extra = f" (mean of {st['draws']} draws; {st['reach_rate_within_k']:.0%} of them reach it)"
+        rows.append(f"| {name} | {_spread(view, name, 'compute_to_target', _flops, result)}{extra} "
+                    f"| {_spread(view, name, 'compute_to_target_vs_train_all', lambda v: f'{v:.1%}', result)} "
+                    f"| {_spread(view, name, 'seconds_to_target', lambda v: f'{v:.1f}', result)} "
+                    f"| {_spread(view, name, 'total_compute', _flops, result)} "
+                    f"| {_spread(view, name, 'regret_at_budget', lambda v: f'{v:.4f}', result)} |")
+    return rows
 
 
 def search_table(result: dict[str, Any]) -> list[str]:
@@ -200,18 +219,16 @@ def search_table(result: dict[str, Any]) -> list[str]:
              f"validation scores; budget for regret = {result['budget_fraction']:.0%} of train-all "
              f"({_flops(first['budget_compute'])} FLOPs on seed {first['seed']}). Compute in "
              f"{result['compute_unit']}; mean over seeds [min, max].", "",
-             "| strategy | compute to target (FLOPs) | ÷ train-all total | seconds to target | total compute (FLOPs) "
-             "| regret at budget |", "|---|---|---|---|---|---|"]
-    for name in ("train_all", "random_k", "early_stopping_only", "surrogate_and_early_stopping"):
-        st = result["strategies"][name]
-        extra = (f" (expected over random orders; k draws reach it in {st['reach_rate_within_k']:.0%})"
-                 if name == "random_k" else "")
-        lines.append(f"| {name} | {_spread(result, name, 'compute_to_target', _flops)}{extra} "
-                     f"| {_spread(result, name, 'compute_to_target_vs_train_all', lambda v: f'{v:.1%}')} "
-                     f"| {_spread(result, name, 'seconds_to_target', lambda v: f'{v:.1f}')} "
-                     f"| {_spread(result, name, 'total_compute', _flops)} "
-                     f"| {_spread(result, name, 'regret_at_budget', lambda v: f'{v:.4f}')} |")
-    return [*lines, ""]
+             *_strategy_rows(result, result), ""]
+    budget = result.get("budget")
+    if budget is not None:
+        default = " (default: the upper edge of the second-largest equal-parameter group)"
+        lines += [f"Under a parameter budget that binds: max_params {budget['max_params']}"
+                  f"{default if budget['max_params_default'] else ''}"
+                  f"; {budget['n_candidates']} of {result['n_candidates']} candidates fit, "
+                  f"{budget['candidates_at_cap']} of them in the equal-parameter bin at the cap; best test score "
+                  f"{budget['best_score']:.4f}, k = {budget['k']}.", "", *_strategy_rows(result, budget), ""]
+    return lines
 
 
 def faults_table(result: dict[str, Any]) -> list[str]:
