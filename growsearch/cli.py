@@ -251,19 +251,23 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_faults(args: argparse.Namespace) -> int:
-    from growsearch.bench.faults import run_fault_benchmark
+    from growsearch.bench.faults import run_fault_benchmark, select_scenarios
     from growsearch.checkpoint import write_json
 
+    wanted = select_scenarios(args.scenario, ray=not args.no_ray, extended=not args.basic)  # bad names: exit 2
     progress, task = _progress_bar("fault scenarios")
+    progress.update(task, total=len(wanted))
     with progress:
         result = run_fault_benchmark(args.workdir, ray=not args.no_ray, extended=not args.basic,
+                                     scenarios=args.scenario,
                                      progress=lambda d, name: progress.update(task, completed=d, last=name))
     result["command"] = "growsearch bench faults " + " ".join(sys.argv[3:])
     write_json(args.out, result)
     for s in result["scenarios"]:
         _console().print(f"{s['scenario']}: injected={s['injected']} survived={s['survived']} lost={s['lost']} "
                          f"duplicates={s['duplicates']}" + (f" identical={s['identical']}" if "identical" in s else ""))
-    ok = result["all_survived"] and result["total_lost"] == 0 and result["total_duplicates"] == 0
+    ok = result["all_injected"] and result["all_survived"] and result["total_lost"] == 0 \
+        and result["total_duplicates"] == 0 and all(s.get("identical", True) for s in result["scenarios"])
     return 0 if ok else 1
 
 
@@ -778,11 +782,15 @@ def build_parser() -> argparse.ArgumentParser:
         "saving, two processes on one folder, kill -9 with Ray trials in flight, a candidate\n"
         "that raises, one whose training diverges to NaN, a Ray worker killed mid-trial -- and\n"
         "report for each: injected, survived, results lost (must be 0), duplicates in the\n"
-        "leaderboard and MLflow (must be 0), identical to an uninterrupted run.")
+        "leaderboard and MLflow (must be 0), identical to an uninterrupted run. Exits 1 unless\n"
+        "every scenario was injected and survived with nothing lost or duplicated.")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
-    p.add_argument("--no-ray", action="store_true", help="skip the Ray worker scenario")
+    p.add_argument("--no-ray", action="store_true", help="skip the scenarios that run Ray")
     p.add_argument("--basic", action="store_true",
                    help="only the SIGKILL and candidate-failure scenarios (about a third of the time)")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="only the scenarios whose names contain NAME (case-insensitive; repeatable), e.g. "
+                        "'SIGINT during screening (ray)' or 'disk full'; the uninterrupted reference always runs")
     return parser
 
 
@@ -808,10 +816,25 @@ def main(argv: list[str] | None = None) -> int:
     import threading
 
     _signals.clear()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_signal)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with SIGINT ignored
-            signal.signal(signal.SIGINT, _on_signal)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        if main_thread:
+            signal.signal(signal.SIGTERM, _on_signal)
+            if previous[signal.SIGINT] is signal.default_int_handler:  # not when started with SIGINT ignored
+                signal.signal(signal.SIGINT, _on_signal)
+        return _main(argv)
+    finally:
+        # Called from Python with arguments (a notebook, a test), the caller's handlers come
+        # back: a SIGINT left ignored would be inherited by every process the caller starts
+        # later, and Ctrl-C would never reach them. Run as the program (argv None), an
+        # interrupted run keeps ignoring a second Ctrl-C until the interpreter has exited.
+        if argv is not None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -112,7 +112,13 @@ class MLflowTracker:
         from mlflow.tracking import MlflowClient
 
         self.uri, self.experiment_name, self.out = uri, experiment, Path(out)
-        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)  # a local store is created (or migrated) here
+        except Exception as exc:  # a full disk, a read-only folder: the environment's, one line
+            if uri.startswith(("http://", "https://")):
+                raise
+            cause = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise OSError(f"tracking: cannot write the MLflow store {uri} ({cause})") from None
         self.ledger_path = self.out / "mlflow.json"
         # one ledger per tracking URI: a search resumed against another server starts fresh there
         self._ledgers: dict[str, Any] = {}

@@ -1,4 +1,5 @@
 import copy
+import signal
 
 import pytest
 import torch
@@ -6,20 +7,27 @@ import torch
 torch.set_num_threads(1)
 
 
+def _default_interrupts() -> None:
+    """Ctrl-C and SIGTERM as a terminal gives them. A shell starts a background command
+    (``pytest &``, a CI script) with SIGINT ignored, and every process a test starts would
+    inherit that: the Ctrl-C tests' subprocesses (rightly) keep ignoring it and never stop."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_default_interrupts()  # before any fixture, module- or session-scoped ones included
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_cli_environment():
     """``main([... "--debug"])`` called in-process sets GROWSEARCH_* variables for its Ray
-    workers; restore them so that one test's CLI flags never reach another's subprocesses."""
+    workers; restore them so that one test's CLI flags never reach another's subprocesses,
+    and restore the interrupt signals' dispositions."""
     import os
 
     before = {k: v for k, v in os.environ.items() if k.startswith("GROWSEARCH_")}
-    import signal
-
     yield
-    # an in-process search (Ray, our own handlers) may leave SIGINT ignored in this process, and
-    # children inherit an ignored signal: a later test's Ctrl-C would never reach its subprocess
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _default_interrupts()  # whatever an in-process search or library left behind
     for key in [k for k in os.environ if k.startswith("GROWSEARCH_")]:
         if key not in before:
             del os.environ[key]

@@ -425,17 +425,49 @@ def test_multi_objective_search(tmp_path):
 
 @pytest.mark.slow
 def test_fault_benchmark_kills_and_failures(tmp_path):
-    """SIGKILL at screening, promotion, training and report writing, then resume; a raising
-    and a diverging candidate: nothing lost, nothing duplicated, identical to a clean run."""
+    """SIGKILL at screening, promotion, training and report writing, SIGTERM during full
+    training and a full disk while saving the best checkpoint, each then resumed; a raising
+    and a diverging candidate: each fault really happened where its scenario says (exit
+    -9 / 143 / 1 of the faulty run), nothing lost, nothing duplicated, identical to a clean run."""
     from growsearch.bench.faults import run_fault_benchmark
 
-    # the Ray worker kill is in tests/test_ray.py; signals, lock, full disk, torn journal in test_trust/test_ray
-    result = run_fault_benchmark(tmp_path, ray=False, extended=False)
+    # the Ray worker kill and signals inside Ray trials are in tests/test_ray.py; the lock,
+    # a whole-process full disk and the torn journal in tests/test_trust.py
+    result = run_fault_benchmark(tmp_path, ray=False, scenarios=["kill -9", "candidate", "disk full",
+                                                                 "SIGTERM during full training (local)"])
     for s in result["scenarios"]:
         assert s["injected"] and s["survived"] and s["lost"] == 0 and s["duplicates"] == 0, s
         if "identical" in s:
             assert s["identical"], s
-    assert len(result["scenarios"]) == 6
+    codes = {s["scenario"]: s.get("exit_code") for s in result["scenarios"]}
+    assert codes == {"kill -9 during screening": -9, "kill -9 during promotion": -9,
+                     "kill -9 during full training": -9, "kill -9 while writing the leaderboard": -9,
+                     "candidate raises during screening": None, "candidate training diverges (NaN loss)": None,
+                     "SIGTERM during full training (local)": 143, "disk full while saving checkpoints": 1}
+    assert result["all_injected"]
+
+
+def test_fault_benchmark_scenarios_are_chosen_by_name():
+    from growsearch.bench.faults import scenario_names, select_scenarios
+    from growsearch.errors import ConfigError
+
+    assert select_scenarios(["sigint during screening"]) == ["SIGINT during screening (local)",
+                                                             "SIGINT during screening (ray)"]
+    assert select_scenarios(["SIGINT during screening"], ray=False) == ["SIGINT during screening (local)"]
+    assert select_scenarios(None, extended=False) == scenario_names(extended=False)
+    assert len(scenario_names()) == 24 and len(set(scenario_names())) == 24
+    with pytest.raises(ConfigError, match="'sigkill' matches no scenario; choose from: kill -9 during"):
+        select_scenarios(["disk", "sigkill"])
+
+
+def test_fault_benchmark_refuses_an_unknown_scenario_before_running(tmp_path, capsys):
+    from growsearch.cli import main
+
+    out = tmp_path / "faults.json"
+    assert main(["bench", "faults", "--out", str(out), "--workdir", str(tmp_path / "wd"), "--scenario", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("growsearch: error: --scenario: 'nope' matches no scenario") and len(err.splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "wd").exists()
 
 
 def test_no_decision_reads_the_test_split(tmp_path):

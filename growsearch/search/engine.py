@@ -29,7 +29,7 @@ from growsearch._validate import read_yaml
 from growsearch.checkpoint import atomic_write, load_base_model, load_checkpoint, write_json
 from growsearch.data import load_dataset
 from growsearch.errors import ConfigError, GrowsearchError, IncompleteSearchError, SearchFailed
-from growsearch.faults import maybe_inject
+from growsearch.faults import maybe_inject, remember_search_group
 from growsearch.lock import FolderLock
 from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
@@ -73,6 +73,11 @@ def make_sampler(cfg: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
 
 
+# what a start that failed before config.yaml was written may leave (the MLflow store is
+# created first, the lock and the inputs' hashes next): --resume starts such a folder afresh
+START_LEFTOVERS = frozenset({"mlflow.db", "mlartifacts", ".lock", "inputs.json"})
+
+
 def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file; allowed: a folder (new, or one holding a search)")
@@ -100,7 +105,7 @@ def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
         # another config must not adopt results whose config.yaml was deleted
         raise ConfigError(f"--out: {out} holds search results but no config.yaml; restore it, or choose another "
                           "folder")
-    elif resume and out.exists() and any(out.iterdir()):
+    elif resume and out.exists() and any(p.name not in START_LEFTOVERS for p in out.iterdir()):
         raise ConfigError(f"--resume: {out} holds no growsearch search (no config.yaml)")
 
 
@@ -200,6 +205,7 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
         tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
     if tracker is not None:
         tracker.check()  # an unreachable server is an error before any compute
+    remember_search_group()  # before Ray starts: its workers inherit where a signal fault goes
     started_ray = _connect_ray(cfg)
     try:
         with lock:

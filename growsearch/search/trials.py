@@ -24,7 +24,7 @@ import torch
 from growsearch.checkpoint import load_checkpoint, save_checkpoint
 from growsearch.data import Task, load_dataset
 from growsearch.errors import GrowsearchError, TrainingError
-from growsearch.faults import maybe_inject
+from growsearch.faults import fault_during, maybe_inject
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, grow_on_task, score_model
 from growsearch.models import build
@@ -188,12 +188,13 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
         result = train(model, task, recipe, seed=ctx.seed, device=device, callbacks=[report], resume=state)
         final = final_scores(model, task)
         checkpoint = Path(checkpoint_dir or Path(ctx.out) / "candidates" / cid)
-        save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
-                                                  "init": init, "epoch": len(history),
-                                                  "test_accuracy": final["final_accuracy"],
-                                                  "test_loss": final["final_loss"],
-                                                  "val_accuracy": final["final_val_accuracy"],
-                                                  "val_loss": final["final_val_loss"]})
+        with fault_during("save", cid):
+            save_checkpoint(checkpoint, model, spec, {"dataset": ctx.dataset, "candidate": cid, "plan": plan,
+                                                      "init": init, "epoch": len(history),
+                                                      "test_accuracy": final["final_accuracy"],
+                                                      "test_loss": final["final_loss"],
+                                                      "val_accuracy": final["final_val_accuracy"],
+                                                      "val_loss": final["final_val_loss"]})
         paused = until is not None and result.stopped_early and result.state is not None
         if paused:  # the model at the rung, and what a resume needs; decided by the engine
             result.state.history = list(history)  # with scores, as the record holds them
