@@ -212,3 +212,26 @@ def test_ctrl_c_and_sigterm_stop_a_ray_search_and_the_resume_ends_as_uninterrupt
     rows = [pd.read_csv(tmp_path / d / "leaderboard.csv").sort_values("candidate")[key].values.tolist()
             for d in ("ray", "local")]
     assert rows[0] == rows[1]
+
+
+def test_tune_asha_after_a_resume_knows_the_finished_trainings_rung_scores():
+    """A resumed search replays finished trainings into the engine's ASHA; Tune's ASHA must
+    judge the remaining trials against those scores as in the uninterrupted run (a trial
+    below the earlier rung-1 score stops), not against empty rungs (it would continue)."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from growsearch.search.config import EarlyStoppingSpec
+    from growsearch.search.ray_executor import tune_asha
+    from growsearch.search.schedulers import ASHA
+
+    spec = EarlyStoppingSpec(policy="asha", grace_epochs=1, reduction_factor=3)
+    replayed = ASHA(4, 1, 3)
+    for epoch, score in ((1, 0.9), (2, 0.92), (3, 0.95), (4, 0.96)):  # c0002 finished before the interruption
+        assert replayed.on_epoch("c0002", epoch, score)
+    trial = SimpleNamespace(trial_id="c0001")
+    fresh, resumed = tune_asha(spec, 4, ASHA(4, 1, 3)), tune_asha(spec, 4, replayed)
+    assert fresh._brackets[0].on_result(trial, 1, 0.5) == TrialScheduler.CONTINUE
+    assert resumed._brackets[0].on_result(trial, 1, 0.5) == TrialScheduler.STOP
+    assert replayed.on_epoch("c0001", 1, 0.5) is False  # the engine's own ASHA: the same decision

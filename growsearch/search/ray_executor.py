@@ -313,6 +313,27 @@ def _train_trial(config: dict[str, Any], ctx: SearchContext, resume_files: dict[
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def tune_asha(spec: Any, epochs: int, replayed: ASHA) -> Any:
+    """Tune's ``ASHAScheduler`` for ``early_stopping`` ``spec``, knowing the rung scores of
+    the trainings finished before a resume (the engine replayed them into ``replayed``): a
+    resumed search then stops exactly the trials an uninterrupted one stops, instead of
+    judging the rest against nothing."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = ASHAScheduler(time_attr="epoch", metric="score", mode="max", max_t=epochs,
+                         grace_period=spec.grace_epochs, reduction_factor=spec.reduction_factor)
+    earlier = {rung: scores for rung, scores in replayed.recorded.items() if scores}
+    if earlier:
+        # Tune has no public way to seed its rungs: its one bracket's (milestone, {trial: score}) list
+        brackets = getattr(asha, "_brackets", None)
+        if not brackets or len(brackets) != 1 or not hasattr(brackets[0], "_rungs"):
+            raise RuntimeError("this Ray version's ASHAScheduler cannot be told the rung scores of trainings "
+                               "finished before the resume; use early_stopping.policy: successive_halving")
+        for milestone, recorded in brackets[0]._rungs:
+            recorded.update({f"finished-{cid}": score for cid, score in earlier.get(int(milestone), {}).items()})
+    return asha
+
+
 class RayExecutor(Executor):
     name = "ray"
 
@@ -455,7 +476,7 @@ class RayExecutor(Executor):
             if not group:
                 continue
             asha = scheduled and isinstance(scheduler, ASHA)
-            tune_scheduler = self._asha(scheduler) if asha else FIFOScheduler()
+            tune_scheduler = tune_asha(self.cfg.early_stopping, epochs, scheduler) if asha else FIFOScheduler()
             trainable = tune.with_resources(
                 tune.with_parameters(_train_trial, ctx=self.ctx, resume_files=resume_files), self._resources())
             param_space = {"job": tune.grid_search([{"id": j.id, "plan": j.plan, "init": j.init, "until": j.until,
@@ -468,25 +489,6 @@ class RayExecutor(Executor):
                 run_config=self._run_config(f"train-{group[0].id}{stage}", Records()))
             tuner.fit()
 
-    def _asha(self, replayed: ASHA) -> Any:
-        """Tune's ASHA, knowing the rung scores of the trainings finished before a resume
-        (the engine replayed them into ``replayed``): a resumed search then stops exactly
-        the trials an uninterrupted one stops, instead of judging the rest against nothing."""
-        from ray.tune.schedulers import ASHAScheduler
-
-        es = self.cfg.early_stopping
-        asha = ASHAScheduler(time_attr="epoch", metric="score", mode="max", max_t=self.cfg.training.epochs,
-                             grace_period=es.grace_epochs, reduction_factor=es.reduction_factor)
-        earlier = {rung: scores for rung, scores in replayed.recorded.items() if scores}
-        if earlier:
-            # Tune has no public way to seed its rungs: its one bracket's (milestone, {trial: score}) list
-            brackets = getattr(asha, "_brackets", None)
-            if not brackets or len(brackets) != 1 or not hasattr(brackets[0], "_rungs"):
-                raise RuntimeError("this Ray version's ASHAScheduler cannot be told the rung scores of trainings "
-                                   "finished before the resume; use early_stopping.policy: successive_halving")
-            for milestone, recorded in brackets[0]._rungs:
-                recorded.update({f"finished-{cid}": score for cid, score in earlier.get(int(milestone), {}).items()})
-        return asha
 
     def close(self) -> None:
         import ray
