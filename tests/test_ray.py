@@ -235,3 +235,52 @@ def test_tune_asha_after_a_resume_knows_the_finished_trainings_rung_scores():
     assert fresh._brackets[0].on_result(trial, 1, 0.5) == TrialScheduler.CONTINUE
     assert resumed._brackets[0].on_result(trial, 1, 0.5) == TrialScheduler.STOP
     assert replayed.on_epoch("c0001", 1, 0.5) is False  # the engine's own ASHA: the same decision
+
+
+def test_the_next_start_stops_what_a_killed_search_left_of_its_ray_instance(tmp_path):
+    """kill -9 of the search alone leaves Ray's agents of its local instance running; the
+    next start (stop_stale_local_instances, called before ray.init) stops exactly those."""
+    import json as _json
+    import signal
+
+    import psutil
+
+    from growsearch.search.ray_executor import DRIVER_FILE, RAY_TEMP_PREFIX, stop_stale_local_instances
+
+    cfg = tiny_search_config(candidates=2, executor={"name": "ray", "max_concurrent_trials": 1})
+    cfg_path = tmp_path / "ray.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    paused = tmp_path / "paused"  # the search holds still inside its first Ray trial
+    cmd = [sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out", str(tmp_path / "r")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "GROWSEARCH_INJECT_FAULT": f"screen:c0000:pause:{paused}"})
+    deadline = time.time() + 300
+    while time.time() < deadline and not paused.exists():
+        time.sleep(0.1)
+    assert paused.exists(), "the search never reached its first trial"
+    temp = next(d for d in Path(tempfile.gettempdir()).glob(RAY_TEMP_PREFIX + "*")
+                if (d / DRIVER_FILE).exists() and _json.loads((d / DRIVER_FILE).read_text())["pid"] == proc.pid)
+
+    def holders():
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if str(temp) in " ".join(p.info["cmdline"] or []) or any(str(temp) in f.path for f in p.open_files()):
+                    found.append(p)
+            except psutil.Error:
+                continue
+        return found
+
+    os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as `kill -9 PID` does
+    proc.wait()
+    time.sleep(5)  # raylet and the workers go with their driver; the agents stay
+    left = holders()
+    assert left, "nothing of the killed search's Ray instance is left: the test proves nothing"
+    try:
+        assert stop_stale_local_instances(grace=5.0) >= len(left)
+        assert not holders()
+        assert not (temp / DRIVER_FILE).exists() and stop_stale_local_instances() == 0  # handled once
+    finally:
+        for p in left:
+            if p.is_running():
+                p.kill()

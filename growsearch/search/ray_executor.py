@@ -245,12 +245,83 @@ def connect(spec: ExecutorSpec, console: Callable[[str], None] | None = None) ->
                 raise
             return False
         check_resources(spec, {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus())}, "this machine")
+        stopped = stop_stale_local_instances()
+        if stopped and console is not None:
+            console(f"stopped {stopped} process(es) of local Ray instances left by killed searches")
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="growsearch-ray-"), _node_ip_address="127.0.0.1")
+                 _temp_dir=_local_temp_dir(), _node_ip_address="127.0.0.1")
         if console is not None:
             console("started a local Ray instance on 127.0.0.1 (dashboard off, auth disabled); "
                     "set executor.address to use a cluster")
         return True
+
+
+RAY_TEMP_PREFIX = "growsearch-ray-"
+DRIVER_FILE = "growsearch-driver.json"  # in a local instance's temp dir: which process started it
+
+
+def _local_temp_dir() -> str:
+    """A fresh temp dir for a local Ray instance, naming this process as its driver."""
+    import psutil
+
+    path = tempfile.mkdtemp(prefix=RAY_TEMP_PREFIX)
+    me = psutil.Process()
+    Path(path, DRIVER_FILE).write_text(json.dumps({"pid": me.pid, "created": me.create_time()}))
+    return path
+
+
+def stop_stale_local_instances(temp_root: str | Path | None = None, grace: float = 5.0) -> int:
+    """Stop what is left of local Ray instances whose growsearch driver is gone.
+
+    After ``kill -9`` of a search alone (not its process group), Ray's agents of its
+    instance (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) keep running. Each local
+    instance's temp dir names its driver (pid and start time, so a reused pid is no
+    alibi); for a dead driver, every process of this user that has the temp dir in its
+    command line or open files gets SIGTERM, then SIGKILL after ``grace`` seconds (the
+    agents may not exit on SIGTERM). Another running search's instance is left alone.
+    Returns the number of processes stopped."""
+    import psutil
+
+    root = Path(temp_root or tempfile.gettempdir())
+    stale: list[Path] = []
+    for directory in root.glob(RAY_TEMP_PREFIX + "*"):
+        try:
+            driver = json.loads((directory / DRIVER_FILE).read_text())
+            pid, created = int(driver["pid"]), float(driver["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, or its driver file is gone (handled before)
+        try:
+            if abs(psutil.Process(pid).create_time() - created) < 1.0:
+                continue  # its driver still runs
+        except psutil.Error:
+            pass
+        stale.append(directory)
+    if not stale:
+        return 0
+    marks = [str(d) for d in stale]
+    me, uid = os.getpid(), os.getuid()
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
+        try:
+            if proc.pid == me or proc.info["uids"] is None or proc.info["uids"].real != uid:
+                continue
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if any(m in cmdline for m in marks) or (
+                    cmdline.startswith("ray::") and any(m in f.path for f in proc.open_files() for m in marks)):
+                leftovers.append(proc)
+        except psutil.Error:
+            continue
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    for directory in stale:  # handled: not scanned again (its logs stay)
+        (directory / DRIVER_FILE).unlink(missing_ok=True)
+    return len(leftovers)
 
 
 def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[str]) -> None:
