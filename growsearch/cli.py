@@ -219,8 +219,14 @@ def _run_pool_bench(args: argparse.Namespace, title: str, runner: Any) -> dict[s
 def cmd_bench_growth(args: argparse.Namespace) -> int:
     from growsearch.bench.growth import run_growth_benchmark
 
+    if args.seeds is not None and (len(args.seeds) < 2 or any(seed < 0 for seed in args.seeds)
+                                   or len(set(args.seeds)) != len(args.seeds)):
+        raise ConfigError(f"--seeds: got {args.seeds}; allowed: two or more distinct non-negative integers "
+                          "(the paired interval needs two)")
+
     def runner(pool, progress):
-        return run_growth_benchmark(pool, progress=progress, all_plans=args.all_plans)
+        return run_growth_benchmark(pool, progress=progress, all_plans=args.all_plans,
+                                    seeds=None if args.seeds is None else tuple(args.seeds))
 
     result = _run_pool_bench(args, "growth vs scratch", runner)
     for init, s in result["summary"].items():
@@ -698,13 +704,16 @@ def build_parser() -> argparse.ArgumentParser:
         bsub, "growth", cmd_bench_growth, "growing vs. training the same model from scratch",
         "Which init, and is growing worth it? For every plan of a pool: train the target\n"
         "architecture from scratch and grow the pretrained base into it with random init and\n"
-        "every function-preserving init, all with the pool's recipe over 3 seeds. Reports per\n"
+        "every function-preserving init, all with the pool's recipe over --seeds. Reports per\n"
         "plan and init the final score (mean, std, per seed), the training FLOPs needed to reach\n"
         "scratch's final score (and the ratio to scratch's), the paired-seed difference against\n"
         "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n"
         "Scores are test scores; the best init is chosen by validation gain.\n\n"
         "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="training (and growth) seeds, the same for every arm so that differences are paired; "
+                        "more seeds narrow the 95%% intervals (default: 0 1 2)")
     p.add_argument("--all-plans", action="store_true",
                    help="every plan of the pool with its full recipe (default: a subset of the plans, "
                         "fewer epochs for CNN and GPT -- bench.growth.GROWTH_SETTINGS -- to fit in minutes "

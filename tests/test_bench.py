@@ -302,3 +302,12 @@ def test_search_benchmark_refuses_a_budget_no_two_candidates_fit(tmp_path, capsy
     assert len(errors) == 1 and "max_params: 10" in errors[0] and "allowed" in errors[0]
     assert "Traceback" not in errors[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("seeds", [["1"], ["0", "0"], ["-1", "2"]])
+def test_growth_benchmark_refuses_seeds_that_cannot_pair(tmp_path, capsys, seeds):
+    out = tmp_path / "growth.json"
+    assert main(["bench", "growth", "--pool", "digits-mlp", "--quick", "--seeds", *seeds, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("growsearch: error: --seeds:") and "allowed" in err[0]
+    assert not out.exists()
