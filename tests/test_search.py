@@ -426,9 +426,10 @@ def test_multi_objective_search(tmp_path):
 @pytest.mark.slow
 def test_fault_benchmark_kills_and_failures(tmp_path):
     """SIGKILL at screening, promotion, training and report writing, SIGTERM during full
-    training and a full disk while saving the best checkpoint, each then resumed; a raising
-    and a diverging candidate: each fault really happened where its scenario says (exit
-    -9 / 143 / 1 of the faulty run), nothing lost, nothing duplicated, identical to a clean run."""
+    training, a full disk while saving the best checkpoint and from the start, each then
+    resumed; a raising and a diverging candidate: each fault really happened where its
+    scenario says (exit -9 / 143 / 1 of the faulty run), nothing lost, nothing duplicated,
+    identical to a clean run."""
     from growsearch.bench.faults import run_fault_benchmark
 
     # the Ray worker kill and signals inside Ray trials are in tests/test_ray.py; the lock,
@@ -443,7 +444,8 @@ def test_fault_benchmark_kills_and_failures(tmp_path):
     assert codes == {"kill -9 during screening": -9, "kill -9 during promotion": -9,
                      "kill -9 during full training": -9, "kill -9 while writing the leaderboard": -9,
                      "candidate raises during screening": None, "candidate training diverges (NaN loss)": None,
-                     "SIGTERM during full training (local)": 143, "disk full while saving checkpoints": 1}
+                     "SIGTERM during full training (local)": 143, "disk full while saving checkpoints": 1,
+                     "disk full when the search starts": 1}
     assert result["all_injected"]
 
 
