@@ -16,6 +16,7 @@ from typing import Any
 
 from growsearch.bench.headline import BUDGETS, STRATEGIES, mean_curve, score_at, shifted
 from growsearch.bench.predictors import PREDICTORS
+from growsearch.bench.search_efficiency import STRATEGIES as SEARCH_STRATEGIES
 
 ORDER = ("mnist1d-mlp", "mnist1d-cnn", "text-gpt", "digits-mlp")
 
@@ -196,7 +197,8 @@ def _strategy_rows(result: dict[str, Any], view: dict[str, Any]) -> list[str]:
     """One row per strategy of ``view`` (the whole pool's figures, or the budget's)."""
     rows = ["| strategy | compute to target (FLOPs) | ÷ train-all total | seconds to target | total compute (FLOPs) "
             "| regret at budget |", "|---|---|---|---|---|---|"]
-    for name, st in view["strategies"].items():
+    order = {name: i for i, name in enumerate(SEARCH_STRATEGIES)}  # JSON keys come back sorted
+    for name, st in sorted(view["strategies"].items(), key=lambda kv: order.get(kv[0], len(order))):
         extra = ""
         if name == "random_k":
             extra = f" (expected over random orders; k draws reach it in {st['reach_rate_within_k']:.0%})"

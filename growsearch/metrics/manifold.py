@@ -48,7 +48,7 @@ from growsearch.metrics.functional import FlatModel
 
 FORWARD_COST = 1.0 / 3.0  # a forward pass, in units of one forward+backward pass
 DEGENERATE_LOG_DET = math.log(1e-10)
-DEFAULT_ESTIMATOR = "llc"  # chosen on the tuning pool; docs/metric.md says why
+DEFAULT_ESTIMATOR = "simplex_scaled"  # chosen on the tuning pool (v3); docs/metric.md says why
 _SIMPLEX = {"vertices": 3, "steps": 3, "samples": 2, "reg": 0.01, "check_points": 3, "batch_size": 32,
             "lr": 0.002, "init_scale": 0.03, "llc_gamma": 100.0}
 # Each estimator's hyperparameters where they differ (chosen on the tuning pools only;
