@@ -239,8 +239,9 @@ def test_random_order_counts_the_draws_that_miss():
 
     # 8 candidates, only the last reaches the target; each costs 1 FLOP-unit and 1 second
     candidates = [{"name": str(i), "flops": 1, "surrogates": dict.fromkeys(SURROGATES, float(i)),
-                   "screening_flops": dict.fromkeys(SURROGATES, 0.0), "metric_seconds": 0.0, "curve": [{"epoch": 1, "score": 0.5, "test_score": 0.9 if i == 7 else 0.5,
-                                                     "flops": 1.0, "seconds": 1.0}]} for i in range(8)]
+                   "screening_flops": dict.fromkeys(SURROGATES, 0.0), "metric_seconds": 0.0,
+                   "curve": [{"epoch": 1, "score": 0.5, "test_score": 0.9 if i == 7 else 0.5, "flops": 1.0,
+                              "seconds": 1.0}]} for i in range(8)]
     result = replay_strategies(candidates, epochs=1, promote_fraction=0.25, draws=200)
     rk = result["strategies"]["random_k"]
     # the target is found after (8 + 1) / 2 = 4.5 trainings in expectation, more than k = 2
