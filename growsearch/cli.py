@@ -709,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scratch's final score (and the ratio to scratch's), the paired-seed difference against\n"
         "random with a 95% interval and the symmetry probe after training (docs/growth.md).\n"
         "Scores are test scores; the best init is chosen by validation gain.\n\n"
-        "example:\n  growsearch bench growth --pool mnist1d-mlp --out docs/results/growth-mnist1d-mlp.json",
+        "example (every plan, as docs/results holds them):\n"
+        "  growsearch bench growth --pool mnist1d-cnn --all-plans --out docs/results/growth-mnist1d-cnn.json",
         pool="a pool name (see bench predictors)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="training (and growth) seeds, the same for every arm so that differences are paired; "
