@@ -18,7 +18,7 @@ from growsearch.bench.headline import BUDGETS, STRATEGIES, mean_curve, score_at,
 from growsearch.bench.predictors import PREDICTORS
 from growsearch.bench.search_efficiency import STRATEGIES as SEARCH_STRATEGIES
 
-ORDER = ("mnist1d-mlp", "mnist1d-cnn", "text-gpt", "digits-mlp")
+ORDER = ("mnist1d-mlp", "mnist1d-cnn", "text-gpt", "digits-mlp", "digits-cnn")
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -31,7 +31,7 @@ def _partial(entry: dict[str, Any]) -> str:
 
 
 def predictor_table(result: dict[str, Any]) -> list[str]:
-    role = "**tuning pool** (in-sample: the metric's defaults were chosen here)" if result["tuning_pool"] \
+    role = "**tuning pool** (in-sample: choices are made on tuning pools only)" if result["tuning_pool"] \
         else "result pool"
     noise = result["noise"]
     score = "test accuracy" if result["score"] == "test_accuracy" else "−test loss (nats/char)"
@@ -268,7 +268,7 @@ def _finite(v: Any) -> float:
 
 def estimator_table(result: dict[str, Any]) -> list[str]:
     """The named estimators on a tuning pool (python -m growsearch.bench.tune compare)."""
-    lines = [f"### {result['pool']} — tuning pool (every estimator variant, chosen here)", "",
+    lines = [f"### {result['pool']} — tuning pool (every estimator variant; choices are made here)", "",
              "| variant | overrides | Kendall τ | τ within groups | partial τ | cost ÷ full training "
              "| displacement ‖v−θ0‖/‖θ0‖ |", "|---|---|---|---|---|---|---|"]
     for name, v in result["variants"].items():
