@@ -216,17 +216,23 @@ def _run_pool_bench(args: argparse.Namespace, title: str, runner: Any) -> dict[s
     return result
 
 
+def _checked_seeds(seeds: list[int], at_least: int = 1, distinct: bool = False, why: str = "") -> tuple[int, ...]:
+    """``--seeds`` of a benchmark as a tuple, or one line naming what is allowed."""
+    if len(seeds) < at_least or any(seed < 0 for seed in seeds) or (distinct and len(set(seeds)) != len(seeds)):
+        count = "" if at_least < 2 else f"{'two' if at_least == 2 else at_least} or more "
+        allowed = f"{count}{'distinct ' if distinct else ''}non-negative integers{f' ({why})' if why else ''}"
+        raise ConfigError(f"--seeds: got {seeds}; allowed: {allowed}")
+    return tuple(seeds)
+
+
 def cmd_bench_growth(args: argparse.Namespace) -> int:
     from growsearch.bench.growth import run_growth_benchmark
 
-    if args.seeds is not None and (len(args.seeds) < 2 or any(seed < 0 for seed in args.seeds)
-                                   or len(set(args.seeds)) != len(args.seeds)):
-        raise ConfigError(f"--seeds: got {args.seeds}; allowed: two or more distinct non-negative integers "
-                          "(the paired interval needs two)")
+    seeds = None if args.seeds is None else _checked_seeds(args.seeds, at_least=2, distinct=True,
+                                                           why="the paired interval needs two")
 
     def runner(pool, progress):
-        return run_growth_benchmark(pool, progress=progress, all_plans=args.all_plans,
-                                    seeds=None if args.seeds is None else tuple(args.seeds))
+        return run_growth_benchmark(pool, progress=progress, all_plans=args.all_plans, seeds=seeds)
 
     result = _run_pool_bench(args, "growth vs scratch", runner)
     for init, s in result["summary"].items():
@@ -280,12 +286,11 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
 def cmd_bench_search(args: argparse.Namespace) -> int:
     from growsearch.bench.search_efficiency import run_search_benchmark
 
-    if any(seed < 0 for seed in args.seeds):
-        raise ConfigError(f"--seeds: got {args.seeds}; allowed: non-negative integers")
+    seeds = _checked_seeds(args.seeds)
     if args.max_params is not None and args.max_params < 1:
         raise ConfigError(f"--max-params: got {args.max_params}; allowed: a positive number of parameters")
     result = _run_pool_bench(args, "search efficiency",
-                             lambda pool, progress: run_search_benchmark(pool, seeds=tuple(args.seeds),
+                             lambda pool, progress: run_search_benchmark(pool, seeds=seeds,
                                                                          max_params=args.max_params,
                                                                          progress=progress))
     budget = result["budget"]
@@ -306,12 +311,11 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 def cmd_bench_headline(args: argparse.Namespace) -> int:
     from growsearch.bench.headline import STRATEGIES, run_headline_benchmark
 
-    if not args.seeds or any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) != len(args.seeds):
-        raise ConfigError(f"--seeds: got {args.seeds}; allowed: distinct non-negative integers")
+    seeds = _checked_seeds(args.seeds, distinct=True)
     if args.jobs < 1:
         raise ConfigError(f"--jobs: got {args.jobs}; allowed: a positive integer")
     result = _run_pool_bench(args, "headline", lambda pool, progress: run_headline_benchmark(
-        pool, seeds=tuple(args.seeds), jobs=args.jobs, progress=progress))
+        pool, seeds=seeds, jobs=args.jobs, progress=progress))
     for name in STRATEGIES:
         at = result["at_budget"][name]
         ratio = result["ratio_to_scratch_largest_final"][name]
