@@ -8,7 +8,6 @@ raises :class:`StopTraining` to end training early (e.g. a scheduler's decision)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -83,20 +82,6 @@ def mask_steps(recipe: TrainRecipe, n_train: int, where: str = "recipe") -> int:
     return recipe.mask_steps
 
 
-#: The recipe after growth (docs/growth.md; chosen on the tuning pool, digits-mlp):
-#: a fresh optimiser (train() always starts one), this fraction of the run as linear
-#: warm-up (unless the recipe asks for more), and the peak learning rate scaled by this.
-GROWTH_WARMUP_FRACTION = 0.0
-GROWTH_LR_SCALE = 2.0
-
-
-def after_growth(recipe: TrainRecipe, n_train: int) -> TrainRecipe:
-    """The recipe to train a freshly grown model with (see ``GROWTH_*``)."""
-    warmup = round(GROWTH_WARMUP_FRACTION * total_steps(recipe, n_train))
-    return dataclasses.replace(recipe, lr=recipe.lr * GROWTH_LR_SCALE,
-                               warmup_steps=max(recipe.warmup_steps, warmup))
-
-
 class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by a callback to end training after the current epoch."""
 
@@ -106,7 +91,13 @@ class TrainState:
     """Where a training stopped by a callback stands: with the model's weights, enough to
     continue it (``train(..., resume=state)``) exactly as if it had never stopped --
     optimizer moments, the data-order generator and the global RNG included. Saved with
-    :meth:`save` beside the model's checkpoint, loaded with ``weights_only=True``."""
+    :meth:`save` beside the model's checkpoint, loaded with ``weights_only=True``.
+
+    A masked-grown model stopped inside its mask ramp is folded when training returns (at
+    the mask's value then: the checkpoint beside holds that plain model), so the state also
+    keeps what the fold loses: ``masked``, the model's tensors with the mask still unfolded
+    (its parametrised names), and ``mask_value``. A resume loads them into the model *as
+    grown* (its mask on) and ramps on from there."""
 
     step: int
     epoch: int
@@ -116,6 +107,8 @@ class TrainState:
     optimizer: dict[str, Any]
     generator: torch.Tensor
     rng: torch.Tensor
+    masked: dict[str, torch.Tensor] | None = None  # None: no mask left to ramp (or an older state)
+    mask_value: float | None = None
 
     FILE = "train_state.pt"
 
@@ -210,9 +203,10 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     val_accuracy, test_loss, test_accuracy, forward_backward, seconds}`` goes to each
     callback (decisions read ``val_*``; ``test_*`` are final numbers). Raises :class:`TrainingError`
     when the loss becomes NaN/Inf or the device runs out of memory. A training stopped by
-    a callback returns its :class:`TrainState`; ``resume=`` that state (and ``model``
-    holding the weights it stopped with) continues it bit for bit (a growth mask still
-    ramping when it stopped is folded at its value then, so that case is not bit for bit).
+    a callback returns its :class:`TrainState`; ``resume=`` that state continues it bit for
+    bit, with ``model`` holding the weights it stopped with -- or, when it stopped inside
+    the mask ramp (``state.masked``), ``model`` as grown, still carrying its growth mask:
+    the state's unfolded tensors are loaded into it and the ramp goes on.
     """
     device = resolve_device(device)
     model.to(device)
@@ -222,6 +216,12 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
     n = len(task.x_train)
     total = total_steps(recipe, n)
     mask = growth_mask(model)
+    if resume is not None and resume.masked is not None:  # stopped inside the ramp: its unfolded tensors
+        if mask is None:
+            raise TrainingError("resume: the training stopped inside the mask ramp; pass the model as grown "
+                                "(init=masked, its growth mask still on), not the folded checkpoint")
+        model.load_state_dict(resume.masked)
+        mask.set(resume.mask_value if resume.mask_value is not None else 0.0)
     ramp = mask_steps(recipe, n) if mask is not None else 0
     # parameters in the order of their plain names, so that a masked model (parametrised
     # weights) and the plain model it folds into share one optimiser layout (pause/resume)
@@ -279,13 +279,15 @@ def train(model: nn.Module, task: Task, recipe: TrainRecipe, *, seed: int = 0,
                     callback(record)
             except StopTraining:
                 result.stopped_early = True
+                # inside the ramp: the mask is folded below, so keep the unfolded tensors (copies)
+                masked = None if mask is None else {k: v.detach().clone() for k, v in model.state_dict().items()}
                 result.state = TrainState(step, epoch, result.forward_backward, record["seconds"],
                                           list(result.history), opt.state_dict(), gen.get_state(),
-                                          torch.get_rng_state())
+                                          torch.get_rng_state(), masked, None if mask is None else mask.value)
                 break
     except torch.OutOfMemoryError as exc:
         raise TrainingError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from None
     finally:
-        fold_mask(model)  # stopped before the ramp ended: fold at the mask's current value
+        fold_mask(model)  # stopped before the ramp ended: fold at the mask's current value (see TrainState)
     result.seconds = time.perf_counter() - start
     return result

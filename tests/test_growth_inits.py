@@ -10,7 +10,7 @@ from conftest import randomize_norms
 from growsearch.checkpoint import load_checkpoint, save_checkpoint
 from growsearch.cli import main
 from growsearch.data import load_dataset
-from growsearch.errors import ConfigError
+from growsearch.errors import ConfigError, TrainingError
 from growsearch.grow import PRESERVING_INITS, ExpansionPlan, grow, growth_mask, output_diff
 from growsearch.grow.symmetry import effective_rank, symmetry_probe
 from growsearch.models import build
@@ -122,14 +122,32 @@ def test_search_with_a_mask_schedule_longer_than_the_run_writes_nothing(tmp_path
     assert not out.exists()
 
 
-def test_recipe_after_growth_keeps_a_fresh_optimiser_and_scales_the_rate():
-    from growsearch.train import GROWTH_LR_SCALE, GROWTH_WARMUP_FRACTION, after_growth
+def test_a_grown_candidate_trains_with_the_reference_runs_recipe(digits_base, tmp_path, monkeypatch):
+    """Issue 20: the base's reference run (plan None) and a grown candidate train with the
+    search's recipe as given -- the same learning rate -- so a gain measures the growth."""
+    import growsearch.search.trials as trials
+    from growsearch.metrics import ManifoldConfig
 
-    recipe = TrainRecipe(epochs=2, batch_size=100, lr=1e-3, warmup_steps=3)
-    grown = after_growth(recipe, 1000)  # 20 steps
-    assert grown.lr == pytest.approx(1e-3 * GROWTH_LR_SCALE)
-    assert grown.warmup_steps == max(3, round(GROWTH_WARMUP_FRACTION * 20))
-    assert (grown.epochs, grown.batch_size, grown.schedule) == (2, 100, recipe.schedule)
+    base, _ = digits_base
+    recipe = TrainRecipe(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2)
+    ctx = trials.SearchContext(DIGITS_MLP, base.state_dict(), "digits", recipe, ManifoldConfig(), 0, str(tmp_path))
+    seen = []
+
+    class RecipeSeenError(Exception):
+        pass
+
+    def spy(model, task, recipe, **kwargs):
+        seen.append(recipe)
+        raise RecipeSeenError  # the recipe is all this test needs: no training
+
+    monkeypatch.setattr(trials, "train", spy)
+    for cid, plan, init in (("reference", None, "masked"), ("grown", {"width": 2.0}, "masked"),
+                            ("random", {"width": 2.0, "depth": 1}, "random")):
+        assert trials.train_candidate(ctx, cid, plan, init, device="cpu")["stage"] == "failed"
+    assert len(seen) == 3
+    for got in seen:
+        assert got.lr == recipe.lr
+        assert got == recipe
 
 
 def test_grow_masked_saves_a_plain_checkpoint(mlp_base, tmp_path, capsys):
@@ -142,3 +160,51 @@ def test_grow_masked_saves_a_plain_checkpoint(mlp_base, tmp_path, capsys):
     assert report["max_abs_output_diff"] <= 1e-5 and report["saved_max_abs_output_diff"] <= 1e-5  # no LayerNorm
     model, spec, _ = load_checkpoint(out)
     assert growth_mask(model) is None and set(model.state_dict()) == set(build(spec).state_dict())
+
+
+@pytest.mark.parametrize("layernorm, plan, rungs", [
+    (False, {"width": 2.0}, (2, 4)),  # a pause inside the ramp, then one after it
+    (False, {"width": 1.5, "depth": 1}, (1, 3)),  # two pauses inside the ramp
+    (True, {"width": 1.5, "depth": 1}, (1, 3)),  # masked LayerNorms too
+])
+def test_a_pause_inside_the_mask_ramp_resumes_bit_for_bit(digits_base, tmp_path, layernorm, plan, rungs):
+    """Issue 20: synchronous successive halving pauses a masked candidate at a rung inside
+    the mask ramp and resumes it from its checkpoint (train_candidate's until=/resume=, the
+    path the engine and the Ray workers use); the result must be the uninterrupted
+    training's, bit for bit: every epoch's record and the trained weights."""
+    from growsearch.metrics import ManifoldConfig
+    from growsearch.search.trials import SearchContext, train_candidate
+    from growsearch.train import TrainState
+
+    base, task = digits_base
+    spec = {**DIGITS_MLP, "layernorm": layernorm}
+    if layernorm:
+        torch.manual_seed(0)
+        base = randomize_norms(build(spec))
+    per_epoch = math.ceil(len(task.x_train) / 64)
+    recipe = TrainRecipe(epochs=5, batch_size=64, lr=3e-3, mask_steps=3 * per_epoch + 5)  # ramp ends in epoch 4
+    ctx = SearchContext(spec, base.state_dict(), "digits", recipe, ManifoldConfig(), 0, str(tmp_path))
+    whole = train_candidate(ctx, "c", plan, "masked", device="cpu", checkpoint_dir=tmp_path / "whole")
+    assert whole["stage"] == "completed", whole.get("reason")
+    staged, resume = tmp_path / "staged", None
+    for until in (*rungs, None):
+        torch.manual_seed(123)  # whatever the global RNG did in between
+        record = train_candidate(ctx, "c", plan, "masked", device="cpu", checkpoint_dir=staged,
+                                 until=until, resume=resume)
+        assert record["stage"] == ("completed" if until is None else "paused"), record.get("reason")
+        assert (staged / TrainState.FILE).exists() == (until is not None)
+        if until == rungs[0]:  # the folded checkpoint alone cannot continue the ramp: refused, not diverged
+            with pytest.raises(TrainingError, match="inside the mask ramp"):
+                train(load_checkpoint(staged)[0], task, recipe, seed=0, resume=TrainState.load(staged))
+        resume = staged
+
+    def strip(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+    assert strip(record["history"]) == strip(whole["history"])
+    a, _, _ = load_checkpoint(tmp_path / "whole")
+    b, _, _ = load_checkpoint(staged)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    for key in ("final_score", "final_test_score", "train_cost"):
+        assert record[key] == whole[key], key

@@ -187,3 +187,31 @@ def test_flops_on_meta_equal_flops_on_cpu():
     with torch.device("meta"):
         meta = flops_per_example(cfg.build(), task.x_train[:1].to("meta"))
     assert meta == flops_per_example(cfg.build(), task.x_train[:1])
+
+
+def test_every_arm_trains_with_the_pools_recipe(monkeypatch, tmp_path):
+    """Issue 20: scratch-largest and grow-largest (the product's train_candidate) train with
+    the same recipe, the pool's -- the same learning rate -- not lr x 2 for the grown arm."""
+    import growsearch.bench.headline as headline
+    import growsearch.search.trials as trials
+
+    setting = make_setting(get_pool("mnist1d-mlp", quick=True))
+    seen = {}
+
+    class RecipeSeenError(Exception):
+        pass
+
+    def spy(arm):
+        def train(model, task, recipe, **kwargs):
+            seen[arm] = recipe
+            raise RecipeSeenError  # the recipe is all this test needs: no training
+        return train
+
+    monkeypatch.setattr(headline, "train", spy("scratch_largest"))
+    monkeypatch.setattr(trials, "train", spy("grow_largest"))
+    with pytest.raises(RecipeSeenError):
+        headline.run_scratch_largest(setting, 0, tmp_path)
+    with pytest.raises(RuntimeError, match="grow_largest failed"):  # the candidate's failure: our RecipeSeenError
+        headline.run_grow_largest(setting, 0, tmp_path)
+    assert seen["grow_largest"].lr == seen["scratch_largest"].lr == setting.pool.recipe.lr
+    assert seen["grow_largest"] == seen["scratch_largest"] == setting.pool.recipe

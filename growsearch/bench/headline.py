@@ -3,8 +3,11 @@ better model -- growsearch, or what they would do without it?
 
 Five strategies, each under the same constraint (the ``max_params``/``max_flops`` of the
 family's bundled search space, ``search_spaces/<family>.yaml``), the same training recipe
-(the pool's) and the same data, over several seeds (seed = model init, data order, growth
-and sampler seed; the pretrained base is the pool's one base):
+and the same data, over several seeds (seed = model init, data order, growth and sampler
+seed; the pretrained base is the pool's one base). Every model of every strategy -- a
+scratch model, a grown candidate, the base's reference run -- trains with the pool's
+recipe unchanged, learning rate included (no rate is tuned per arm; grown models once
+trained at lr x 2, which favoured the growth strategies, and no longer do):
 
 * ``scratch_largest`` -- train the largest architecture the constraint allows from
   scratch (what most people do). Its full training's compute is the unit of the budgets.

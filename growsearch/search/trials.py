@@ -33,7 +33,6 @@ from growsearch.train import (
     StopTraining,
     TrainRecipe,
     TrainState,
-    after_growth,
     evaluate,
     resolve_device,
     task_score,
@@ -149,7 +148,9 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
 
     Synchronous successive halving trains in stages: ``until=E`` pauses after epoch ``E``
     (stage ``paused``: the model and its :class:`~growsearch.train.TrainState` saved to
-    ``checkpoint_dir``), ``resume=DIR`` continues from such a checkpoint exactly.
+    ``checkpoint_dir``), ``resume=DIR`` continues from such a checkpoint exactly -- also a
+    masked candidate paused inside its mask ramp (the state keeps its unfolded tensors; the
+    candidate is grown again to carry them).
     """
     device = resolve_device(device)
     out: dict[str, Any] = {"id": cid}
@@ -159,8 +160,15 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
     try:
         fault = maybe_inject("train", cid)
         if resume is not None:
-            model, spec, _ = load_checkpoint(resume)
-            model, task, state = model.to(device), ctx.task(), TrainState.load(resume)
+            state = TrainState.load(resume)
+            if state.masked is not None and plan is not None:
+                # paused inside the mask ramp: grow again (deterministic) for the model with its
+                # mask on; train() loads the state's unfolded tensors into it
+                grown, task = grow_candidate(ctx, plan, init, device)
+                model, spec = grown.model, grown.spec
+            else:
+                model, spec, _ = load_checkpoint(resume)
+                model, task = model.to(device), ctx.task()
             history.extend(state.history)
         elif plan is None:
             model, task, spec = ctx.base(device), ctx.task(), ctx.base_spec
@@ -183,9 +191,9 @@ def train_candidate(ctx: SearchContext, cid: str, plan: dict[str, Any] | None, i
             if until is not None and int(rec["epoch"]) >= until and int(rec["epoch"]) < ctx.recipe.epochs:
                 raise StopTraining  # a pause: the next stage resumes from here
 
-        # a grown candidate trains with the recipe after growth (docs/growth.md); the base reference as given
-        recipe = ctx.recipe if plan is None else after_growth(ctx.recipe, len(task.x_train))
-        result = train(model, task, recipe, seed=ctx.seed, device=device, callbacks=[report], resume=state)
+        # every model trains with the search's recipe as given: a grown candidate and the base's
+        # reference alike (the same learning rate), so a gain measures the growth, not the recipe
+        result = train(model, task, ctx.recipe, seed=ctx.seed, device=device, callbacks=[report], resume=state)
         final = final_scores(model, task)
         checkpoint = Path(checkpoint_dir or Path(ctx.out) / "candidates" / cid)
         with fault_during("save", cid):
