@@ -88,12 +88,18 @@ def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
 
 def save_checkpoint(directory: str | Path, model: nn.Module, spec: dict[str, Any],
                     meta: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` with its ``spec`` (and ``meta``) into ``directory``."""
+    """Save ``model`` with its ``spec`` (and ``meta``) into ``directory``.
+
+    A masked growth is saved as the plain model its mask folds to now, where that fold keeps
+    the function; an untrained one whose mask weights a LayerNorm/RMSNorm has no plain
+    equivalent and is refused (PlanError, one line) before anything is written.
+    """
+    from growsearch.grow.mask import check_savable, fold_mask, growth_mask
+
+    check_savable(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    from growsearch.grow.mask import fold_mask, growth_mask
-
-    if growth_mask(model) is not None:  # a masked growth is saved as the plain model it folds to now
+    if growth_mask(model) is not None:  # folded at its current value (exact, or mid-ramp as training stops)
         model = copy.deepcopy(model)
         fold_mask(model)
     config_from_spec(spec).write_weights(model, directory)

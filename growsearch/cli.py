@@ -111,7 +111,7 @@ def check_out_dir(out: str | Path, what: str = "--out", protect: tuple[str | Pat
 
 def cmd_grow(args: argparse.Namespace) -> int:
     from growsearch.checkpoint import save_checkpoint
-    from growsearch.grow import fold_mask, grow, output_diff
+    from growsearch.grow import fold_mask, grow, growth_mask, output_diff
 
     if args.out:
         check_out_dir(args.out, protect=(args.checkpoint.removeprefix("hf:"),))
@@ -121,17 +121,28 @@ def cmd_grow(args: argparse.Namespace) -> int:
     result = grow(model, spec, plan, init=args.init, seed=args.seed, probe=probe)
     report = result.report()
     if args.out:
-        if fold_mask(result.model):  # masked: saved as a plain model, the mask folded at 0
+        saved = result
+        mask = growth_mask(result.model)
+        if mask is not None:  # masked: the mask ramps in training; a saved model is a plain one
             import torch
 
             from growsearch.models import config_from_spec
 
+            if mask.fold_is_exact:  # folded at 0: new units' outgoing weights zero, the function kept
+                fold_mask(result.model)
+                result.notes.append("masked growth ramps its mask in training; saved untrained, it is folded at 0 "
+                                    "(new units' outgoing weights zero: the zero_out growth)")
+            else:  # no plain model equals it: a norm spans widened units (growsearch.grow.mask)
+                saved = grow(model, spec, plan, init="zero_out", seed=args.seed, probe=probe)
+                report["saved_init"] = "zero_out"
+                result.notes.append("masked growth ramps its mask in training, and folded at 0 it would change "
+                                    "the function (a LayerNorm/RMSNorm spans widened units): saved untrained as "
+                                    "the zero_out growth (split where a norm spans the units)")
+                result.notes.extend(saved.notes)
             x = probe if probe is not None else config_from_spec(spec).example_input(
                 64, torch.Generator().manual_seed(args.seed))
-            report["saved_max_abs_output_diff"] = output_diff(model, result.model, x, torch.float64)
-            result.notes.append("masked growth ramps its mask in training; saved untrained, it is folded "
-                                "at 0 (new units' outgoing weights zero)")
-        save_checkpoint(args.out, result.model, result.spec,
+            report["saved_max_abs_output_diff"] = output_diff(model, saved.model, x, torch.float64)
+        save_checkpoint(args.out, saved.model, saved.spec,
                         {**{k: meta.get(k) for k in ("dataset",)}, "grown_from": str(args.checkpoint),
                          "growth": {k: v for k, v in report.items() if k != "spec"}})
         report["out"] = str(args.out)

@@ -183,7 +183,7 @@ def test_cli_grows_an_hf_directory_on_its_own_text(hf_dirs, tmp_path, capsys) ->
     out = tmp_path / "grown"
     code, stdout, _ = _cli(["grow", f"hf:{hf_dirs / 'gpt2'}", "--dataset", str(hf_dirs / "corpus.txt"),
                             "--width", "2", "--depth", "1", "--init", "zero_out", "--out", str(out), "--json"], capsys)
-    assert code == 0  # zero_out: a copying init, exact once saved (masked is folded at 0 on save)
+    assert code == 0  # zero_out: a copying init, exact once saved (also what the default, masked, saves here)
     report = json.loads(stdout)
     assert report["max_abs_output_diff"] <= TOL and report["spec"]["config"]["n_embd"] == 32
     plain = transformers.AutoModelForCausalLM.from_pretrained(out)

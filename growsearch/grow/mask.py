@@ -14,6 +14,13 @@ At ``m = 0`` the grown model computes exactly the base's function; the training 
 steps and then calls :meth:`GrowthMask.fold`, which removes the parametrisations and
 the weighted LayerNorms: the model is a plain family model again (same parameter
 objects, so the optimiser's state carries on). A deep copy of the model copies its mask.
+
+Scores of a grown model are computed on it *as grown*, mask at 0 through its
+parametrisations (:func:`growsearch.metrics.score_model`). Folding is exact at ``m = 1``,
+and at any ``m`` where no norm spans a masked group; at ``m < 1`` a plain LayerNorm/RMSNorm
+over the widened width computes other statistics than the masked one, so an untrained
+masked model whose norms are masked has no plain equivalent: :func:`check_savable` refuses
+to save it (``growsearch grow --out`` saves the ``zero_out`` growth there instead).
 """
 
 from __future__ import annotations
@@ -131,6 +138,7 @@ class GrowthMask:
 
     def __init__(self, model: nn.Module) -> None:
         self.ramp = _Ramp()
+        self.ramped = False  # set by :meth:`set`: the training loop has begun the ramp
         self.model = model
         self.parametrized: list[tuple[nn.Module, str]] = []
         self.norms: list[str] = []  # module paths of MaskedLayerNorms
@@ -141,6 +149,13 @@ class GrowthMask:
 
     def set(self, m: float) -> None:
         self.ramp.value = float(min(max(m, 0.0), 1.0))
+        self.ramped = True
+
+    @property
+    def fold_is_exact(self) -> bool:
+        """Whether :meth:`fold` at the current ``m`` keeps the function: at ``m = 1``, or when
+        no LayerNorm/RMSNorm spans a masked group (parametrisations fold exactly at any ``m``)."""
+        return self.ramp.value >= 1.0 or not self.norms
 
     def mask_param(self, name: str, axis: int, old: int) -> None:
         """Multiply ``name``'s elements from ``old`` on along ``axis`` by ``m`` (all if 0)."""
@@ -208,6 +223,20 @@ def attach(model: nn.Module, mask: GrowthMask) -> None:
     model.__dict__[MASK_ATTR] = mask
 
 
+def check_savable(model: nn.Module) -> None:
+    """PlanError (one line) for an untrained masked model that no plain model equals: its
+    mask never ramped, a LayerNorm/RMSNorm spanning widened units. A model whose ramp has
+    begun (a checkpoint during training) is folded at its current value, as the training
+    loop does when a run stops inside the ramp."""
+    mask = growth_mask(model)
+    if mask is None or mask.fold_is_exact or mask.ramped:
+        return
+    more = f" and {len(mask.norms) - 1} more" if len(mask.norms) > 1 else ""
+    raise PlanError(f"init: cannot save a masked growth before training: folding its mask at 0 changes the "
+                    f"function where a LayerNorm/RMSNorm spans widened units ({mask.norms[0]!r}{more}); "
+                    "train it first, or grow with --init zero_out (exact at whole multiples)")
+
+
 def fold_mask(model: nn.Module) -> dict[str, Any]:
     """Fold a model's mask (if any) at its current value; what it was, for reports."""
     mask = growth_mask(model)
@@ -218,4 +247,4 @@ def fold_mask(model: nn.Module) -> dict[str, Any]:
     return {"mask_folded_at": value}
 
 
-__all__ = ["GrowthMask", "MaskedLayerNorm", "attach", "fold_mask", "growth_mask", "is_norm"]
+__all__ = ["GrowthMask", "MaskedLayerNorm", "attach", "check_savable", "fold_mask", "growth_mask", "is_norm"]

@@ -10,13 +10,15 @@ benchmark and the search loop share: grow, check preservation, score.
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import dataclasses
 from typing import Any
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from growsearch.data import Task
-from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, fold_mask, grow, growth_mask
+from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, grow, growth_mask
 from growsearch.metrics.cost import cost_figures, flops_per_example
 from growsearch.metrics.manifold import (
     ESTIMATORS,
@@ -34,7 +36,8 @@ PROXY_PROBE = 128  # training examples the zero-cost proxies and the short-train
 def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = None, *,
                 proxies: bool = False, short_recipe: TrainRecipe | None = None,
                 variants: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Surrogate scores of ``model`` as it is (before training), as one flat dict.
+    """Surrogate scores of ``model`` as it is (before training), as one flat dict; a masked
+    growth as grown (mask at 0), the function it starts training from.
 
     Always: ``manifold_metric`` (+ its pieces under ``manifold``), ``params``, ``flops``,
     ``cost`` (forward+backward examples and seconds the metric spent), ``probe_sizes``.
@@ -45,9 +48,10 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
     (``manifold_<name>`` and ``manifold_<name>_cost``), on the manifold probe.
     """
     manifold = manifold or ManifoldConfig()
-    if growth_mask(model) is not None:  # masked growth: scored as the plain model at mask 0
-        model = copy.deepcopy(model)
-        fold_mask(model)
+    # A masked growth is scored as grown: its mask at 0 through the parametrisations and the
+    # masked norms (folding it at 0 changes the function where a norm spans widened units);
+    # the manifold metric perturbs the underlying parameters.
+    masked = growth_mask(model) is not None
     x, y = task.x_train, task.y_train
     result: ManifoldResult = manifold_metric(model, x, y, manifold)
     out: dict[str, Any] = {
@@ -69,8 +73,12 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
             out[f"manifold_{name}"] = run.metric
             out[f"manifold_{name}_cost"] = run.cost
     if proxies:
-        out.update(zero_cost_proxies(model, *probe))
+        for name in ZERO_COST:  # one cache per proxy: a parametrised weight is then one tensor per forward
+            with parametrize.cached() if masked else contextlib.nullcontext():
+                out.update(zero_cost_proxies(model, *probe, names=(name,)))
     if short_recipe is not None:
+        if masked:  # trained as grown: the mask ramps over the short run's own share of its steps
+            short_recipe = dataclasses.replace(short_recipe, mask_steps=None)
         out.update(short_training(model, task, result.cost, short_recipe, probe, seed=manifold.seed))
     return out
 

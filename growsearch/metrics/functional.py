@@ -4,6 +4,10 @@ The manifold metric evaluates the loss at many points of parameter space; copyin
 weights into modules for each point would dominate its cost. ``FlatModel`` evaluates
 ``loss(theta)`` with :func:`torch.func.functional_call` on views into a flat vector, and a
 batch of points at once with :func:`torch.func.vmap` where that is faster.
+
+A masked growth (:mod:`growsearch.grow.mask`) is evaluated as grown: its flat parameters
+are the parametrised tensors' ``original``s, and ``functional_call`` applies the mask's
+parametrisations and masked norms to them, so the loss at ``theta0`` is the base's.
 """
 
 from __future__ import annotations
@@ -42,8 +46,13 @@ class FlatModel:
                                                  strict=True)}
 
     def module_of(self) -> list[str]:
-        """The module each parameter tensor belongs to (``layers.0.weight`` -> ``layers.0``)."""
-        return [n.rsplit(".", 1)[0] if "." in n else "" for n in self.names]
+        """The module each parameter tensor belongs to (``layers.0.weight`` -> ``layers.0``;
+        a parametrised one, ``layers.0.parametrizations.weight.original`` -> ``layers.0``)."""
+        out = []
+        for n in self.names:
+            n = n.rsplit(".parametrizations.", 1)[0] + ".x" if ".parametrizations." in n else n
+            out.append(n.rsplit(".", 1)[0] if "." in n else "")
+        return out
 
     def layer_slices(self) -> list[slice]:
         out, start = [], 0
