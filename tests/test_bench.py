@@ -1,5 +1,7 @@
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +314,138 @@ def test_growth_benchmark_refuses_seeds_that_cannot_pair(tmp_path, capsys, seeds
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("growsearch: error: --seeds:") and "allowed" in err[0]
     assert not out.exists()
+
+
+def _recorded(costs, hit, early=None, epochs=1, params=None):
+    """A synthetic pool of recorded curves, candidate i costing ``costs[i]`` FLOPs (and seconds) per
+    epoch; only ``hit`` reaches the target; ``early[i]``: its validation score before the last epoch."""
+    from growsearch.bench.search_efficiency import SURROGATES
+
+    out = []
+    for i, cost in enumerate(costs):
+        curve = [{"epoch": e, "score": 0.9 if e == epochs and i == hit else (early or [0.5] * len(costs))[i],
+                  "test_score": 0.9 if i == hit and e == epochs else 0.5, "flops": cost * e, "seconds": cost * e}
+                 for e in range(1, epochs + 1)]
+        size = cost if params is None else params[i]
+        out.append({"name": str(i), "flops": cost, "params": size,
+                    "surrogates": {**dict.fromkeys(SURROGATES, float(-i)), "params": size},
+                    "screening_flops": dict.fromkeys(SURROGATES, 0.0), "metric_seconds": 0.0, "curve": curve})
+    return out
+
+
+def _paid_until(order, costs, hit):
+    paid = 0.0
+    for i in order:
+        paid += costs[i]
+        if i == hit:
+            return paid
+    return None
+
+
+def test_train_all_is_averaged_over_random_orders_not_the_pools_ascending_order():
+    from growsearch.bench.search_efficiency import random_orders, replay_strategies
+
+    # ascending size, the largest (last) is the only hit: in the proposal order train-all pays for everything
+    costs = [1.0, 2.0, 3.0, 4.0, 10.0]
+    result = replay_strategies(_recorded(costs, hit=4), epochs=1, draws=300, seed=7)
+    st = result["strategies"]["train_all"]
+    orders = random_orders(len(costs), 300, 7)
+    assert len(orders) == 300 and all(sorted(o) == list(range(5)) for o in orders)
+    expected = sum(_paid_until(o, costs, 4) for o in orders) / len(orders)
+    assert st["compute_to_target"] == pytest.approx(expected, rel=1e-12)
+    assert st["compute_to_target"] < sum(costs) - 1  # the fixed order's figure was sum(costs)
+    # exact expectation over every order: misses / (hits + 1) + the hit's cost = 5 + 10
+    assert st["compute_to_target"] == pytest.approx(15.0, rel=0.1)
+    assert st["reach_rate"] == 1.0 and st["orders"] == 300 and st["total_compute"] == pytest.approx(sum(costs))
+    assert st["compute_to_target_vs_train_all"] == pytest.approx(expected / sum(costs))
+
+
+def test_early_stopping_alone_is_averaged_over_the_same_orders_with_its_reach_rate():
+    from growsearch.bench.search_efficiency import random_orders, replay_strategies
+
+    # 3 epochs, rungs at 1 and 2 (grace 1, eta 2); the hit (candidate 2, last in the proposal order)
+    # looks worst at the rungs, so ASHA stops it whenever an earlier training recorded a rung score:
+    # it reaches the target exactly in the orders that train it first
+    costs = [1.0, 1.0, 4.0]
+    candidates = _recorded(costs, hit=2, early=[0.8, 0.7, 0.1], epochs=3)
+    result = replay_strategies(candidates, epochs=3, grace=1, eta=2, draws=200, seed=3)
+    es = result["strategies"]["early_stopping_only"]
+    orders = random_orders(3, 200, 3)
+    first = sum(o[0] == 2 for o in orders) / len(orders)
+    assert 0 < first < 1 and es["reach_rate"] == pytest.approx(first, rel=1e-12)
+    assert es["compute_to_target"] is None  # some orders never reach it
+    assert es["compute_to_target_when_reached"] == pytest.approx(3 * 4.0)  # trained first, fully
+    assert es["compute_to_target_when_reached_vs_train_all"] == pytest.approx(12.0 / 18.0)
+    # random pruning + ES draws the first k of the very same orders
+    pruned = result["strategies"]["random_and_early_stopping"]
+    k = result["k"]
+    assert pruned["reach_rate"] == pytest.approx(sum(o[0] == 2 for o in orders) / len(orders), rel=1e-12)
+    assert k == 1 and pruned["reach_rate_within_k"] == pruned["reach_rate"]
+
+
+def test_surrogate_ties_are_broken_by_the_random_orders():
+    from growsearch.bench.search_efficiency import random_orders, replay_strategies
+
+    # params ties the two biggest (an expansion with two inits); k = 1; the hit is the second of the
+    # pair in proposal order, so "ties in proposal order" never promoted it
+    candidates = _recorded([1.0, 1.0, 1.0, 1.0], hit=3, params=[10, 10, 20, 20])
+    result = replay_strategies(candidates, epochs=1, promote_fraction=0.25, draws=200, seed=5)
+    st = result["strategies"]["surrogate_params_and_early_stopping"]
+    orders = random_orders(4, 200, 5)
+    before = sum(o.index(3) < o.index(2) for o in orders) / len(orders)
+    assert 0 < before < 1 and st["reach_rate"] == pytest.approx(before, rel=1e-12)
+    assert st["promoted_sets"] == 2 and st["orders_replayed"] == 2 and st["compute_to_target"] is None
+    # a surrogate without ties is replayed once: the orders do not matter to it
+    manifold = result["strategies"]["surrogate_manifold_and_early_stopping"]
+    assert manifold["orders_replayed"] == 1 and manifold["promoted"] == ["0"] and manifold["reach_rate"] == 0.0
+
+
+def test_replay_result_recomputes_the_committed_curves(tmp_path):
+    from growsearch.bench.search_efficiency import main as replay_main
+    from growsearch.bench.search_efficiency import random_orders
+
+    source = json.loads((Path(__file__).parents[1] / "docs/results/search-text-gpt.json").read_text())
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(source))
+    out = tmp_path / "out.json"
+    assert replay_main(["--replay", str(path), "--out", str(out), "--draws", "20"]) == 0
+    replayed = json.loads(out.read_text())
+    assert "--replay" in replayed["replayed"]["command"] and replayed["replayed"]["curves_measured_by"]
+    assert replayed["budget"]["max_params"] == source["budget"]["max_params"]
+    for old, new in zip(source["per_seed"], replayed["per_seed"], strict=True):
+        assert [c["curve"] for c in old["candidates"]] == [c["curve"] for c in new["candidates"]]
+        costs = [c["curve"][-1]["flops"] for c in new["candidates"]]
+        hits = [c["curve"][-1]["test_score"] >= new["target"] for c in new["candidates"]]
+        paid = []
+        for order in random_orders(len(costs), 20, new["seed"]):
+            total = 0.0
+            for i in order:
+                total += costs[i]
+                if hits[i]:
+                    break
+            paid.append(total)
+        assert new["strategies"]["train_all"]["compute_to_target"] == pytest.approx(sum(paid) / 20, rel=1e-12)
+    assert replayed["strategies"]["early_stopping_only"]["orders"] == 20
+    # the table says which figures are averaged over the orders, with their reach rate
+    from growsearch.bench.table import search_table
+
+    table = "\n".join(search_table(replayed))
+    row = next(line for line in table.splitlines() if line.startswith("| early_stopping_only"))
+    assert "mean over 20 random orders; reached in" in row
+    manifold = next(line for line in table.splitlines() if line.startswith("| surrogate_manifold"))
+    assert "random orders" not in manifold  # no ties: one order, as before
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**source, "per_seed": [{"candidates": [{"name": "x"}]}]}))
+    assert replay_main(["--replay", str(bad)]) == 2
+
+
+def test_loss_pool_intervals_print_min_first():
+    from growsearch.bench.table import headline_table
+
+    root = Path(__file__).parents[1] / "docs/results"
+    for name in ("headline-text-gpt.json", "headline-mnist1d-mlp.json"):
+        result = json.loads((root / name).read_text())
+        intervals = re.findall(r"\[(-?[0-9.]+), (-?[0-9.]+)\]", "\n".join(headline_table(result)[3:]))
+        assert intervals
+        for lo, hi in intervals:
+            assert float(lo) <= float(hi), (name, lo, hi)

@@ -6,19 +6,31 @@ fully trained once with the pool's recipe, recording per epoch its validation sc
 FLOPs. Training is deterministic, so a run stopped after epoch e is exactly the prefix
 of the full curve, and each strategy can be replayed on the recorded curves:
 
-* ``train_all``: train every candidate fully, in proposal order.
+* ``train_all``: train every candidate fully.
 * ``random_k``: candidates in a uniformly random order. Compute and seconds to target
   are the *expected* values over random orders, training on past the first k when
   none of them reaches the target (:func:`expected_cost_to_first_hit`, exact); total
   compute and regret are averaged over random draws of k candidates, with the share of
   draws whose k candidates reach the target.
-* ``early_stopping_only``: ASHA over all candidates, in proposal order, no surrogate.
+* ``early_stopping_only``: ASHA over all candidates, no surrogate.
 * ``surrogate_<name>_and_early_stopping``: score every candidate with the surrogate
   ``name`` -- ``manifold`` (growsearch's), ``params`` (free: "pick the biggest"),
   ``naswot`` (one forward pass on the proxy probe) or ``short_training`` (training for
-  the metric's cost) --, promote the top k (ties in proposal order), ASHA over them.
-* ``random_and_early_stopping``: k random candidates, ASHA over them (averaged over draws):
-  what pruning earns without a surrogate.
+  the metric's cost) --, promote the top k, ASHA over them, best score first.
+* ``random_and_early_stopping``: k random candidates, ASHA over them: what pruning earns
+  without a surrogate.
+
+The pools list their candidates in ascending size, an order no user picks on purpose, and
+ASHA's decisions depend on the order trainings reach a rung. So everything that depends on
+the order candidates are taken in -- train-all's and ASHA's order, random pruning's k, and
+the order among a surrogate's *tied* candidates (``params`` ties every expansion with its
+other inits) -- is averaged over the **same** random orders (``draws`` permutations drawn
+from the seed, :func:`random_orders`): compute and seconds to target are the means over
+the orders when every order reaches the target, with the **reach rate** (the share of the
+orders that do) and the mean over the orders that do beside them; total compute and regret
+are means over every order. A surrogate without ties is replayed once. The curves are
+kept in the result, so :func:`replay_result` (``python -m growsearch.bench.search_efficiency
+--replay FILE``) replays a recorded result again without training.
 
 Every strategy is replayed twice on the same curves: on the whole pool, and under a
 parameter budget that **binds** (``max_params``, by default the upper edge of the
@@ -71,6 +83,9 @@ STRATEGIES = ("train_all", "random_k", "early_stopping_only", "random_and_early_
               *(f"surrogate_{name}_and_early_stopping" for name in SURROGATES))
 FIGURES = ("compute_to_target", "compute_to_target_vs_train_all", "seconds_to_target", "total_compute",
            "regret_at_budget")
+#: figures of the strategies averaged over random orders only
+ORDER_FIGURES = ("compute_to_target_when_reached", "compute_to_target_when_reached_vs_train_all",
+                 "seconds_to_target_when_reached")
 
 
 def expected_cost_to_first_hit(costs: Sequence[float], hits: Sequence[bool]) -> float | None:
@@ -156,10 +171,48 @@ def _mean_or_none(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else statistics.mean(values)
 
 
+def random_orders(n: int, orders: int, seed: int = 0) -> list[list[int]]:
+    """``orders`` uniformly random permutations of ``range(n)``, drawn from ``seed``: the
+    orders every order-dependent strategy of one replay is averaged over (the same ones)."""
+    rng = random.Random(seed)
+    return [rng.sample(range(n), n) for _ in range(orders)]
+
+
+def _over_orders(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A strategy's figures averaged over its replays in random orders: compute and seconds
+    to target are the means over the orders when every order reaches the target (None
+    otherwise: an order that never reaches it has no compute to target), with
+    ``reach_rate``, the share of the orders that do; total compute and the pick within the
+    budget are means over every order."""
+    reached = [r for r in runs if r["compute_to_target"] is not None]
+    every = len(reached) == len(runs)
+    return {"compute_to_target": statistics.mean(r["compute_to_target"] for r in runs) if every else None,
+            "seconds_to_target": statistics.mean(r["seconds_to_target"] for r in runs) if every else None,
+            "reach_rate": len(reached) / len(runs),
+            # the mean over the orders that do reach it: beside the reach rate, never in place of the mean
+            "compute_to_target_when_reached": statistics.mean(r["compute_to_target"] for r in reached)
+            if reached else None,
+            "seconds_to_target_when_reached": statistics.mean(r["seconds_to_target"] for r in reached)
+            if reached else None,
+            "total_compute": statistics.mean(r["total_compute"] for r in runs),
+            "total_seconds": statistics.mean(r["total_seconds"] for r in runs),
+            "picked_within_budget": _mean_or_none([r["picked_within_budget"] for r in runs]),
+            "orders": len(runs),
+            # how many different replays the orders gave: 1 for a surrogate without ties
+            "orders_replayed": len({id(r) for r in runs})}
+
+
 def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fraction: float = 0.25,
                       grace: int = 2, eta: int = 3, budget_fraction: float = 0.25, draws: int = 500,
                       seed: int = 0) -> dict[str, Any]:
-    """Every strategy replayed on one seed's measured curves."""
+    """Every strategy replayed on one seed's measured curves.
+
+    Whatever depends on the order candidates are taken in -- train-all's and ASHA's order,
+    which k candidates random pruning draws, and which of a surrogate's tied candidates is
+    promoted and trained first -- is averaged over the same ``draws`` random orders
+    (:func:`random_orders` from ``seed``): a proposal order (in the pools, ascending size) is
+    no order a user would pick on purpose. A surrogate orders its promoted candidates by
+    its score, best first; only ties fall back on the random order."""
     curves = [c["curve"] for c in candidates]
     finals = [c[-1]["test_score"] for c in curves]
     best = max(finals)
@@ -169,32 +222,37 @@ def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fra
     full = [c[-1]["flops"] for c in curves]
     all_cost = sum(full)
     budget = budget_fraction * all_cost
-    order = list(range(n))
+    orders = random_orders(n, draws, seed)
+    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    strategies = {"train_all": _replay(order, curves, None, 0.0, target, budget),
-                  "early_stopping_only": _replay(order, curves, ASHA(epochs, grace, eta), 0.0, target, budget)}
+    def replay(order: list[int], asha: bool, start_cost: float = 0.0, start_seconds: float = 0.0) -> dict[str, Any]:
+        key = (asha, start_cost, start_seconds, tuple(order))  # a surrogate without ties: one replay
+        if key not in memo:
+            memo[key] = _replay(list(order), curves, ASHA(epochs, grace, eta) if asha else None, start_cost,
+                                target, budget, start_seconds)
+        return memo[key]
+
+    strategies = {"train_all": _over_orders([replay(o, False) for o in orders]),
+                  "early_stopping_only": _over_orders([replay(o, True) for o in orders])}
     for name in SURROGATES:
         screening = sum(c["screening_flops"][name] for c in candidates)
         screening_s = sum(c["metric_seconds"] for c in candidates) if name == "manifold" else 0.0
-        promoted = sorted(order, key=lambda i: -candidates[i]["surrogates"][name])[:k]  # stable: ties in order
+        runs, promoted_sets = [], set()
+        for o in orders:
+            place = {i: j for j, i in enumerate(o)}
+            promoted = sorted(range(n), key=lambda i: (-candidates[i]["surrogates"][name], place[i]))[:k]
+            promoted_sets.add(frozenset(promoted))
+            runs.append(replay(promoted, True, screening, screening_s))
+        by_score = sorted(range(n), key=lambda i: -candidates[i]["surrogates"][name])  # ties: proposal order
         strategies[f"surrogate_{name}_and_early_stopping"] = {
-            **_replay(promoted, curves, ASHA(epochs, grace, eta), screening, target, budget, screening_s),
-            "screening_compute": screening, "promoted": [candidates[i]["name"] for i in promoted]}
-    rng = random.Random(seed)
-    pruned = [_replay(rng.sample(order, k), curves, ASHA(epochs, grace, eta), 0.0, target, budget)
-              for _ in range(draws)]
-    reached = [r["compute_to_target"] for r in pruned if r["compute_to_target"] is not None]
-    strategies["random_and_early_stopping"] = {
-        # mean over the draws that reach the target, and the share that do: a draw that
-        # never reaches it has no compute to target
-        "compute_to_target": statistics.mean(reached) if len(reached) == draws else None,
-        "seconds_to_target": statistics.mean(r["seconds_to_target"] for r in pruned)
-        if len(reached) == draws else None,
-        "reach_rate_within_k": len(reached) / draws,
-        "total_compute": statistics.mean(r["total_compute"] for r in pruned),
-        "picked_within_budget": _mean_or_none([r["picked_within_budget"] for r in pruned]), "draws": draws}
-    rng = random.Random(seed)
-    runs = [_replay(rng.sample(order, k), curves, None, 0.0, target, budget) for _ in range(draws)]
+            **_over_orders(runs), "screening_compute": screening,
+            "promoted": [candidates[i]["name"] for i in by_score[:k]],
+            # more than one set: ties at the k-th place, broken by the random order
+            "promoted_sets": len(promoted_sets)}
+    pruned = _over_orders([replay(o[:k], True) for o in orders])
+    strategies["random_and_early_stopping"] = {**pruned, "reach_rate_within_k": pruned["reach_rate"],
+                                               "draws": draws}
+    runs = [replay(o[:k], False) for o in orders]
     hits = [f >= target for f in finals]
     strategies["random_k"] = {
         "compute_to_target": expected_cost_to_first_hit(full, hits),
@@ -204,10 +262,11 @@ def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fra
         "picked_within_budget": _mean_or_none([r["picked_within_budget"] for r in runs]), "draws": draws}
     for s in strategies.values():
         s["regret_at_budget"] = None if s["picked_within_budget"] is None else best - s["picked_within_budget"]
-        reach = s["compute_to_target"]
-        s["compute_to_target_vs_train_all"] = None if reach is None else reach / all_cost
+        for fig in ("compute_to_target", "compute_to_target_when_reached"):
+            if fig in s:
+                s[f"{fig}_vs_train_all"] = None if s[fig] is None else s[fig] / all_cost
     return {"best_score": best, "target": target, "k": k, "budget_compute": budget, "train_all_compute": all_cost,
-            "strategies": strategies}
+            "orders": {"count": draws, "seed": seed}, "strategies": strategies}
 
 
 def default_max_params(params: Sequence[int]) -> int:
@@ -227,19 +286,64 @@ def _summary(per_seed: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
     spread: dict[str, dict[str, Any]] = {}
     for name in STRATEGIES:
         means[name], spread[name] = {}, {}
-        for fig in FIGURES:
+        first = per_seed[0]["strategies"][name]
+        for fig in (*FIGURES, *(f for f in ORDER_FIGURES if f in first)):
             values = [r["strategies"][name][fig] for r in per_seed]
             finite = [v for v in values if v is not None]
             means[name][fig] = statistics.mean(finite) if len(finite) == len(values) else None
             spread[name][fig] = [min(finite), max(finite)] if finite else None
+        # on a seed, a strategy averaged over random orders reaches the target when every order does
         means[name]["reached_in_seeds"] = sum(r["strategies"][name]["compute_to_target"] is not None
                                               for r in per_seed)
-        for extra in ("reach_rate_within_k", "screening_compute"):
-            if extra in per_seed[0]["strategies"][name]:
+        for extra in ("reach_rate", "reach_rate_within_k", "screening_compute"):
+            if extra in first:
                 means[name][extra] = statistics.mean(r["strategies"][name][extra] for r in per_seed)
-        if "draws" in per_seed[0]["strategies"][name]:
-            means[name]["draws"] = per_seed[0]["strategies"][name]["draws"]
+        if "reach_rate" in first:
+            means[name]["reach_rate_by_seed"] = [r["strategies"][name]["reach_rate"] for r in per_seed]
+            means[name]["orders"] = first["orders"]
+            means[name]["orders_replayed"] = max(r["strategies"][name]["orders_replayed"] for r in per_seed)
+        if "draws" in first:
+            means[name]["draws"] = first["draws"]
     return means, spread
+
+
+def _replay_seed(seed: int, candidates: list[dict[str, Any]], sizes: Sequence[int], cap: int, epochs: int,
+                 promote_fraction: float, grace: int, eta: int, budget_fraction: float,
+                 draws: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One seed's replays, on the whole pool and under ``cap``: its ``per_seed`` entries."""
+    capped = [c for c, size in zip(candidates, sizes, strict=True) if size <= cap]
+    replay = replay_strategies(candidates, epochs, promote_fraction, grace, eta, budget_fraction, draws, seed)
+    whole = {"seed": seed, **replay,
+             # curves kept: a changed strategy can be replayed without training again (replay_result)
+             "candidates": [{**c, "final_val": c["curve"][-1]["score"], "final_test": c["curve"][-1]["test_score"]}
+                            for c in candidates]}
+    under = {"seed": seed, **replay_strategies(capped, epochs, promote_fraction, grace, eta, budget_fraction, draws,
+                                               seed),
+             "candidates": [c["name"] for c in capped]}
+    return whole, under
+
+
+def _assemble(name: str, n: int, seeds: Sequence[int], sizes: Sequence[int], cap: int, max_params_default: bool,
+              per_seed: list[dict[str, Any]], per_seed_capped: list[dict[str, Any]], promote_fraction: float,
+              grace: int, eta: int, budget_fraction: float, draws: int) -> dict[str, Any]:
+    strategies, spread = _summary(per_seed)
+    capped_strategies, capped_spread = _summary(per_seed_capped)
+    at_cap = stats.param_bin(cap)
+    return {"pool": name, "n_candidates": n, "seeds": list(seeds),
+            "best_score": statistics.mean(r["best_score"] for r in per_seed),
+            "k": per_seed[0]["k"], "promote_fraction": promote_fraction, "asha": {"grace": grace, "eta": eta},
+            "budget_fraction": budget_fraction,
+            "orders": {"count": draws, "seed": "each seed's own (random.Random(seed))",
+                       "averaged": "every strategy whose result depends on the order candidates are taken in"},
+            "train_all_compute": statistics.mean(r["train_all_compute"] for r in per_seed),
+            "compute_unit": "training FLOPs (forward + backward = 3 x forward)",
+            "strategies": strategies, "spread": spread, "per_seed": per_seed,
+            "budget": {"max_params": cap, "max_params_default": max_params_default,
+                       "n_candidates": len(per_seed_capped[0]["candidates"]),
+                       "candidates_at_cap": sum(stats.param_bin(p) == at_cap for p in sizes if p <= cap),
+                       "best_score": statistics.mean(r["best_score"] for r in per_seed_capped),
+                       "k": per_seed_capped[0]["k"], "strategies": capped_strategies, "spread": capped_spread,
+                       "per_seed": per_seed_capped}}
 
 
 def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int = 2, eta: int = 3,
@@ -262,29 +366,87 @@ def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int 
     per_seed, per_seed_capped = [], []
     for j, seed in enumerate(seeds):
         candidates = measure_candidates(pool, base, spec, seed, progress, j * n, n * len(seeds))
-        capped = [c for c, size in zip(candidates, sizes, strict=True) if size <= cap]
-        replay = replay_strategies(candidates, pool.recipe.epochs, promote_fraction, grace, eta, budget_fraction,
-                                   draws, seed)
-        per_seed.append({"seed": seed, **replay,
-                         # curves kept: a changed strategy can be replayed without training again
-                         "candidates": [{**c, "final_val": c["curve"][-1]["score"],
-                                         "final_test": c["curve"][-1]["test_score"]} for c in candidates]})
-        per_seed_capped.append({"seed": seed, **replay_strategies(capped, pool.recipe.epochs, promote_fraction,
-                                                                  grace, eta, budget_fraction, draws, seed),
-                                "candidates": [c["name"] for c in capped]})
-    strategies, spread = _summary(per_seed)
-    capped_strategies, capped_spread = _summary(per_seed_capped)
-    at_cap = stats.param_bin(cap)
-    return {"pool": pool.name, "n_candidates": n, "seeds": list(seeds),
-            "best_score": statistics.mean(r["best_score"] for r in per_seed),
-            "k": per_seed[0]["k"], "asha": {"grace": grace, "eta": eta}, "budget_fraction": budget_fraction,
-            "train_all_compute": statistics.mean(r["train_all_compute"] for r in per_seed),
-            "compute_unit": "training FLOPs (forward + backward = 3 x forward)",
-            "strategies": strategies, "spread": spread, "per_seed": per_seed,
-            "budget": {"max_params": cap, "max_params_default": max_params is None,
-                       "n_candidates": len(per_seed_capped[0]["candidates"]),
-                       "candidates_at_cap": sum(stats.param_bin(p) == at_cap for p in sizes if p <= cap),
-                       "best_score": statistics.mean(r["best_score"] for r in per_seed_capped),
-                       "k": per_seed_capped[0]["k"], "strategies": capped_strategies, "spread": capped_spread,
-                       "per_seed": per_seed_capped},
+        whole, under = _replay_seed(seed, candidates, sizes, cap, pool.recipe.epochs, promote_fraction, grace, eta,
+                                    budget_fraction, draws)
+        per_seed.append(whole)
+        per_seed_capped.append(under)
+    return {**_assemble(pool.name, n, seeds, sizes, cap, max_params is None, per_seed, per_seed_capped,
+                        promote_fraction, grace, eta, budget_fraction, draws),
             "seconds": time.perf_counter() - start}
+
+
+def replay_result(result: dict[str, Any], draws: int | None = None, command: str | None = None) -> dict[str, Any]:
+    """``result`` (a ``bench search`` JSON) with every strategy replayed again on its recorded
+    curves -- no training: the candidates, their curves and the budget's cap are kept, the
+    strategies' figures recomputed with this version's replay. ``draws``: the number of
+    random orders (default: the one ``result`` used). The returned dict records the replay
+    under ``replayed`` (``command``, and the command that measured the curves)."""
+    per_seed_in = result.get("per_seed") or []
+    if not per_seed_in or "curve" not in per_seed_in[0]["candidates"][0]:
+        raise ConfigError(f"{result.get('pool', 'result')}: no per-candidate curves recorded; allowed: a "
+                          "`growsearch bench search` result with per_seed candidates and their curves")
+    n = result["n_candidates"]
+    promote_fraction = result.get("promote_fraction", 0.25)
+    if max(1, math.ceil(promote_fraction * n)) != result["k"]:
+        raise ConfigError(f"k: {result['k']} of {n} candidates is not promote_fraction {promote_fraction}; "
+                          "allowed: a result that records the promote_fraction it used")
+    draws = result["strategies"]["random_k"]["draws"] if draws is None else draws
+    grace, eta = result["asha"]["grace"], result["asha"]["eta"]
+    cap = result["budget"]["max_params"]
+    per_seed, per_seed_capped = [], []
+    for run, run_capped in zip(per_seed_in, result["budget"]["per_seed"], strict=True):
+        candidates = [{k: v for k, v in c.items() if k not in ("final_val", "final_test")} for c in run["candidates"]]
+        sizes = [c["params"] for c in candidates]
+        epochs = max(int(c["curve"][-1]["epoch"]) for c in candidates)
+        whole, under = _replay_seed(run["seed"], candidates, sizes, cap, epochs, promote_fraction, grace, eta,
+                                    result["budget_fraction"], draws)
+        if under["candidates"] != run_capped["candidates"]:
+            raise ConfigError(f"budget: the candidates at or below max_params {cap} differ from the recorded ones "
+                              f"on seed {run['seed']}")
+        per_seed.append(whole)
+        per_seed_capped.append(under)
+    sizes = [c["params"] for c in per_seed_in[0]["candidates"]]
+    replayed = _assemble(result["pool"], n, result["seeds"], sizes, cap, result["budget"]["max_params_default"],
+                         per_seed, per_seed_capped, promote_fraction, grace, eta, result["budget_fraction"], draws)
+    measured = {k: v for k, v in result.items() if k not in replayed}
+    return {**measured, **replayed,
+            "replayed": {"command": command or "python -m growsearch.bench.search_efficiency --replay FILE",
+                         "curves_measured_by": result.get("replayed", {}).get("curves_measured_by",
+                                                                               result.get("command"))}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m growsearch.bench.search_efficiency --replay FILE.json [--out OUT.json]``:
+    replay every strategy on the curves a ``bench search`` result recorded (no training)."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from growsearch.checkpoint import write_json
+
+    parser = argparse.ArgumentParser(prog="python -m growsearch.bench.search_efficiency",
+                                     description=main.__doc__)
+    parser.add_argument("--replay", type=Path, required=True, help="a `growsearch bench search` JSON result")
+    parser.add_argument("--out", type=Path, help="where to write the replayed result (default: --replay itself)")
+    parser.add_argument("--draws", type=int, help="random orders per replay (default: the result's own)")
+    args = parser.parse_args(argv)
+    if args.draws is not None and args.draws < 1:
+        raise SystemExit(f"--draws: got {args.draws}; allowed: a positive integer")
+    out = args.out or args.replay
+    command = "python -m growsearch.bench.search_efficiency " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        result = replay_result(json.loads(args.replay.read_text()), args.draws, command)
+    except (OSError, ValueError, KeyError, ConfigError) as exc:  # one line, no traceback
+        print(f"error: --replay {args.replay}: {exc}", file=sys.stderr)
+        return 2
+    write_json(out, result)
+    for name, st in result["budget"]["strategies"].items():
+        rate = st.get("reach_rate")
+        print(f"{name} (max_params {result['budget']['max_params']}): to target "
+              f"{st['compute_to_target_vs_train_all']}" + ("" if rate is None else f", reach rate {rate:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

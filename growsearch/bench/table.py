@@ -193,20 +193,54 @@ def _spread(view: dict[str, Any], name: str, fig: str, fmt: Any, result: dict[st
     return f"{fmt(mean)} [{lo}, {hi}]"
 
 
+def _rate(r: float) -> str:
+    """A reach rate: 0% and 100% only when exact (one order in 500 missing is 99.8%)."""
+    return f"{r:.0%}" if r in (0.0, 1.0) else f"{r:.1%}"
+
+
+def _averaged(st: dict[str, Any]) -> bool:
+    """Whether a strategy's figures are averaged over random orders that gave different replays
+    (a surrogate without ties is replayed once: its figures are those of one order)."""
+    return "reach_rate" in st and st.get("orders_replayed", 2) > 1
+
+
+def _when_reached(view: dict[str, Any], name: str, fig: str, fmt: Any, result: dict[str, Any]) -> str:
+    """A figure to target of a strategy averaged over random orders, some of which miss the
+    target: the mean over the orders that reach it [min, max over seeds]."""
+    fig = fig.replace("_to_target", "_to_target_when_reached")
+    mean, spread = view["strategies"][name].get(fig), view["spread"][name].get(fig)
+    if spread is None:
+        return "never"
+    rates = view["strategies"][name]["reach_rate_by_seed"]
+    if mean is None:
+        return (f"[{fmt(spread[0])}, {fmt(spread[1])}] when reached (no order reaches it on "
+                f"{sum(r == 0 for r in rates)} of {len(result['seeds'])} seeds)")
+    return f"{fmt(mean)} [{fmt(spread[0])}, {fmt(spread[1])}] when reached"
+
+
 def _strategy_rows(result: dict[str, Any], view: dict[str, Any]) -> list[str]:
-    """One row per strategy of ``view`` (the whole pool's figures, or the budget's)."""
+    """One row per strategy of ``view`` (the whole pool's figures, or the budget's). A strategy
+    averaged over random orders shows its reach rate (share of the orders, by seed); when some
+    order misses the target, its figures to target are the means over the orders that reach it."""
     rows = ["| strategy | compute to target (FLOPs) | ÷ train-all total | seconds to target | total compute (FLOPs) "
             "| regret at budget |", "|---|---|---|---|---|---|"]
     order = {name: i for i, name in enumerate(SEARCH_STRATEGIES)}  # JSON keys come back sorted
     for name, st in sorted(view["strategies"].items(), key=lambda kv: order.get(kv[0], len(order))):
-        extra = ""
+        extra, cell = "", _spread
         if name == "random_k":
             extra = f" (expected over random orders; k draws reach it in {st['reach_rate_within_k']:.0%})"
-        elif "reach_rate_within_k" in st:
+        elif _averaged(st):
+            what = f"{st['draws']} draws" if "draws" in st else f"{st['orders']} random orders"
+            rates = st["reach_rate_by_seed"]
+            extra = (f" (mean over {what}; reached in {_rate(st['reach_rate'])} of them"
+                     + ("" if min(rates) == 1 else ", by seed " + " / ".join(_rate(r) for r in rates)) + ")")
+            if min(rates) < 1:
+                cell = _when_reached
+        elif "reach_rate_within_k" in st:  # a result from before the replay over random orders
             extra = f" (mean of {st['draws']} draws; {st['reach_rate_within_k']:.0%} of them reach it)"
-        rows.append(f"| {name} | {_spread(view, name, 'compute_to_target', _flops, result)}{extra} "
-                    f"| {_spread(view, name, 'compute_to_target_vs_train_all', lambda v: f'{v:.1%}', result)} "
-                    f"| {_spread(view, name, 'seconds_to_target', lambda v: f'{v:.1f}', result)} "
+        rows.append(f"| {name} | {cell(view, name, 'compute_to_target', _flops, result)}{extra} "
+                    f"| {cell(view, name, 'compute_to_target_vs_train_all', lambda v: f'{v:.1%}', result)} "
+                    f"| {cell(view, name, 'seconds_to_target', lambda v: f'{v:.1f}', result)} "
                     f"| {_spread(view, name, 'total_compute', _flops, result)} "
                     f"| {_spread(view, name, 'regret_at_budget', lambda v: f'{v:.4f}', result)} |")
     return rows
@@ -220,7 +254,13 @@ def search_table(result: dict[str, Any]) -> list[str]:
              f"k = {result['k']} promoted, ASHA grace {result['asha']['grace']} / η {result['asha']['eta']} on "
              f"validation scores; budget for regret = {result['budget_fraction']:.0%} of train-all "
              f"({_flops(first['budget_compute'])} FLOPs on seed {first['seed']}). Compute in "
-             f"{result['compute_unit']}; mean over seeds [min, max].", "",
+             f"{result['compute_unit']}; mean over seeds [min, max]."
+             + (f" Whatever depends on the order candidates are taken in (train-all's and ASHA's order, random "
+                f"pruning's draw, the order among a surrogate's tied candidates) is averaged over the same "
+                f"{result['orders']['count']} random orders per seed, never the pool's own (ascending size) order; "
+                "such a strategy reaches the target on a seed when every order does, and otherwise shows the "
+                "share of the orders that do and its figures in those orders (`when reached`)."
+                if "orders" in result else ""), "",
              *_strategy_rows(result, result), ""]
     budget = result.get("budget")
     if budget is not None:
@@ -288,6 +328,15 @@ def _points(result: dict[str, Any], value: float | None) -> str:
     return f"{100 * value:.1f}" if result["score"] == "test_accuracy" else f"{-value:.3f}"
 
 
+def _points_interval(result: dict[str, Any], values: list[float]) -> str:
+    """`` [min, max]`` of ``values`` in the table's unit, lowest first: for a loss pool the
+    scores are negated losses, so the lowest loss shown comes from the highest score."""
+    if not values:
+        return ""
+    lo, hi = (min(values), max(values)) if result["score"] == "test_accuracy" else (max(values), min(values))
+    return f" [{_points(result, lo)}, {_points(result, hi)}]"
+
+
 def headline_table(result: dict[str, Any]) -> list[str]:
     unit = result["scratch_largest_compute"]
     acc = result["score"] == "test_accuracy"
@@ -308,7 +357,7 @@ def headline_table(result: dict[str, Any]) -> list[str]:
         for b in BUDGETS:
             per_seed = result["at_budget_per_seed"][name][str(b)]
             known = [v for v in per_seed if v is not None]
-            spread = f" [{_points(result, min(known))}, {_points(result, max(known))}]" if known else ""
+            spread = _points_interval(result, known)
             cells.append(_points(result, result["at_budget"][name][str(b)]) + spread)
         cells += [_points(result, result["at_budget_with_pretraining"][name][str(b)]) for b in BUDGETS]
         ratio = result["ratio_to_scratch_largest_final"][name]
