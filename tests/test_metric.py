@@ -122,7 +122,12 @@ def test_pieces_and_cost_accounting(digits_mlp):
     assert len(r.edge_lengths) == 6 and min(r.edge_lengths) > 0
     assert r.metric == pytest.approx(math.log(r.shrink) + r.log_volume / 3)
     assert r.check_loss <= r.tau
-    assert r.cost == pytest.approx(r.forward_backward + r.forward / 3)
+    # parameter-space products, forward+backward while training (3x), forward for the check
+    d, m, k_max, checkpoints = r.num_params, 2, 3, 5
+    trained = sum(4 * 3 * (2 * m * (k + 1) * d + 2 * k * k * d) for k in range(1, k_max + 1))
+    assert r.param_flops == trained + 2 * checkpoints * (k_max + 1) * d + 2 * k_max * k_max * d
+    assert r.flops_per_example == 2 * (64 * 16 + 16 * 10)
+    assert r.cost == pytest.approx(r.forward_backward + r.forward / 3 + r.param_flops / (3 * r.flops_per_example))
 
 
 def test_vectorised_and_looped_agree(digits_mlp):
@@ -196,7 +201,8 @@ def test_function_space_volume_ignores_layer_rescaling():
     assert abs(a.metric - b.metric) > 0.05  # the parameter-space volume is not invariant
 
 
-@pytest.mark.parametrize("name", ["simplex", "simplex_scaled", "function", "below", "function_below", "ray", "llc"])
+@pytest.mark.parametrize("name", ["simplex", "simplex_scaled", "function", "below", "function_below", "ray", "llc",
+                                  "binding_random", "binding_simplex"])
 def test_every_estimator_is_deterministic_and_finite(digits_mlp, name):
     model, task = digits_mlp
     cfg = ManifoldConfig(estimator=name, steps=4, check_points=4, seed=5)
@@ -223,3 +229,71 @@ def test_llc_counts_its_steps_and_relative_subtracts_the_null(digits_mlp):
 def test_unknown_estimator():
     with pytest.raises(ConfigError, match=r"estimator: got 'volume'; allowed: simplex, simplex_scaled, function"):
         ManifoldConfig(estimator="volume")
+
+
+def test_binding_scale_search_finds_the_known_boundary():
+    from growsearch.metrics.manifold import _bind_scale
+
+    for start in (0.01, 0.25, 0.37, 10.0):
+        calls = []
+
+        def check(t, calls=calls):
+            calls.append(t)
+            return t <= 0.37, t
+        lo, hi, loss = _bind_scale(check, start, bisection_steps=3)
+        assert lo <= 0.37 < hi and hi / lo == pytest.approx(2 ** (2 ** -3)) and loss == lo
+        assert lo in calls and hi in calls  # both ends were checked
+    # a check that always passes cannot be made to bind: reported, not hidden
+    lo, hi, _ = _bind_scale(lambda t: (True, 0.0), 0.25, 3)
+    assert hi == math.inf and lo == 0.25 * 2 ** 12
+
+
+@pytest.mark.parametrize("name", ["binding_random", "binding_simplex"])
+def test_binding_estimators_bind_and_measure_in_layer_units(digits_mlp, name):
+    model, task = digits_mlp
+    r = manifold_metric(model, task.x_train, task.y_train, ManifoldConfig(estimator=name))
+    assert r.bound is True and r.check_loss <= r.tau
+    assert r.metric == pytest.approx(math.log(r.shrink) + r.log_volume / 3)
+    # rescaling a layer by 4 (and the next by 1/4: the same function for a ReLU net) rescales the
+    # weight norms but not the metric, which is measured in units of each layer's RMS
+    other = build({"family": "mlp", "in_dim": 64, "out_dim": 10, "hidden": [16]})
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        first, last = [m for m in other.modules() if isinstance(m, torch.nn.Linear)][:2]
+        first.weight.mul_(4)
+        first.bias.mul_(4)
+        last.weight.div_(4)
+    s = manifold_metric(other, task.x_train, task.y_train, ManifoldConfig(estimator=name))
+    assert s.weight_norm_volume > r.weight_norm_volume + 0.2
+    assert abs(s.metric - r.metric) < 0.1
+
+
+@pytest.fixture(scope="module")
+def digits_mlp_pool():
+    """The tuning pool digits-mlp's 28 grown candidates (a real pool; nothing trained)."""
+    from growsearch.bench.pools import get_pool
+    from growsearch.bench.predictors import pool_base_model, pretrain_base
+    from growsearch.grow import ExpansionPlan, grow
+
+    torch.set_num_threads(1)
+    pool = get_pool("digits-mlp")
+    task = load_dataset(pool.dataset)
+    state, spec, _ = pretrain_base(pool)
+    base = pool_base_model(state, spec)
+    return task, [grow(base, spec, ExpansionPlan.from_dict(plan), init).model for plan, init in pool.candidates()]
+
+
+def test_default_estimator_binds_on_a_real_pool_and_is_not_a_weight_norm_formula(digits_mlp_pool):
+    from growsearch.bench.stats import kendall
+    from growsearch.metrics.manifold import DEFAULT_ESTIMATOR
+
+    task, models = digits_mlp_pool
+    runs = [manifold_metric(m, task.x_train, task.y_train, ManifoldConfig()) for m in models]
+    assert DEFAULT_ESTIMATOR.startswith("binding_") and all(r.estimator == DEFAULT_ESTIMATOR for r in runs)
+    assert all(r.bound is True and r.check_loss <= r.tau for r in runs)  # the loss constraint binds, everywhere
+    norms = [r.weight_norm_volume for r in runs]
+    assert abs(kendall([r.metric for r in runs], norms)) < 0.5
+    # the previous default, on the same candidates, never binds and restates the weight norms
+    old = [manifold_metric(m, task.x_train, task.y_train, ManifoldConfig(estimator="simplex_scaled")) for m in models]
+    assert sum(bool(r.bound) for r in old) <= 2
+    assert kendall([r.metric for r in old], norms) > 0.75

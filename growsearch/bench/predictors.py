@@ -33,6 +33,7 @@ from growsearch.bench import stats
 from growsearch.bench.pools import Pool
 from growsearch.checkpoint import load_checkpoint
 from growsearch.data import Task, load_dataset
+from growsearch.errors import ConfigError
 from growsearch.grow import ExpansionPlan
 from growsearch.metrics import ManifoldConfig, score_candidate
 from growsearch.metrics.cost import flops_per_example, training_flops
@@ -42,7 +43,7 @@ from growsearch.pretrain import DEFAULT_RECIPES, default_config
 from growsearch.train import TrainRecipe, task_score, train
 
 PREDICTORS = ("manifold_metric", "manifold_per_param", *(f"manifold_{name}" for name in ESTIMATORS),
-              "params", "flops",
+              "params", "flops", "weight_norm_volume",
               "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "naswot",
               "short_training")
 
@@ -104,7 +105,9 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
         "name": f"{scores['plan_name']}/{init}", "plan": plan, "plan_name": scores["plan_name"],
         "kind": scores["kind"], "init": init, "params": scores["params"], "flops": scores["flops"],
         "max_abs_output_diff": scores["max_abs_output_diff"],
-        "predictors": {name: scores[name] for name in PREDICTORS},
+        # the data-free weight-norm formula the metric must not reduce to (manifold.weight_norm_volume)
+        "predictors": {name: scores[name] if name != "weight_norm_volume" else scores["manifold"][name]
+                       for name in PREDICTORS},
         "manifold": scores["manifold"], "metric_cost": scores["cost"]["forward_backward"],
         "estimator_costs": {name: scores[f"manifold_{name}_cost"] for name in ESTIMATORS},
         "metric_flops": training_flops(scores["flops"], scores["cost"]["forward_backward"]),
@@ -117,8 +120,10 @@ def _candidate_job(pool: Pool, state: dict, spec: dict, plan: dict, init: str,
 
 def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDICTORS,
           n_boot: int = 1000) -> tuple[dict[str, dict[str, Any]], list[list[str]]]:
-    """Correlation table of every predictor against ``gain_mean``."""
+    """Correlation table of every predictor against ``gain_mean`` (and against the data-free
+    weight-norm formula: a surrogate that only restates the weights' norms scores near 1 there)."""
     gains = [c["gain_mean"] for c in candidates]
+    norms = [c["predictors"]["weight_norm_volume"] for c in candidates]
     groups = stats.equal_param_groups([c["params"] for c in candidates])
     log_params = [math.log(c["params"]) for c in candidates]
     table = {}
@@ -132,28 +137,59 @@ def judge(candidates: list[dict[str, Any]], predictors: tuple[str, ...] = PREDIC
             "kendall_equal_params": within,
             "equal_param_pairs": pairs,
             "kendall_partial_params": stats.partial_kendall(values, gains, log_params),
+            "kendall_vs_weight_norm": stats.kendall(values, norms),
         }
     return table, [[candidates[i]["name"] for i in g] for g in groups]
 
 
+TRAINING_KEYS = ("scores", "val_scores", "full_training_cost", "full_training_flops", "full_training_seconds")
+
+
+def reusable_training(pool: Pool, previous: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The trained scores of an earlier run of the same pool, by candidate name (and ``base``),
+    for :func:`run_predictor_benchmark`'s ``rescore``: training is deterministic for a
+    given pool version, recipe and seeds, so only the predictors need computing again.
+    ConfigError when the earlier run is not of this pool as it is now."""
+    for key, now in (("pool", pool.name), ("version", pool.version), ("recipe", pool.recipe.to_dict()),
+                     ("seeds", list(pool.seeds))):
+        if previous.get(key) != now:
+            raise ConfigError(f"--rescore: the results' {key} is {previous.get(key)!r}, the pool's is {now!r}; "
+                              "allowed: results of this pool as it is now")
+    out = {c["name"]: {k: c[k] for k in TRAINING_KEYS} for c in previous["candidates"]}
+    out["base"] = {k: previous["base"][k] for k in ("scores", "val_scores", "full_training_cost",
+                                                    "full_training_flops", "full_training_seconds")
+                   if k in previous["base"]}
+    return out
+
+
 def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, jobs: int = 1,
-                            progress: Any = None) -> dict[str, Any]:
-    """Run a whole pool and return the JSON-ready result (see docs/benchmarks.md)."""
+                            progress: Any = None, rescore: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a whole pool and return the JSON-ready result (see docs/benchmarks.md).
+
+    ``rescore``: an earlier result of the same pool (version, recipe, seeds): its trained
+    scores are kept and only the predictors are computed again (training is deterministic;
+    the result records which file it reused)."""
     start = time.perf_counter()
     manifold = manifold or ManifoldConfig(**pool.manifold)
+    trained = reusable_training(pool, rescore) if rescore is not None else None
     state, spec, pretrain_final = pretrain_base(pool)
     task = load_dataset(pool.dataset)
     todo = pool.candidates()
     with ProcessPoolExecutor(max_workers=jobs) as ex:
-        base_future = ex.submit(_base_job, pool, state, spec)
-        futures = [ex.submit(_candidate_job, pool, state, spec, plan, init, manifold)
+        base_future = ex.submit(_base_job, pool, state, spec) if trained is None else None
+        futures = [ex.submit(_candidate_job, pool, state, spec, plan, init, manifold, trained is None)
                    for plan, init in todo]
         results = []
         for future in futures:
             results.append(future.result())
+            if trained is not None:
+                if results[-1]["name"] not in trained:
+                    raise ConfigError(f"--rescore: candidate {results[-1]['name']} is not in the results; "
+                                      "allowed: results of this pool as it is now")
+                results[-1].update(trained[results[-1]["name"]])
             if progress is not None:
                 progress(len(results), len(todo), results[-1]["name"])
-        base = base_future.result()
+        base = base_future.result() if trained is None else trained["base"]
     base_mean = statistics.mean(base["scores"])
     base_val_mean = statistics.mean(base["val_scores"])
     for c in results:
@@ -184,6 +220,7 @@ def run_predictor_benchmark(pool: Pool, manifold: ManifoldConfig | None = None, 
             for name in ESTIMATORS},
         "probe_sizes": results[0]["probe_sizes"] if results else {},
         "seconds": time.perf_counter() - start,
+        "training_reused_from": None if rescore is None else rescore.get("command", "an earlier run"),
         "environment": {"growsearch": __version__, "torch": torch.__version__,
                         "python": platform.python_version(), "cpus": os.cpu_count(), "jobs": jobs},
     }

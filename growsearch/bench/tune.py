@@ -57,7 +57,32 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "llc_hot": {"estimator": "llc", "lr": 3e-5, "llc_gamma": 100.0},
     "llc_cold": {"estimator": "llc", "lr": 1e-6},
     "llc_short": {"estimator": "llc", "steps": 50, "batch_size": 16},
+    # the loss constraint binds for every candidate (issue 20): the scale is searched, not set
+    "binding_random": {"estimator": "binding_random"},
+    "binding_random_q0.9": {"estimator": "binding_random", "quantile": 0.9},
+    "binding_random_m8": {"estimator": "binding_random", "check_points": 8},
+    "binding_random_eps_rel": {"estimator": "binding_random", "epsilon": 0.1, "relative_epsilon": True},
+    "binding_random_k1": {"estimator": "binding_random", "vertices": 1},
+    "binding_function": {"estimator": "binding_function"},
+    "binding_function_m8": {"estimator": "binding_function", "check_points": 8},
+    "binding_function_q0.9": {"estimator": "binding_function", "quantile": 0.9},
+    "binding_simplex": {"estimator": "binding_simplex"},
+    "binding_simplex_reward": {"estimator": "binding_simplex", "reg": 0.01},
 }
+#: The rule that chooses the default, fixed before looking (issue 20 added the first
+#: condition): among variants whose loss constraint binds on every candidate and that cost
+#: at most this fraction of one full training, the largest tau + tau within groups.
+MAX_COST_RATIO = 0.05
+
+
+def choose(rows: dict[str, dict[str, Any]], max_cost_ratio: float = MAX_COST_RATIO) -> str | None:
+    """The variant the fixed rule picks from ``compare``'s rows (None if none is eligible)."""
+    eligible = {name: r for name, r in rows.items()
+                if r["bound_fraction"] == 1.0 and r["cost_ratio"] <= max_cost_ratio}
+    def objective(r: dict[str, Any]) -> float:
+        within = r["kendall_equal_params"]
+        return r["kendall"] + (0.0 if math.isnan(within) else within)
+    return max(eligible, key=lambda name: objective(eligible[name]), default=None)
 # The travel curve: vertices trained with a larger step for a budget of these fractions of
 # one full training (steps = fraction * full / (K * m * batch)).
 TRAVEL_FRACTIONS = (0.01, 0.025, 0.05, 0.1)
@@ -112,6 +137,9 @@ class TuningPool:
         values = [r.metric for r in runs]
         within, pairs = stats.within_group_kendall(values, self.gains, self.groups)
         return {"overrides": overrides, "kendall": stats.kendall(values, self.gains),
+                "bound_fraction": sum(bool(r.bound) for r in runs) / len(runs),
+                "kendall_vs_weight_norm": stats.kendall(values, [r.weight_norm_volume for r in runs]),
+                "scales": [r.shrink for r in runs],
                 "kendall_equal_params": within, "equal_param_pairs": pairs,
                 "kendall_partial_params": stats.partial_kendall(values, self.gains, self.log_params),
                 "cost_ratio": statistics.median(self.cost_ratio(c, r.cost)
@@ -151,9 +179,13 @@ def compare(results_path: str, names: list[str] | None = None, travel: bool = Tr
         r = rows[name]
         print(f"{tp.pool.name} {name:28s} tau {r['kendall']:+.3f} within {r['kendall_equal_params']:+.3f} "
               f"partial {r['kendall_partial_params']:+.3f} cost {r['cost_ratio']:.4f} "
+              f"bound {r['bound_fraction']:.2f} vs weight norms {r['kendall_vs_weight_norm']:+.3f} "
               f"displacement {r['displacement']:.3f}", flush=True)
+    choice = choose(rows)
+    print(f"{tp.pool.name}: the rule picks {choice}", flush=True)
     return {"pool": tp.pool.name, "tuning_pool": True, "gain_split": tp.gain_split,
-            "gains": tp.gains, "variants": rows}
+            "gains": tp.gains, "variants": rows, "rule": {"max_cost_ratio": MAX_COST_RATIO,
+                                                          "requires_bound": True, "choice": choice}}
 
 
 def tune(results_path: str, trials: int = 40, max_cost_ratio: float = 0.05, seed: int = 0) -> dict:

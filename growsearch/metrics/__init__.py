@@ -10,12 +10,10 @@ benchmark and the search loop share: grow, check preservation, score.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
 from torch import nn
-from torch.nn.utils import parametrize
 
 from growsearch.data import Task
 from growsearch.grow import DEFAULT_INIT, ExpansionPlan, GrowResult, grow, growth_mask
@@ -73,9 +71,7 @@ def score_model(model: nn.Module, task: Task, manifold: ManifoldConfig | None = 
             out[f"manifold_{name}"] = run.metric
             out[f"manifold_{name}_cost"] = run.cost
     if proxies:
-        for name in ZERO_COST:  # one cache per proxy: a parametrised weight is then one tensor per forward
-            with parametrize.cached() if masked else contextlib.nullcontext():
-                out.update(zero_cost_proxies(model, *probe, names=(name,)))
+        out.update(zero_cost_proxies(model, *probe))
     if short_recipe is not None:
         if masked:  # trained as grown: the mask ramps over the short run's own share of its steps
             short_recipe = dataclasses.replace(short_recipe, mask_steps=None)

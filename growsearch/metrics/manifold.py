@@ -44,13 +44,18 @@ from torch import nn
 
 from growsearch._validate import from_dict
 from growsearch.errors import ConfigError
+from growsearch.grow.mask import fold_mask
+from growsearch.metrics.cost import flops_per_example
 from growsearch.metrics.functional import FlatModel
 
 FORWARD_COST = 1.0 / 3.0  # a forward pass, in units of one forward+backward pass
 DEGENERATE_LOG_DET = math.log(1e-10)
-DEFAULT_ESTIMATOR = "simplex_scaled"  # chosen on the tuning pool (v3); docs/metric.md says why
+DEFAULT_ESTIMATOR = "binding_random"  # chosen on the tuning pool (issue 20); docs/metric.md says why
 _SIMPLEX = {"vertices": 3, "steps": 3, "samples": 2, "reg": 0.01, "check_points": 3, "batch_size": 32,
-            "lr": 0.002, "init_scale": 0.03, "llc_gamma": 100.0}
+            "lr": 0.002, "init_scale": 0.03, "llc_gamma": 100.0, "quantile": 0.9}
+# the binding estimators: the scale search starts near where the check binds on the tuning
+# pool (fewer doublings), the median of 4 check points (docs/results/estimators-digits-mlp.json)
+_BINDING = {**_SIMPLEX, "init_scale": 0.25, "quantile": 0.5, "check_points": 4}
 # Each estimator's hyperparameters where they differ (chosen on the tuning pools only;
 # docs/metric.md, docs/results/estimators-*.json); every key is set for every estimator.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -61,6 +66,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "function_below": {**_SIMPLEX, "samples": 1, "batch_size": 16, "check_points": 8},
     "ray": _SIMPLEX,
     "llc": {**_SIMPLEX, "vertices": 1, "steps": 100, "batch_size": 8, "lr": 1e-5, "llc_gamma": 1000.0},
+    "binding_simplex": {**_BINDING, "lr": 0.05, "reg": 0.0},
+    "binding_random": _BINDING,
+    "binding_function": _BINDING,
 }  # normalised Cayley-Menger determinant below this: degenerate
 
 
@@ -80,7 +88,7 @@ class ManifoldConfig:
     reg: float | None = None  # lambda: weight of -log Vol
     epsilon: float = 0.03  # tolerance above L0 (loss units, or a fraction of L0 if relative)
     relative_epsilon: bool = False  # tau = L0 (1 + eps) if true, else L0 + eps
-    quantile: float = 0.9  # q of the low-loss check
+    quantile: float | None = None  # q of the low-loss check
     check_points: int | None = None  # M: points evaluated by the low-loss check (or the room-below count)
     bisection_steps: int = 3  # shrink-factor bisection steps (resolution 2^-steps)
     probe_size: int = 64  # examples from the training split
@@ -132,16 +140,25 @@ class ManifoldResult:
     edge_lengths: list[float]
     displacement: list[float]  # ||v_k - theta0|| / ||theta0|| per vertex: how far vertices travelled
     check_loss: float  # q-quantile loss of the final check
+    # did the low-loss check bind (shrink < 1 / the bound scale found)? None: no such check
+    bound: bool | None
+    # data-free baseline: (1/K) log Vol of K layer-scaled random offsets of theta0 at
+    # init_scale, in parameter space (weight norms and dimension only, no loss consulted)
+    weight_norm_volume: float
     num_params: int
     forward_backward: int  # examples through forward+backward
     forward: int  # examples through forward only
+    param_flops: float  # FLOPs of matrix products in parameter space (see Probe.count_matmul)
+    flops_per_example: float  # the model's forward FLOPs per example (to express param_flops in examples)
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cost(self) -> float:
-        """Forward+backward-equivalent examples (a forward counts 1/3)."""
-        return self.forward_backward + FORWARD_COST * self.forward
+        """Forward+backward-equivalent examples (a forward counts 1/3), the parameter-space
+        products included (their FLOPs over one example's forward+backward FLOPs)."""
+        extra = self.param_flops / (3 * self.flops_per_example) if self.flops_per_example > 0 else 0.0
+        return self.forward_backward + FORWARD_COST * self.forward + extra
 
     @property
     def metric_per_param(self) -> float:
@@ -276,6 +293,14 @@ class Probe:
     tau: float = math.nan
     fb: int = 0  # examples through forward+backward
     fwd: int = 0  # examples through forward only
+    # FLOPs of the matrix products in parameter space (combinations of vertices, Gram
+    # matrices of volumes), forward and backward: the same convention as the model's FLOPs
+    param_flops: float = 0.0
+
+    def count_matmul(self, rows: int, inner: int, cols: int, backward: bool = False) -> None:
+        """Count one ``(rows x inner) @ (inner x cols)`` product in parameter space (x3 with
+        its backward, as for training)."""
+        self.param_flops += 2 * rows * inner * cols * (3 if backward else 1)
 
     def losses(self, points: torch.Tensor) -> torch.Tensor:
         """Loss of every row of ``points`` on the whole probe set (forward only, counted)."""
@@ -297,6 +322,8 @@ class Estimate:
     shrink: float
     check_loss: float
     vertices: torch.Tensor  # (K + 1, dim), theta0 first
+    # did the low-loss check bind (a wider simplex fails it)? None: the estimator has no such check
+    bound: bool | None = None
 
 
 class Estimator:
@@ -352,11 +379,14 @@ class SimplexEstimator(Estimator):
                 simplex = torch.cat([fixed, vk[None]])
                 loss = flat.losses(alpha @ simplex, xb, yb).mean()
                 probe.fb += cfg.samples * len(xb)
+                probe.count_matmul(cfg.samples, k + 1, flat.dim, backward=True)
                 objective = loss
                 if cfg.reg > 0:
                     objective = loss - cfg.reg * self.log_volume(probe, simplex, xb).to(loss.dtype)
                     if self.function_space:
                         probe.fb += (k + 1) * len(xb)
+                    else:
+                        probe.count_matmul(k, flat.dim, k, backward=True)
                 opt.zero_grad(set_to_none=True)
                 objective.backward()
                 opt.step()
@@ -370,6 +400,9 @@ class SimplexEstimator(Estimator):
         with torch.no_grad():
             log_volume = self.log_volume(probe, simplex).item()
         points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(theta0) @ simplex
+        probe.count_matmul(cfg.check_points, len(simplex), probe.flat.dim)
+        if not self.function_space:
+            probe.count_matmul(cfg.vertices, probe.flat.dim, cfg.vertices)
 
         def check(s: float) -> tuple[bool, float]:
             q = torch.quantile(probe.losses(theta0 + s * (points - theta0)), cfg.quantile).item()
@@ -382,7 +415,7 @@ class SimplexEstimator(Estimator):
             metric = shrunk / cfg.vertices
         else:  # Vol(theta0 + s (V - theta0)) = s^K Vol(V)
             metric = (math.log(shrink) if shrink > 0 else -math.inf) + log_volume / cfg.vertices
-        return Estimate(metric, log_volume, shrink, check_loss, simplex)
+        return Estimate(metric, log_volume, shrink, check_loss, simplex, bound=shrink < 1)
 
 
 class ScaledSimplexEstimator(SimplexEstimator):
@@ -421,6 +454,9 @@ class BelowEstimator(SimplexEstimator):
         with torch.no_grad():
             log_volume = self.log_volume(probe, simplex).item()
         points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(simplex) @ simplex
+        probe.count_matmul(cfg.check_points, len(simplex), probe.flat.dim)
+        if not self.function_space:
+            probe.count_matmul(cfg.vertices, probe.flat.dim, cfg.vertices)
         losses = probe.losses(points)
         frac = (losses <= probe.loss0 * (1 - cfg.below)).double().mean().item()
         frac = max(frac, 0.5 / cfg.check_points)
@@ -459,7 +495,8 @@ class RayEstimator(Estimator):
             extents.append(t)
             losses.append(loss)
         metric = sum(math.log(t) for t in extents) / len(extents)
-        return Estimate(metric, 0.0, sum(extents) / len(extents), max(losses), theta0[None])
+        return Estimate(metric, 0.0, sum(extents) / len(extents), max(losses), theta0[None],
+                        bound=all(t < 1 for t in extents))
 
 
 class LLCEstimator(Estimator):
@@ -499,15 +536,156 @@ class LLCEstimator(Estimator):
         return Estimate(-llc, 0.0, llc, max(chain_means), torch.stack([theta0, *ends]))
 
 
+MAX_SCALE_DOUBLINGS = 12  # how far the binding search widens or narrows the scale from init_scale
+
+
+def _bind_scale(check, start: float, bisection_steps: int) -> tuple[float, float, float]:
+    """The scale ``t`` at which the low-loss check *binds*: ``check(t)`` passes and
+    ``check(t * r)`` fails, ``r = 2 ** (2 ** -bisection_steps)``. From ``start`` the scale
+    doubles (or halves) until the verdict flips, at most :data:`MAX_SCALE_DOUBLINGS` times,
+    then bisects in log space. Returns ``(t_pass, t_fail, loss at t_pass)``; ``t_fail`` is
+    ``inf`` when even the widest scale passes (the constraint could not be made to bind)
+    and ``t_pass`` is 0 when even the narrowest fails."""
+    ok, loss = check(start)
+    lo, hi, lo_loss = (start, math.inf, loss) if ok else (0.0, start, math.nan)
+    for _ in range(MAX_SCALE_DOUBLINGS):
+        if hi < math.inf and lo > 0:
+            break
+        t = 2 * lo if hi == math.inf else hi / 2
+        ok, loss = check(t)
+        if ok:
+            lo, lo_loss = t, loss
+        else:
+            hi = t
+    if not (lo > 0 and hi < math.inf):
+        return lo, hi, lo_loss
+    for _ in range(bisection_steps):
+        mid = math.sqrt(lo * hi)
+        ok, loss = check(mid)
+        if ok:
+            lo, lo_loss = mid, loss
+        else:
+            hi = mid
+    return lo, hi, lo_loss
+
+
+class BindingSimplexEstimator(Estimator):
+    """``binding_simplex``: the size of the low-loss simplex around theta0 **at the scale where
+    the loss constraint binds**, measured in units of each layer's RMS.
+
+    K directions ``u_k`` (standard normal, in layer-RMS units) span the simplex
+    ``{theta0, theta0 + t * rms * u_k}``. The low-loss check evaluates M fixed uniform points
+    of it on the probe set; ``t`` is searched (doubling or halving from ``init_scale``, then
+    bisection in log space) until the q-quantile loss is <= tau at ``t`` and > tau at the next
+    step up: every candidate's number comes from the loss, never from where an optimiser
+    happened to stop. With ``steps > 0`` the vertices are then trained (SPRO-style: Adam on
+    the mean simplex loss, minus ``reg * log Vol`` if ``reg > 0``; steps relative to the
+    bound scale) and the scale is bound again. metric = (1/K) log Vol of the bound simplex in
+    layer-RMS units = log t + (1/K) log Vol(0, u_1..u_K): rescaling a layer does not move it,
+    weight norms do not enter it. ``shrink`` reports t (the bound scale, relative to each
+    layer's RMS)."""
+
+    name = "binding_simplex"
+    trains = True  # train the directions at the bound scale, then bind again
+    function_space = False  # measure the bound simplex between the vertices' outputs instead
+
+    def estimate(self, probe: Probe) -> Estimate:
+        cfg, flat, gen = self.cfg, probe.flat, probe.gen
+        theta0 = flat.theta0
+        scales = _layer_scales(flat)
+        k = cfg.vertices
+        u = torch.randn(k, flat.dim, generator=gen).to(theta0)
+        alpha = _dirichlet(cfg.check_points, k + 1, gen).to(theta0)[:, 1:]  # weights of v_1..v_K
+
+        def bind(directions: torch.Tensor, start: float) -> tuple[float, float, float]:
+            combos = alpha @ directions  # fixed points of the unit simplex, in RMS units
+            probe.count_matmul(cfg.check_points, k, flat.dim)
+
+            def check(t: float) -> tuple[bool, float]:
+                q = torch.quantile(probe.losses(theta0 + t * scales * combos), cfg.quantile).item()
+                return q <= probe.tau, q  # NaN (a diverged point) fails
+            return _bind_scale(check, start, cfg.bisection_steps)
+
+        t, t_fail, check_loss = bind(u, cfg.init_scale)
+        if self.trains and t > 0 and t_fail < math.inf:
+            u = self._train(probe, u, t, scales)
+            t, t_fail, check_loss = bind(u, t)
+        vertices = torch.cat([theta0[None], theta0 + t * scales * u])
+        bound = t > 0 and t_fail < math.inf
+        if self.function_space:  # the bound simplex's volume between the vertices' outputs
+            probe.fwd += len(vertices) * len(probe.x)
+            with torch.no_grad():
+                outputs = probe.flat.log_probs(vertices, probe.x) / math.sqrt(len(probe.x))
+            log_volume = simplex_log_volume(outputs).item() if t > 0 else -math.inf
+            return Estimate(log_volume / k, log_volume, t, check_loss, vertices, bound=bound)
+        log_volume = simplex_log_volume(torch.cat([torch.zeros_like(u[:1]), u])).item()
+        probe.count_matmul(k, flat.dim, k)
+        metric = (math.log(t) if t > 0 else -math.inf) + log_volume / k
+        return Estimate(metric, log_volume, t, check_loss, vertices, bound=bound)
+
+    def _train(self, probe: Probe, u: torch.Tensor, t: float, scales: torch.Tensor) -> torch.Tensor:
+        """SPRO-style training of the directions at the bound scale: every vertex moves at once,
+        by Adam steps of ``lr`` (in units of the directions' own RMS, 1)."""
+        cfg, flat, gen = self.cfg, probe.flat, probe.gen
+        theta0 = flat.theta0
+        w = u.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=cfg.lr)
+        for _ in range(cfg.steps):
+            xb, yb = probe.batch()
+            a = _dirichlet(cfg.samples, len(u) + 1, gen).to(theta0)[:, 1:]
+            loss = flat.losses(theta0 + t * scales * (a @ w), xb, yb).mean()
+            probe.fb += cfg.samples * len(xb)
+            probe.count_matmul(cfg.samples, len(u), flat.dim, backward=True)
+            objective = loss
+            if cfg.reg > 0:
+                probe.count_matmul(len(u), flat.dim, len(u), backward=True)
+                objective = loss - cfg.reg * simplex_log_volume(torch.cat([torch.zeros_like(w[:1]), w])).to(loss.dtype)
+            opt.zero_grad(set_to_none=True)
+            objective.backward()
+            opt.step()
+        return w.detach()
+
+
+class BindingRandomEstimator(BindingSimplexEstimator):
+    """``binding_random``: ``binding_simplex`` without training (forward only): the extent of
+    the low-loss region over a random layer-scaled simplex, scale bound by the loss."""
+
+    name = "binding_random"
+    trains = False
+
+
+class BindingFunctionEstimator(BindingSimplexEstimator):
+    """``binding_function``: ``binding_random``'s simplex (random, scale bound by the loss),
+    its volume measured in function space: between the vertices' log-probabilities on the
+    probe set (per example), as ``function`` does. How far the outputs can move while the loss
+    stays low, rather than how far the weights can."""
+
+    name = "binding_function"
+    trains = False
+    function_space = True
+
+
 ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (
     SimplexEstimator, ScaledSimplexEstimator, FunctionSimplexEstimator, BelowEstimator, FunctionBelowEstimator,
-    RayEstimator, LLCEstimator)}
+    RayEstimator, LLCEstimator, BindingSimplexEstimator, BindingRandomEstimator, BindingFunctionEstimator)}
+
+
+def weight_norm_volume(flat: FlatModel, cfg: ManifoldConfig) -> float:
+    """A data-free function of the weights that the metric must *not* reduce to: (1/K) log Vol
+    of the simplex {theta0, theta0 + init_scale * rms * g_k}, ``g_k`` standard normal from
+    its own generator (seed ``cfg.seed``), in parameter space. It sees weight norms and the
+    dimension, never the loss; the review of the first default (`simplex_scaled`) found that
+    metric equal to such a formula within 0.02."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    offsets = cfg.init_scale * _layer_scales(flat) * torch.randn(cfg.vertices, flat.dim, generator=gen).to(flat.theta0)
+    return simplex_log_volume(torch.cat([torch.zeros_like(offsets[:1]), offsets])).item() / cfg.vertices
 
 
 def _fresh_copy(model: nn.Module, seed: int) -> nn.Module:
     """The same architecture, freshly initialised with ``seed``: the null expansion of the
     ``relative`` variant (its size, none of its information)."""
     fresh = copy.deepcopy(model)
+    fold_mask(fresh)  # a masked growth's reset must reach its stored weights, not the computed ones
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for module in fresh.modules():
@@ -533,7 +711,8 @@ def manifold_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         null = manifold_metric(_fresh_copy(model, cfg.seed), x, y, inner)
         return dataclasses.replace(own, metric=own.metric - null.metric, config=asdict(cfg),
                                    forward_backward=own.forward_backward + null.forward_backward,
-                                   forward=own.forward + null.forward, seconds=own.seconds + null.seconds)
+                                   forward=own.forward + null.forward, seconds=own.seconds + null.seconds,
+                                   param_flops=own.param_flops + null.param_flops)
     start = time.perf_counter()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -558,6 +737,8 @@ def manifold_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return ManifoldResult(
         metric=est.metric, estimator=cfg.estimator, loss0=probe.loss0, tau=probe.tau,
         log_volume=est.log_volume, shrink=est.shrink, vertex_losses=vertex_losses, edge_lengths=edges,
-        displacement=displacement, check_loss=est.check_loss, num_params=probe.flat.dim,
-        forward_backward=probe.fb, forward=probe.fwd, seconds=time.perf_counter() - start, config=asdict(cfg),
+        displacement=displacement, check_loss=est.check_loss, bound=est.bound,
+        weight_norm_volume=weight_norm_volume(probe.flat, cfg), num_params=probe.flat.dim,
+        forward_backward=probe.fb, forward=probe.fwd, param_flops=probe.param_flops,
+        flops_per_example=flops_per_example(model, x[:1]), seconds=time.perf_counter() - start, config=asdict(cfg),
     )

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.utils import parametrize
 
 from growsearch.data import Task
 from growsearch.train import TrainRecipe, evaluate, task_loss, train
@@ -190,7 +191,10 @@ def zero_cost_proxies(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     x, y = x.to(device), y.to(device)
     out = {}
     for name in names or tuple(ZERO_COST):
-        out[name] = float(ZERO_COST[name](copy.deepcopy(model), x, y))
+        # one parametrisation cache per proxy: a masked growth's weight (W * v) is then one
+        # tensor per forward, which the proxies that hook or read weights need
+        with parametrize.cached():
+            out[name] = float(ZERO_COST[name](copy.deepcopy(model), x, y))
     model.train(was_training)
     return out
 
