@@ -204,7 +204,19 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
 
     def runner(pool, progress):
         manifold = ManifoldConfig.from_dict({**pool.manifold, **overrides}) if overrides is not None else None
-        return run_predictor_benchmark(pool, manifold, jobs=args.jobs, progress=progress)
+        return run_predictor_benchmark(pool, manifold, jobs=args.jobs, progress=progress, rescore=rescore)
+
+    rescore = None
+    if args.rescore:  # a results JSON of this benchmark (a few hundred KB)
+        from growsearch._validate import read_text
+        try:
+            rescore = json.loads(read_text(args.rescore, "--rescore", limit=64 << 20))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--rescore: {args.rescore} is not JSON ({exc.msg} at line {exc.lineno}); "
+                              "allowed: a results file of growsearch bench predictors") from None
+        if not isinstance(rescore, dict) or not isinstance(rescore.get("candidates"), list):
+            raise ConfigError(f"--rescore: {args.rescore} holds no candidates; "
+                              "allowed: a results file of growsearch bench predictors")
 
     result = _run_pool_bench(args, "pool", runner)
     table = {k: round(v["kendall"], 3) for k, v in result["predictors"].items()}
@@ -714,6 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
         pool="digits-mlp (tuning), mnist1d-mlp, mnist1d-cnn, text-gpt")
     p.add_argument("--jobs", type=int, default=1, help="candidates evaluated in parallel processes")
     p.add_argument("--manifold", metavar="FILE.yaml", help="override manifold-metric hyperparameters")
+    p.add_argument("--rescore", metavar="FILE.json",
+                   help="keep the trained scores of this earlier result of the same pool (version, recipe,\n"
+                        "seeds) and compute only the predictors again (training is deterministic)")
 
     p = _bench_parser(
         bsub, "growth", cmd_bench_growth, "growing vs. training the same model from scratch",
