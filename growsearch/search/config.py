@@ -141,7 +141,9 @@ def validate(cfg: SearchConfig) -> SearchConfig:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
     if cfg.candidates > MAX_CANDIDATES:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: at most {MAX_CANDIDATES}")
-    # numpy seeds are 0..2**32-1; the sampler is re-seeded with seed + candidate number
+    # numpy seeds are 0..2**32-1; each ask's sampler seed mixes sampler.seed with the ask's
+    # number (engine.ask_seed), but folders of older searches resume with seed + number: the
+    # headroom below keeps that sum in range
     seeds = (("seed", cfg.seed, MAX_SEED), ("sampler.seed", cfg.sampler.seed, MAX_SEED - cfg.candidates),
              ("manifold.seed", cfg.manifold.seed, MAX_SEED),
              ("base.pretrain.seed", cfg.base.pretrain.seed if cfg.base.pretrain else 0, MAX_SEED))

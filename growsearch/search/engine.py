@@ -5,8 +5,12 @@ describes its layout), written atomically.
 
 Resume: running the same command again reads the records, never recomputes a finished
 candidate, and re-proposes nothing twice. The sampler is re-created before every ask
-with ``seed + trial number`` (Optuna does not store samplers), so the proposals of a
-resumed search are those of an uninterrupted one.
+(Optuna does not store samplers), seeded by :func:`ask_seed` from the configured seed
+and the number of asks so far, so the proposals of a resumed search are those of an
+uninterrupted one. The two numbers are mixed by numpy's ``SeedSequence``, so searches of
+seeds s and s + 1 propose unrelated candidates; a folder started before that (no
+``seed_scheme`` in its ``inputs.json``) keeps the plain ``seed + ask number`` of its
+version, under which it resumes identically.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 import yaml
@@ -37,7 +42,15 @@ from growsearch.report import write_report
 from growsearch.results import SearchState, read_json, repair_journal
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
-from growsearch.search.inputs import LEGACY_STUDY, check_inputs, fingerprint, save_inputs
+from growsearch.search.inputs import (
+    LEGACY_SEED_SCHEME,
+    LEGACY_STUDY,
+    SEED_SCHEME,
+    check_inputs,
+    fingerprint,
+    save_inputs,
+    seed_scheme,
+)
 from growsearch.search.promote import make_policy
 from growsearch.search.schedulers import NoStopping, SuccessiveHalving, make_scheduler
 from growsearch.search.space import load_space
@@ -63,9 +76,26 @@ class SearchResult:
     best: dict[str, Any] | None
 
 
-def make_sampler(cfg: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
+def ask_seed(seed: int, offset: int, scheme: str = SEED_SCHEME) -> int:
+    """The seed of the sampler that makes ask number ``offset`` of a search seeded ``seed``.
+
+    ``scheme`` is the results folder's (:func:`growsearch.search.inputs.seed_scheme`):
+    ``SEED_SCHEME`` mixes the two numbers with numpy's ``SeedSequence`` (0..2**32-1), so
+    that no ask of seed s + 1 reuses one of seed s; ``LEGACY_SEED_SCHEME`` is the
+    ``seed + offset`` of folders started by older versions, under which seed s + 1
+    proposed seed s's candidates shifted by one -- kept so that those folders resume as
+    they began. Both executors seed through here (:meth:`Proposer.sampler`)."""
+    if scheme == LEGACY_SEED_SCHEME:
+        return seed + offset
+    if scheme != SEED_SCHEME:
+        raise ConfigError(f"seed_scheme: got {scheme!r}; allowed: {SEED_SCHEME!r}, {LEGACY_SEED_SCHEME!r}")
+    return int(np.random.SeedSequence([seed, offset]).generate_state(1)[0])
+
+
+def make_sampler(cfg: SearchConfig, offset: int, scheme: str = SEED_SCHEME) -> optuna.samplers.BaseSampler:
+    """The sampler for ask number ``offset``, seeded by :func:`ask_seed` under ``scheme``."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    seed = cfg.sampler.seed + offset
+    seed = ask_seed(cfg.sampler.seed, offset, scheme)
     if cfg.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if cfg.sampler.name == "nsga2":
@@ -244,7 +274,8 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
         tracker.start(cfg, out, base_spec, {**{f"val_{k}": v for k, v in base_val.items()},
                                             **{f"test_{k}": v for k, v in base_test.items()}})
     try:
-        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker, inputs["study"])
+        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker, inputs["study"],
+                seed_scheme(inputs))
         _promote_and_train(cfg, executor, state, progress, tracker)
     finally:
         executor.close()
@@ -305,12 +336,13 @@ class Proposer:
     when that candidate finishes) and carries ``duplicate_of``; the executor asks again.
     After :data:`MAX_REPEATS` repeats in a row the space counts as exhausted. Every count
     that seeds the sampler is read back from the study, so a resumed search proposes what
-    an uninterrupted one would.
+    an uninterrupted one would; ``seed_scheme`` is the folder's (see :func:`ask_seed`).
     """
 
     def __init__(self, cfg: SearchConfig, space, base_cfg, example: torch.Tensor, study: optuna.Study,
-                 state: SearchState, progress: Progress, tracker: Any) -> None:
+                 state: SearchState, progress: Progress, tracker: Any, seed_scheme: str = SEED_SCHEME) -> None:
         self.cfg, self.space, self.base_cfg, self.example = cfg, space, base_cfg, example
+        self.seed_scheme = seed_scheme
         self.study, self.state, self.progress, self.tracker = study, state, progress, tracker
         self.issued = self.allocated()
         self.best: tuple[str, float] = ("", -math.inf)  # best surrogate so far, for the progress line
@@ -343,7 +375,7 @@ class Proposer:
     def sampler(self) -> optuna.samplers.BaseSampler:
         # seeded by the count of issued candidates and of repeats, not of trials: an
         # interrupted trial (dropped on resume) must not shift the proposals of a resumed search
-        return make_sampler(self.cfg, self.issued + self.repeats)
+        return make_sampler(self.cfg, self.issued + self.repeats, self.seed_scheme)
 
     def ask(self, study: optuna.Study) -> tuple[optuna.Trial, dict[str, Any]] | None:
         """The next new candidate's trial and record, asking again over repeats; None when
@@ -428,14 +460,15 @@ class Proposer:
 
 
 def _screen(cfg: SearchConfig, out: Path, space, base_cfg, task, executor: Executor, state: SearchState,
-            progress: Progress, tracker: Any, study_name: str = LEGACY_STUDY) -> None:
+            progress: Progress, tracker: Any, study_name: str = LEGACY_STUDY,
+            scheme: str = LEGACY_SEED_SCHEME) -> None:
     storage = cfg.storage or optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
     directions = [OBJECTIVES[o] for o in cfg.objectives]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, study_name=study_name, directions=directions,
                                 load_if_exists=True)
-    proposer = Proposer(cfg, space, base_cfg, task.x_train[:1], study, state, progress, tracker)
+    proposer = Proposer(cfg, space, base_cfg, task.x_train[:1], study, state, progress, tracker, scheme)
     # trials left RUNNING by an interrupted run: told from their record, kept for a rerun
     # (a persisted proposal), or dropped (killed before its proposal was persisted)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

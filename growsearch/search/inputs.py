@@ -6,6 +6,12 @@ Optuna study. A resume recomputes the hashes and refuses, in one line, a space o
 that changed since the search started (one plan, two parameter counts in one
 leaderboard). The study is named after the search plus a random suffix chosen once, so
 that two searches sharing one ``storage:`` never share a study.
+
+``seed_scheme`` says how the sampler's seed of each ask is derived from the configured
+seed and the ask's number (:func:`growsearch.search.engine.ask_seed`): ``SEED_SCHEME``
+for searches started by this version; a folder without it (started by an older version)
+keeps ``LEGACY_SEED_SCHEME``, ``seed + number``, and so resumes with the proposals it
+began with. It lives here, not in ``config.yaml``, which a resume compares key by key.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from growsearch.results import read_json
 
 FILE = "inputs.json"
 LEGACY_STUDY = "growsearch"  # the fixed name of searches started before inputs.json
+SEED_SCHEME = "seed_sequence"  # each ask's seed: numpy SeedSequence([seed, number])
+LEGACY_SEED_SCHEME = "seed_plus_offset"  # seed + number: folders without a seed_scheme
+SEED_SCHEMES = (SEED_SCHEME, LEGACY_SEED_SCHEME)
 
 
 def _sha256(paths: list[Path]) -> str:
@@ -53,13 +62,20 @@ def check_inputs(out: Path, current: dict[str, str], name: str) -> dict[str, Any
     """The record to keep for this search: the saved one when resuming (after refusing a
     changed space or base), else a new one with a fresh study name."""
     path = out / FILE
+    started = (out / "config.yaml").exists()
     if not path.exists():
-        if (out / "config.yaml").exists():  # a search started before inputs.json: adopt what is there now
+        if started:  # a search started before inputs.json: adopt what is there now (and its seeds)
             return {**current, "study": LEGACY_STUDY}
-        return {**current, "study": f"{name or 'growsearch'}-{uuid.uuid4().hex[:8]}"}
+        return {**current, "study": f"{name or 'growsearch'}-{uuid.uuid4().hex[:8]}", "seed_scheme": SEED_SCHEME}
     saved = read_json(path)
     if not isinstance(saved, dict):
         raise ConfigError(f"results: {path} is damaged (not a mapping); restore it")
+    if "seed_scheme" in saved and saved["seed_scheme"] not in SEED_SCHEMES:
+        raise ConfigError(f"results: {path} seed_scheme: got {saved['seed_scheme']!r}; allowed: "
+                          f"{', '.join(SEED_SCHEMES)} (a search started by a newer growsearch?)")
+    if not started and "seed_scheme" not in saved:
+        # left by a start that failed before config.yaml (nothing proposed yet): a new search's seeds
+        saved = {**saved, "seed_scheme": SEED_SCHEME}
     what = {"space_sha256": "the search space file", "base_sha256": "the base checkpoint"}
     for key, label in what.items():
         if key in saved and saved.get(key) != current.get(key):
@@ -75,6 +91,13 @@ def study_name(out: str | Path) -> str:
     return str(read_json(path).get("study", LEGACY_STUDY)) if path.exists() else LEGACY_STUDY
 
 
+def seed_scheme(record: dict[str, Any]) -> str:
+    """The seed scheme of a search's inputs record (``LEGACY_SEED_SCHEME`` when it has none)."""
+    return str(record.get("seed_scheme", LEGACY_SEED_SCHEME))
+
+
 def save_inputs(out: Path, record: dict[str, Any]) -> None:
-    if not (out / FILE).exists():
+    # rewritten until the search has started (config.yaml): a start that failed earlier may
+    # have left one without the seed scheme this start chose
+    if not (out / FILE).exists() or not (out / "config.yaml").exists():
         write_json(out / FILE, record)

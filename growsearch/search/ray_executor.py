@@ -76,8 +76,9 @@ class DriverOnly:
 
 def seeded_optuna_search(driver: DriverOnly, **kwargs: Any) -> Any:
     """Ray Tune's OptunaSearch, with the sampler re-created before every ask exactly as the
-    local executor does (seed + finished candidates): with one trial at a time both paths
-    propose the same candidates."""
+    local executor does (:meth:`Proposer.sampler`: the seed mixed with the number of asks so
+    far by :func:`~growsearch.search.engine.ask_seed`, under the folder's seed scheme):
+    with one trial at a time both paths propose the same candidates."""
     from ray.tune.search.optuna import OptunaSearch
 
     class _Seeded(OptunaSearch):
