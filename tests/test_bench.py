@@ -31,7 +31,28 @@ def test_quick_pool_end_to_end(tmp_path):
         assert "kendall_equal_params" in entry and "kendall_partial_params" in entry
     assert math.isnan(result["predictors"]["params"]["kendall_partial_params"])  # params explains itself
     assert set(result["estimator_cost_ratios"]) == {"simplex", "simplex_scaled", "function", "below", "function_below",
-                                                    "ray", "llc"}
+                                                    "ray", "llc", "binding_simplex", "binding_random",
+                                                    "binding_function"}
+    # every candidate records whether the default estimator's loss constraint bound, and the
+    # data-free weight-norm formula is a predictor beside the others (with tau against it)
+    assert all(c["manifold"]["bound"] is True for c in result["candidates"])
+    assert "weight_norm_volume" in result["predictors"]
+    assert result["predictors"]["weight_norm_volume"]["kendall_vs_weight_norm"] == pytest.approx(1.0)
+    # --rescore keeps the trained scores and computes the same predictors again
+    again = tmp_path / "again.json"
+    assert main(["bench", "predictors", "--pool", "digits-mlp", "--quick", "--rescore", str(out),
+                 "--out", str(again)]) == 0
+    rescored = json.loads(again.read_text())
+    assert rescored["training_reused_from"] and rescored["base"]["scores"] == result["base"]["scores"]
+    for a, b in zip(result["candidates"], rescored["candidates"], strict=True):
+        assert a["scores"] == b["scores"] and a["predictors"] == b["predictors"]
+    # results of another pool (or another version of it) are refused, nothing written
+    other = json.loads(out.read_text())
+    other["seeds"] = [5, 6]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["bench", "predictors", "--pool", "digits-mlp", "--quick", "--rescore", str(tmp_path / "other.json"),
+                 "--out", str(tmp_path / "no.json")]) == 2
+    assert not (tmp_path / "no.json").exists()
     # params and flops of MLPs rank identically
     assert result["predictors"]["params"]["kendall"] == pytest.approx(result["predictors"]["flops"]["kendall"])
     assert result["metric_cost_ratio"] > 0
@@ -210,6 +231,21 @@ def test_search_efficiency_quick(tmp_path):
     assert params_pick["screening_compute"] == 0
     assert sorted((by_name[n] for n in params_pick["promoted"]), reverse=True) == fitting[:budget["k"]]
     assert budget["n_candidates"] == len(fitting) < len(by_name)
+    # a changed surrogate is scored again on the recorded candidates, curves kept, then replayed
+    from growsearch.bench.pools import get_pool
+    from growsearch.bench.search_efficiency import replay_result, rescore_result
+
+    damaged = json.loads(out.read_text())
+    for run in damaged["per_seed"]:
+        for c in run["candidates"]:
+            c["surrogates"]["manifold"], c["manifold_metric"] = 0.0, 0.0
+    rescored = replay_result(rescore_result(damaged, get_pool("digits-mlp", quick=True)))
+    for a, b in zip(result["per_seed"], rescored["per_seed"], strict=True):
+        assert [c["surrogates"] for c in a["candidates"]] == [c["surrogates"] for c in b["candidates"]]
+        assert [c["curve"] for c in a["candidates"]] == [c["curve"] for c in b["candidates"]]
+        assert all(c["manifold_bound"] is True for c in b["candidates"])
+        assert a["strategies"]["surrogate_manifold_and_early_stopping"]["promoted"] == \
+            b["strategies"]["surrogate_manifold_and_early_stopping"]["promoted"]
 
 
 def test_expected_cost_to_first_hit_matches_every_order():

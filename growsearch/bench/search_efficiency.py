@@ -55,6 +55,7 @@ flip a close early-stopping decision, which the spread makes visible.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import random
@@ -134,36 +135,66 @@ def _replay(order: list[int], curves: list[list[dict[str, float]]], asha: ASHA |
             "picked_within_budget": None if picked_test == -math.inf else picked_test}
 
 
+def _grown_candidates(pool: Pool, base: torch.nn.Module, spec: dict[str, Any], seed: int):
+    """``(name, grown model)`` of every candidate of ``pool``, grown with ``seed``."""
+    for plan, init in pool.candidates():
+        yield (f"{ExpansionPlan.from_dict(plan).describe()}/{init}",
+               grow(base, spec, ExpansionPlan.from_dict(plan), init=init, seed=seed).model)
+
+
+def _screen(pool: Pool, task: Any, grown: torch.nn.Module, seed: int) -> dict[str, Any]:
+    """Every surrogate's score of a grown candidate (before training) and what scoring costs."""
+    manifold = dataclasses.replace(ManifoldConfig(**pool.manifold), seed=seed)
+    forward = flops_per_example(grown, task.x_train[:1])
+    scores = score_model(grown, task, manifold, proxies=True, short_recipe=pool.recipe)
+    metric_cost = scores["cost"]["forward_backward"]
+    return {"flops": forward, "params": scores["params"], "manifold_metric": scores["manifold_metric"],
+            "manifold_bound": scores["manifold"]["bound"],
+            "metric_cost": metric_cost, "metric_flops": training_flops(forward, metric_cost),
+            "metric_seconds": scores["cost"]["seconds"],
+            "surrogates": {"manifold": scores["manifold_metric"], "params": scores["params"],
+                           "naswot": scores["naswot"], "short_training": scores["short_training"]},
+            # what scoring every candidate costs each surrogate: the metric and short
+            # training train (3x forward per example); naswot is one forward pass
+            "screening_flops": {"manifold": training_flops(forward, metric_cost), "params": 0.0,
+                                "naswot": forward * PROXY_PROBE,
+                                "short_training": training_flops(forward, metric_cost)}}
+
+
 def measure_candidates(pool: Pool, base: torch.nn.Module, spec: dict[str, Any], seed: int, progress: Any = None,
                        done: int = 0, total: int = 0) -> list[dict[str, Any]]:
     """Grow ``base``, score and fully train every candidate of ``pool`` with ``seed``; the curves."""
     task = load_dataset(pool.dataset)
-    manifold = dataclasses.replace(ManifoldConfig(**pool.manifold), seed=seed)
     candidates = []
-    for plan, init in pool.candidates():
-        grown = grow(base, spec, ExpansionPlan.from_dict(plan), init=init, seed=seed).model
-        forward = flops_per_example(grown, task.x_train[:1])
-        scores = score_model(grown, task, manifold, proxies=True, short_recipe=pool.recipe)
+    for name, grown in _grown_candidates(pool, base, spec, seed):
+        screened = _screen(pool, task, grown, seed)
         result = train(grown, task, pool.recipe, seed=seed)
+        forward = screened["flops"]
         curve = [{"epoch": h["epoch"], "score": task_score(h, task, "val"), "test_score": task_score(h, task, "test"),
                   "forward_backward": h["forward_backward"], "flops": training_flops(forward, h["forward_backward"]),
                   "seconds": h["seconds"]} for h in result.history]
-        metric_cost = scores["cost"]["forward_backward"]
-        candidates.append({"name": f"{ExpansionPlan.from_dict(plan).describe()}/{init}", "flops": forward,
-                           "params": scores["params"], "manifold_metric": scores["manifold_metric"],
-                           "metric_cost": metric_cost, "metric_flops": training_flops(forward, metric_cost),
-                           "metric_seconds": scores["cost"]["seconds"],
-                           "surrogates": {"manifold": scores["manifold_metric"], "params": scores["params"],
-                                          "naswot": scores["naswot"], "short_training": scores["short_training"]},
-                           # what scoring every candidate costs each surrogate: the metric and short
-                           # training train (3x forward per example); naswot is one forward pass
-                           "screening_flops": {"manifold": training_flops(forward, metric_cost), "params": 0.0,
-                                               "naswot": forward * PROXY_PROBE,
-                                               "short_training": training_flops(forward, metric_cost)},
-                           "curve": curve})
+        candidates.append({"name": name, **screened, "curve": curve})
         if progress:
             progress(done + len(candidates), total, candidates[-1]["name"])
     return candidates
+
+
+def rescore_result(result: dict[str, Any], pool: Pool) -> dict[str, Any]:
+    """``result`` with every candidate's surrogate scores computed again by this version (the
+    grown candidates are the same: growth is deterministic per seed), its recorded curves
+    kept -- for a changed surrogate, without training again. Replay it afterwards."""
+    state, spec, _ = pretrain_base(pool)
+    base = pool_base_model(state, spec)
+    task = load_dataset(pool.dataset)
+    torch.set_num_threads(1)
+    out = copy.deepcopy(result)
+    for run in out["per_seed"]:
+        grown = dict(_grown_candidates(pool, base, spec, run["seed"]))
+        for c in run["candidates"]:
+            if c["name"] not in grown:
+                raise ConfigError(f"--rescore: candidate {c['name']} is not in pool {pool.name} as it is now")
+            c.update(_screen(pool, task, grown[c["name"]], run["seed"]))
+    return out
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -430,13 +461,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", type=Path, required=True, help="a `growsearch bench search` JSON result")
     parser.add_argument("--out", type=Path, help="where to write the replayed result (default: --replay itself)")
     parser.add_argument("--draws", type=int, help="random orders per replay (default: the result's own)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="compute every candidate's surrogate scores again first (a changed surrogate; the "
+                             "recorded training curves are kept)")
     args = parser.parse_args(argv)
     if args.draws is not None and args.draws < 1:
         raise SystemExit(f"--draws: got {args.draws}; allowed: a positive integer")
     out = args.out or args.replay
     command = "python -m growsearch.bench.search_efficiency " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
-        result = replay_result(json.loads(args.replay.read_text()), args.draws, command)
+        result = json.loads(args.replay.read_text())
+        if args.rescore:
+            from growsearch.bench.pools import get_pool
+
+            result = rescore_result(result, get_pool(result["pool"]))
+        result = replay_result(result, args.draws, command)
     except (OSError, ValueError, KeyError, ConfigError) as exc:  # one line, no traceback
         print(f"error: --replay {args.replay}: {exc}", file=sys.stderr)
         return 2
