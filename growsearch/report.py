@@ -170,9 +170,16 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
     all_records = records + ([reference] if reference else [])
     base_test_score = reference.get("final_test_score") if reference else info.get("base_test_score")
     df = leaderboard(all_records, base_score, base_test_score=base_test_score)
+    budget = info.get("budget")
+    if budget:  # a budgeted search: where each candidate came from, and the budget on every row
+        by_id = {r["id"]: r for r in all_records}
+        df["source"] = [by_id.get(c, {}).get("source", "") for c in df["candidate"]]
+        df["bracket"] = [by_id.get(c, {}).get("bracket") for c in df["candidate"]]
+        df["budget_flops"] = budget["budget_flops"]
+        df["spent_flops"] = budget["spent_flops"]
     atomic_write(out / "leaderboard.csv", df.to_csv(index=False))
     maybe_inject("report", "-")  # between two files: a kill here must not leave a torn leaderboard
-    shown = df.drop(columns=["reason"]).copy()
+    shown = df.drop(columns=["reason", "budget_flops", "spent_flops"], errors="ignore").copy()
     for col in ("manifold_metric", "surrogate", "val_score", "test_score", "final_accuracy", "final_loss", "gain",
                 "test_gain"):
         shown[col] = shown[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")
@@ -184,6 +191,20 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
           f"figures reported only): {base_score:.4f}", "",
           f"Surrogate (what promotion ranked by): {', '.join(named) or 'manifold'}", "",
           shown.to_markdown(index=False)]
+    if budget:
+        share = 100 * budget["spent_flops"] / budget["budget_flops"]
+        md[4:4] = [f"Budget: {budget['budget_flops']:.4g} training FLOPs ({budget['budget_full_trainings']:.3f} full "
+                   f"trainings of the largest allowed candidate); spent: {budget['spent_flops']:.4g} FLOPs "
+                   f"({budget['spent_full_trainings']:.3f}, {share:.1f}% "
+                   "of the budget: screening, every training epoch and the reference run)", "",
+                   "Surrogate check (Kendall tau of the surrogate against the validation score at each training "
+                   "rung, over every candidate that reached it so far; n/a: fewer than two): " +
+                   (", ".join(f"bracket {t['bracket']} rung {t['rung']} ({t['epochs']} ep, n={t['candidates']}): "
+                              + ("n/a" if t["tau"] is None else f"{t['tau']:+.2f}") for t in budget["surrogate_tau"])
+                    or "no training rung"), "",
+                   "Proposal sources' final weights: " +
+                   ", ".join(f"{k} {v:.2f}" for k, v in budget["weights"].items()),
+                   ""]
     if len(failures):
         md += ["", "## Rejected and failed", "", failures.to_markdown(index=False)]
     atomic_write(out / "leaderboard.md", "\n".join(md) + "\n")

@@ -275,6 +275,33 @@ class MLflowTracker:
         entry["stages"].append(stage)
         self._save()
 
+    def search_metric(self, name: str, value: float, step: int) -> None:
+        """A metric of the whole search on the parent run (``surrogate_tau`` after each rung of a
+        budgeted search), logged once per step: a resumed search replays earlier steps."""
+        if self.ledger["parent"] is None or not math.isfinite(value):
+            return
+        logged = self.ledger.setdefault("search_steps", {})
+        if step <= logged.get(name, -1):
+            return
+
+        def log() -> None:
+            from mlflow.entities import Metric
+
+            self.client.log_batch(self.ledger["parent"], metrics=[Metric(name, float(value), 0, step)])
+            logged[name] = step
+            self._save()
+
+        self._guard(f"parent {name}", log)
+
+    def search_metrics(self, values: dict[str, float]) -> None:
+        """Final figures of the whole search on the parent run (a budgeted search's ``budget`` and ``spent``)."""
+        if self.ledger["parent"] is None:
+            return
+        from mlflow.entities import Metric
+
+        batch = [Metric(k, float(v), 0, 0) for k, v in values.items() if math.isfinite(v)]
+        self._guard("parent metrics", self.client.log_batch, self.ledger["parent"], batch)
+
     def epoch(self, cid: str, rec: dict[str, float]) -> None:
         entry = self.ledger["children"].get(cid)
         if entry is None or cid in self.pending:

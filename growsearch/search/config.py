@@ -90,6 +90,26 @@ class TrackingSpec:
 
 
 @dataclass
+class BudgetSpec:
+    """The total training compute a search may spend (``budget:``; see search/budget.py).
+
+    Give exactly one of ``flops`` (training FLOPs: forward + backward = 3 x forward, per
+    example) or ``full_trainings`` (a multiple of one full training -- the config's
+    ``training`` recipe -- of the largest candidate the search space allows). Everything
+    the search spends counts: screening, every epoch of every training (stopped ones
+    included) and the base's reference run. With a budget the search is multi-fidelity
+    from its first candidate (rung 0: the surrogate's screen; rung 1: ``grace_epochs`` of
+    training; later rungs x ``reduction_factor``), ``candidates:`` is a cap on the
+    candidates screened, and the reference run (``reference: true``) trains after the
+    candidates, its cost reserved from the start. ``screen_batch``: how many uniform
+    proposals the surrogate screens for each proposal it makes (the best goes on)."""
+
+    flops: float | None = None
+    full_trainings: float | None = None
+    screen_batch: int = 3
+
+
+@dataclass
 class SearchConfig:
     base: BaseSpec
     space: str
@@ -103,15 +123,21 @@ class SearchConfig:
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     training: TrainRecipe = field(default_factory=lambda: TrainRecipe(epochs=10, lr=2e-3))
     early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
-    reference: bool = True  # also train the base for the same budget, as the "gain" reference
+    # also train the base for the same budget, as the "gain" reference ("none" = false);
+    # with a budget: after the candidates, counted in what is spent
+    reference: bool | Literal["none"] = True
     seed: int = 0
     manifold: ManifoldConfig = field(default_factory=ManifoldConfig)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     storage: str | None = None  # Optuna storage URL; default: a journal file in the results folder
+    budget: BudgetSpec | None = None  # None: the search without a budget (screen, promote, train)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["budget"] is None:  # a search without a budget saves the config it always saved
+            del data["budget"]
+        return data
 
 
 MAX_SEED = 2 ** 32 - 1
@@ -137,6 +163,10 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf)) != 1:
         raise ConfigError("base: give exactly one of checkpoint, pretrain or hf")
     surrogate_names(cfg.surrogate)
+    if cfg.reference == "none":
+        cfg.reference = False
+    if cfg.budget is not None:
+        _validate_budget(cfg)
     if cfg.candidates < 1:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
     if cfg.candidates > MAX_CANDIDATES:
@@ -181,6 +211,28 @@ def validate(cfg: SearchConfig) -> SearchConfig:
         raise ConfigError("executor: cpus_per_trial must be > 0, gpus_per_trial >= 0, "
                           "max_concurrent_trials >= 1, max_failures >= 0, resource_timeout_s >= 0")
     return cfg
+
+
+def _validate_budget(cfg: SearchConfig) -> None:
+    b = cfg.budget
+    given = [k for k in ("flops", "full_trainings") if getattr(b, k) is not None]
+    if len(given) != 1:
+        raise ConfigError(f"budget: got {', '.join(given) or 'neither'}; allowed: exactly one of flops (e.g. "
+                          "{flops: 3.0e12}) or full_trainings (e.g. {full_trainings: 1.0})")
+    value = getattr(b, given[0])
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"budget.{given[0]}: got {value}; allowed: a positive finite number")
+    if cfg.training.steps is not None:
+        raise ConfigError(f"training.steps: got {cfg.training.steps}; with a budget the rungs are epochs: give "
+                          "training.epochs instead")
+    if b.screen_batch < 1:
+        raise ConfigError(f"budget.screen_batch: got {b.screen_batch}; allowed: a positive integer")
+    if len(cfg.objectives) > 1:
+        raise ConfigError(f"objectives: got {cfg.objectives}; with a budget the sampler learns the observed "
+                          "validation score (one objective); remove budget: for a multi-objective search")
+    if cfg.early_stopping.policy != "successive_halving":
+        raise ConfigError(f"early_stopping.policy: got {cfg.early_stopping.policy!r}; with a budget the search "
+                          "halves synchronously (successive_halving); asha and none apply without budget:")
 
 
 def resolve_paths(cfg: SearchConfig, folder: Path) -> SearchConfig:

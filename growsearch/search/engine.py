@@ -40,6 +40,7 @@ from growsearch.models import config_from_spec
 from growsearch.pretrain import DEFAULT_DATASET, pretrain
 from growsearch.report import write_report
 from growsearch.results import SearchState, read_json, repair_journal
+from growsearch.search.budget import BudgetPlan, check_budget, plan_budget, run_budgeted
 from growsearch.search.config import OBJECTIVES, SearchConfig, objective_values
 from growsearch.search.executors import Executor, LocalExecutor, TrainJob
 from growsearch.search.inputs import (
@@ -227,6 +228,8 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     # everything that can be checked is checked before anything is written or computed
     space = load_space(cfg.space)
     base = _check_base(cfg, space.family)
+    if cfg.budget is not None:  # a budget too small for one candidate's first rung: refused before any compute
+        check_budget(_budget_plan(cfg, space, base))
     lock = FolderLock(out, "growsearch run")
     lock.check()  # a live process holds the folder: refused before anything else happens
     _check_out(cfg, out, resume)
@@ -252,6 +255,21 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
             ray.shutdown()
 
 
+def _budget_plan(cfg: SearchConfig, space, base: BaseModel | None, base_cfg=None) -> BudgetPlan:
+    """The budget of ``cfg`` (meta device; a pretrain base by its default architecture)."""
+    from growsearch.pretrain import default_config
+
+    if base_cfg is None and base is not None:
+        base_cfg, task = config_from_spec(base[1]), load_dataset(base[2])
+    elif base_cfg is None:
+        p = cfg.base.pretrain
+        task = load_dataset(p.dataset or cfg.dataset or DEFAULT_DATASET[p.family])
+        base_cfg = default_config(p.family, task)
+    else:
+        task = load_dataset(base[2])
+    return plan_budget(cfg, space, base_cfg, task.x_train[:1], len(task.x_train))
+
+
 def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: Progress, tracker: Any,
          make_executor: Callable[[SearchContext, SearchConfig], Executor] | None,
          inputs: dict[str, Any]) -> SearchResult:
@@ -273,10 +291,16 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
     if tracker is not None:
         tracker.start(cfg, out, base_spec, {**{f"val_{k}": v for k, v in base_val.items()},
                                             **{f"test_{k}": v for k, v in base_test.items()}})
+    budget = None
     try:
-        _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker, inputs["study"],
-                seed_scheme(inputs))
-        _promote_and_train(cfg, executor, state, progress, tracker)
+        if cfg.budget is not None:
+            plan = _budget_plan(cfg, space, (base_model, base_spec, dataset), base_cfg)
+            budget = run_budgeted(cfg, plan, space, base_cfg, task.x_train[:1], executor, state, progress, tracker,
+                                  inputs["study"], seed_scheme(inputs))
+        else:
+            _screen(cfg, out, space, base_cfg, task, executor, state, progress, tracker, inputs["study"],
+                    seed_scheme(inputs))
+            _promote_and_train(cfg, executor, state, progress, tracker)
     finally:
         executor.close()
     records = state.records()
@@ -291,11 +315,17 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
         task_score({"val_accuracy": base_val["accuracy"], "val_loss": base_val["loss"]}, task, "val")
     base_test_score = reference.get("final_test_score") if reference else \
         task_score({"test_accuracy": base_test["accuracy"], "test_loss": base_test["loss"]}, task, "test")
-    best = write_report(out, records, reference, base_score,
-                        {"base_val": base_val, "base_test": base_test, "base_score": base_score,
-                         "base_test_score": base_test_score,
-                         "dataset": dataset, "version": __version__})
+    info = {"base_val": base_val, "base_test": base_test, "base_score": base_score,
+            "base_test_score": base_test_score, "dataset": dataset, "version": __version__}
+    if budget is not None:
+        info["budget"] = {k: budget[k] for k in ("budget_flops", "unit_flops", "budget_full_trainings",
+                                                 "spent_flops", "spent_full_trainings", "surrogate_tau", "weights")}
+    best = write_report(out, records, reference, base_score, info)
     if tracker is not None:
+        if budget is not None:
+            tracker.search_metrics({"budget": budget["budget_flops"], "spent": budget["spent_flops"],
+                                    "budget_full_trainings": budget["budget_full_trainings"],
+                                    "spent_full_trainings": budget["spent_full_trainings"]})
         tracker.finish(out, records, best, base_score, base_test_score)
     return SearchResult(out, records, reference, best)
 
