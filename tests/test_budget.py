@@ -1,0 +1,166 @@
+"""The budgeted search (``budget:``): spent within the budget and every spend counted, a
+too-small budget refused before anything is written, determinism and resume, the online
+surrogate check in leaderboard.md and MLflow, the reference after the candidates, the
+largest allowed expansion proposed first, and the proposal mix's weights."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import tiny_search_config
+
+from growsearch.metrics.cost import training_flops
+from growsearch.search import load_config, run_search
+from growsearch.search.budget import largest_allowed, source_weights
+from growsearch.search.executors import LocalExecutor
+from growsearch.search.space import load_space
+
+
+def budgeted(full_trainings=1.0, **changes):
+    return tiny_search_config(budget={"full_trainings": full_trainings}, candidates=8, **changes)
+
+
+class Observed(LocalExecutor):
+    """The local executor, remembering the order of its trainings; raises after ``fail_after`` calls."""
+
+    def __init__(self, ctx, fail_after=None):
+        super().__init__(ctx, "cpu")
+        self.jobs, self.calls, self.fail_after = [], 0, fail_after
+
+    def _tick(self):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt  # an interruption between two stages of work
+
+    def rescreen(self, records, proposer):
+        self._tick()
+        super().rescreen(records, proposer)
+
+    def train(self, jobs, scheduler, on_epoch=None, on_record=lambda r: None):
+        self._tick()
+        self.jobs += [j.id for j in jobs]
+        super().train(jobs, scheduler, on_epoch, on_record)
+
+
+def _board(out):
+    board = pd.read_csv(out / "leaderboard.csv")
+    return board.drop(columns=["seconds"]).to_csv(index=False)
+
+
+def _spent_from_records(out):
+    """Screening + every training epoch + the reference, from the records alone."""
+    total = 0.0
+    for path in (out / "candidates").glob("*.json"):
+        r = json.loads(path.read_text())
+        examples = (r.get("screen_cost") or 0) + (r.get("train_cost") or 0)
+        if r.get("flops") is not None:
+            total += training_flops(r["flops"], examples)
+    return total
+
+
+def test_budget_is_respected_counted_and_recorded(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "run"
+    observed = []
+
+    def make(ctx, cfg):
+        observed.append(Observed(ctx))
+        return observed[0]
+
+    run_search(load_config(budgeted(0.6, tracking={"enabled": True, "uri": uri})), out, make_executor=make)
+    summary = json.loads((out / "budget.json").read_text())
+    assert 0 < summary["spent_flops"] <= summary["budget_flops"]
+    assert summary["spent_flops"] == pytest.approx(_spent_from_records(out), rel=1e-9)  # every spend counted
+    assert summary["budget_full_trainings"] == pytest.approx(0.6)
+    # the reference trains after every candidate
+    assert observed[0].jobs[-1] == "base" and observed[0].jobs.count("base") == 1
+    assert json.loads((out / "candidates" / "base.json").read_text())["final_score"] is not None
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert (board["budget_flops"] == summary["budget_flops"]).all()
+    assert (board["spent_flops"] == summary["spent_flops"]).all()
+    md = (out / "leaderboard.md").read_text()
+    assert "Budget: " in md and "spent: " in md and "Surrogate check (Kendall tau" in md
+    taus = [t for t in summary["surrogate_tau"] if t["tau"] is not None]
+    assert taus, summary["surrogate_tau"]
+    client = mlflow.MlflowClient(uri)
+    parent = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                "tags.`growsearch.role` = 'search'")[0]
+    history = client.get_metric_history(parent.info.run_id, "surrogate_tau")
+    assert [(m.step, m.value) for m in history] == [(t["step"], pytest.approx(t["tau"])) for t in taus]
+    assert parent.data.metrics["budget"] == pytest.approx(summary["budget_flops"])
+    assert parent.data.metrics["spent"] == pytest.approx(summary["spent_flops"])
+    assert parent.data.params["config.budget.full_trainings"] == "0.6"
+
+
+def test_a_budget_too_small_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    import yaml
+
+    from growsearch.cli import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_search_config(budget={"flops": 1000.0})))
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("growsearch: error: budget: 1e+03 FLOPs") and "too small for one candidate's first rung" \
+        in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_same_seed_same_leaderboard_and_resume_is_identical(tmp_path):
+    cfg = budgeted(1.0)
+    run_search(load_config(cfg), tmp_path / "a")
+    run_search(load_config(cfg), tmp_path / "b")
+    assert _board(tmp_path / "a") == _board(tmp_path / "b")
+    # interrupted after a few stages of work (screens and trainings), then resumed
+    for fail_after in (2, 6):
+        out = tmp_path / f"resumed{fail_after}"
+        with pytest.raises(KeyboardInterrupt):
+            run_search(load_config(cfg), out, make_executor=lambda ctx, c, n=fail_after: Observed(ctx, n))
+        assert not (out / "leaderboard.csv").exists()
+        run_search(load_config(cfg), out, resume=True)
+        assert _board(out) == _board(tmp_path / "a"), fail_after
+        assert json.loads((out / "budget.json").read_text()) == json.loads((tmp_path / "a" / "budget.json").read_text())
+
+
+def test_the_largest_allowed_expansion_is_proposed_first(tmp_path):
+    from growsearch.models import config_from_spec
+
+    out = tmp_path / "run"
+    run_search(load_config(budgeted(3.0, reference="none")), out)
+    first = json.loads((out / "candidates" / "c0000.json").read_text())
+    base = json.loads((out / "base" / "spec.json").read_text())
+    import torch
+
+    _, plan = largest_allowed(load_space("mlp.yaml"), config_from_spec(base), torch.zeros(1, 8, 8))
+    assert first["source"] == "largest" and first["plan_name"] == plan.describe() and first["init"] == "masked"
+    assert first["stage"] in ("completed", "stopped_early")  # a budget of 3 full trainings affords its first rung
+    assert not (out / "candidates" / "base.json").exists()  # reference: none
+
+
+def test_source_weights_move_toward_the_source_that_wins():
+    before = source_weights({}, None, incumbent=True)
+    assert before["sampler"] == before["surrogate"] == before["incumbent"] == pytest.approx(1 / 3)
+    after = source_weights({"incumbent": 3}, None, incumbent=True)
+    assert after["incumbent"] > before["incumbent"] and after["sampler"] < before["sampler"]
+    assert source_weights({}, None, incumbent=False)["incumbent"] == 0
+    # a surrogate that ranks backwards loses weight; one that ranks well keeps it
+    assert source_weights({}, -0.8, True)["surrogate"] < source_weights({}, 0.0, True)["surrogate"] < \
+        source_weights({}, 0.9, True)["surrogate"]
+
+
+def test_budget_config_errors():
+    from growsearch.errors import ConfigError
+
+    for changes, message in [({"budget": {}}, "budget: got neither"),
+                             ({"budget": {"flops": 0}}, "budget.flops: got 0.0"),
+                             ({"budget": {"flops": 1e9}, "early_stopping": {"policy": "asha"}},
+                              "with a budget the search halves synchronously"),
+                             ({"budget": {"flops": 1e9}, "training": {"epochs": 3, "steps": 10}}, "training.steps"),
+                             ({"budget": {"flops": 1e9}, "objectives": ["manifold_metric", "params"],
+                               "sampler": {"name": "nsga2"}}, "one objective")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(tiny_search_config(**changes))
+    assert "budget" not in load_config(tiny_search_config()).to_dict()  # a search without one saves what it saved
