@@ -7,7 +7,8 @@ Everything a search produces lives in one folder, written atomically::
     base/                the base checkpoint, when the config pretrains one
     candidates/cNNNN.json  one record per candidate (screening, then training)
     candidates/cNNNN/    the trained model of each trained candidate
-    promotion.json       which candidates the policy promoted
+    promotion.json       which candidates the policy promoted (a search without a budget)
+    budget.json          a budgeted search: budget, spent, brackets, the online surrogate tau
     leaderboard.csv/.md, plots/*.png, best/   the outputs
     mlflow.db, mlartifacts/   the default MLflow store (runs and artifacts)
 

@@ -10,6 +10,9 @@ What a child run holds: flattened plan params (``plan.width``, ``plan.depth``, .
 function-preservation deviation, screening and training cost, per-epoch
 train/val/test curves with steps, final val and test accuracy/loss, ``gain``
 (validation, what the best is chosen by) and ``test_gain``; tags ``stage`` and ``reason``.
+A budgeted search (``budget:``) also logs on the parent run ``surrogate_tau`` (the online
+Kendall tau, one step per rung decision) and, at the end, ``budget`` and ``spent`` (training
+FLOPs) with ``budget_full_trainings`` and ``spent_full_trainings``.
 Statuses: FINISHED (screened, rejected, completed), KILLED (stopped early by the
 scheduler), FAILED (with the error), RUNNING only while a promoted candidate trains.
 

@@ -164,3 +164,17 @@ def test_budget_config_errors():
         with pytest.raises(ConfigError, match=message):
             load_config(tiny_search_config(**changes))
     assert "budget" not in load_config(tiny_search_config()).to_dict()  # a search without one saves what it saved
+
+
+@pytest.mark.slow
+def test_budgeted_search_on_local_ray_equals_the_in_process_one(tmp_path, monkeypatch):
+    """Screens and trainings of the budgeted search as Ray Tune trials (a real local Ray
+    instance): the same leaderboard and the same spend as the in-process executor."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    local = tiny_search_config(budget={"full_trainings": 1.0}, candidates=6)
+    ray = {**local, "executor": {"name": "ray", "max_concurrent_trials": 2, "max_failures": 1}}
+    run_search(load_config(local), tmp_path / "local")
+    run_search(load_config(ray), tmp_path / "ray")
+    assert _board(tmp_path / "ray") == _board(tmp_path / "local")
+    spent = [json.loads((tmp_path / d / "budget.json").read_text())["spent_flops"] for d in ("ray", "local")]
+    assert spent[0] == spent[1]

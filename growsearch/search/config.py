@@ -115,7 +115,7 @@ class SearchConfig:
     space: str
     name: str = ""
     dataset: str = ""  # default: the base model's dataset
-    candidates: int = 12
+    candidates: int = 12  # with a budget: a cap on the candidates screened
     objectives: list[str] = field(default_factory=lambda: ["manifold_metric"])
     # what promotion ranks by: manifold, params, naswot, snip, short_training, or a list (rank_mean)
     surrogate: str | list[str] = "manifold"

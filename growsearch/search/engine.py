@@ -1,5 +1,9 @@
 """The search loop: propose -> grow -> screen -> promote -> train -> leaderboard.
 
+With ``budget:`` in the config the loop is :mod:`growsearch.search.budget`'s instead
+(multi-fidelity brackets to a compute budget); the base, the results folder, the
+reference check, the report and MLflow are shared. Without it nothing changes.
+
 Everything a search produces lives in one results folder (:mod:`growsearch.results`
 describes its layout), written atomically.
 
