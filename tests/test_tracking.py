@@ -190,7 +190,9 @@ def test_remote_server_and_an_outage_mid_search(tmp_path, server):
     server.start()
     _, _, children = runs_of(server.uri)
     assert len(children) == 5
-    assert all(c.data.tags.get("stage") in ("screened", "promoted") for c in children)  # the gap
+    # the gap: no child is past screening (a proposal over the space's limits is rejected there, for good)
+    assert all(c.data.tags.get("stage") in ("screened", "promoted", "rejected") for c in children)
+    assert any(c.data.tags.get("stage") != "rejected" for c in children)
     assert main(["sync", str(out)]) == 0
     check_search_runs(server.uri, out)
     assert main(["sync", str(out)]) == 0  # idempotent: nothing duplicated
