@@ -58,7 +58,6 @@ full training compute (``None``: never reached).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import os
 import platform
@@ -82,6 +81,7 @@ from growsearch.data import Task, load_dataset
 from growsearch.grow import DEFAULT_INIT, ExpansionPlan
 from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import ModelConfig, config_from_spec, count_params
+from growsearch.search.budget import allowed_grid, largest_allowed
 from growsearch.search.config import SearchConfig, load_config
 from growsearch.search.engine import run_search
 from growsearch.search.executors import LocalExecutor
@@ -211,52 +211,14 @@ def architectures_only(space: SearchSpace) -> SearchSpace:
 
 
 def grid(space: SearchSpace, base: ModelConfig) -> list[ExpansionPlan]:
-    """Every distinct plan the space can propose (each knob's choices, or every value of
-    its stepped range; an unstepped float range: its two ends), through the space's own
-    ``suggest`` on fixed Optuna trials."""
-    space = architectures_only(space)
-    values: dict[str, list[Any]] = {}
-    for name, knob in space.knobs.items():
-        if knob.choices is not None:
-            vals = list(knob.choices)
-        elif knob.step is None and not (isinstance(knob.low, int) and isinstance(knob.high, int)):
-            vals = [knob.low, knob.high]
-        else:
-            step = knob.step or 1
-            n = math.floor((knob.high - knob.low) / step + 1e-9) + 1
-            vals = [knob.low + i * step for i in range(n)]
-        if name == "layer_width":
-            widths = base.hidden if space.family == "mlp" else base.channels
-            for i in range(len(widths)):
-                values[f"layer_width_{i}"] = vals
-        else:
-            values[name] = vals
-    plans: dict[str, ExpansionPlan] = {}
-    names = sorted(values)
-    for combo in itertools.product(*(values[n] for n in names)):
-        plan, _ = space.suggest(optuna.trial.FixedTrial(dict(zip(names, combo, strict=True))), base)
-        plans.setdefault(plan.describe(), plan)
-    return list(plans.values())
+    """Every distinct architecture the space can propose (:func:`growsearch.search.budget.allowed_grid`)."""
+    return [plan for _, plan in allowed_grid(space, base)]
 
 
 def largest_plan(space: SearchSpace, base: ModelConfig, example: torch.Tensor) -> ExpansionPlan:
-    """The plan with the most parameters that the space's constraints allow (ties: more
-    FLOPs, then the first in the grid)."""
-    def flops(plan: ExpansionPlan) -> int:  # counted only to break a tie (it takes a forward pass)
-        with torch.device("meta"):
-            return flops_per_example(planned_config(base, plan).build(), example.to("meta"))
-
-    best, best_params = None, -1
-    for plan in grid(space, base):
-        if space.violation(base, plan, example) is not None:
-            continue
-        with torch.device("meta"):
-            params = count_params(planned_config(base, plan).build())
-        if params > best_params or (params == best_params and flops(plan) > flops(best)):
-            best, best_params = plan, params
-    if best is None:
-        raise ValueError(f"{space.source}: no plan satisfies the constraints {space.constraints}")
-    return best
+    """The plan with the most parameters that the space's constraints allow -- the one the
+    budgeted search also proposes first (:func:`growsearch.search.budget.largest_allowed`)."""
+    return largest_allowed(space, base, example)[1]
 
 
 @dataclasses.dataclass
