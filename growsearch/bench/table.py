@@ -43,7 +43,9 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
             "greedy equal-parameter groups with a tau-a-like within-group figure): not yet regenerated.*", ""]),
         f"`{result.get('command', '')}` — {len(result['candidates'])} candidates, seeds {result['seeds']}, "
         f"{result['seconds']:.0f} s on {result['environment']['cpus']} CPUs with {result['environment']['jobs']} jobs."
-        + (f" Measured with {result['code']}." if result.get("code") else ""),
+        + (f" Measured with {result['code']}." if result.get("code") else "")
+        + (f" Predictors re-scored in that time; the trained scores are those of `{result['training_reused_from']}`."
+           if result.get("training_reused_from") else ""),
         "",
         f"Score: {score}. Base after the same extra budget: {result['base']['score_mean']:.4f} "
         f"(std over seeds {noise['base_score_std']:.4f}). Median |gain| {noise['median_abs_gain']:.4f}; "
@@ -54,24 +56,30 @@ def predictor_table(result: dict[str, Any]) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in result.get("probe_sizes", {}).items()) + ".",
         "",
         "| predictor | Kendall τ_b | 95% CI | Spearman ρ | τ_b within equal-params groups (pairs) "
-        "| partial τ (log #params controlled) |",
-        "|---|---|---|---|---|---|",
+        "| partial τ (log #params controlled) | τ_b vs the data-free weight-norm formula |",
+        "|---|---|---|---|---|---|---|",
     ]
     table = result["predictors"]
+    bound = [c["manifold"].get("bound") for c in result["candidates"]]
+    if any(b is not None for b in bound):
+        lines[-4] += (f" The default manifold estimator's loss constraint bound on **{sum(b is True for b in bound)}"
+                      f" of {len(bound)}** candidates.")
     for name in sorted(table, key=lambda n: -table[n]["kendall"]):
         t = table[name]
         bold = "**" if name == "manifold_metric" else ""
         lines.append(f"| {bold}{name}{bold} | {bold}{t['kendall']:+.3f}{bold} | [{t['kendall_ci'][0]:+.2f}, "
                      f"{t['kendall_ci'][1]:+.2f}] | {t['spearman']:+.3f} | {_f(t['kendall_equal_params'])} "
-                     f"({t['equal_param_pairs']}) | {_partial(t)} |")
+                     f"({t['equal_param_pairs']}) | {_partial(t)} | {_f(t.get('kendall_vs_weight_norm'))} |")
     lines += ["", "<details><summary>candidates</summary>", "",
-              "| candidate | params | FLOPs | gain (mean ± std) | manifold | s (simplex) or LLC (llc) "
-              "| L0 | short-train |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| candidate | params | FLOPs | gain (mean ± std) | manifold | s (shrink or bound scale) or LLC (llc) "
+              "| bound | L0 | short-train |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in sorted(result["candidates"], key=lambda c: -c["gain_mean"]):
         p = c["predictors"]
         lines.append(f"| {c['name']} | {c['params']} | {c['flops']} | {c['gain_mean']:+.4f} ± {c['gain_std']:.4f} "
-                     f"| {p['manifold_metric']:+.3f} | {c['manifold']['shrink']:.3f} | {c['manifold']['loss0']:.3f} "
+                     f"| {p['manifold_metric']:+.3f} | {c['manifold']['shrink']:.3f} "
+                     f"| {dict(((True, 'yes'), (False, 'no'))).get(c['manifold'].get('bound'), '—')} "
+                     f"| {c['manifold']['loss0']:.3f} "
                      f"| {p['short_training']:+.3f} |")
     lines += ["", "Equal-parameter groups (fixed bins 10% wide on a log scale, "
               "⌊log(params) / log 1.1⌋; a candidate's group depends on its own count only): " +

@@ -65,7 +65,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "binding_random_k1": {"estimator": "binding_random", "vertices": 1},
     "binding_function": {"estimator": "binding_function"},
     "binding_function_m8": {"estimator": "binding_function", "check_points": 8},
-    "binding_function_q0.9": {"estimator": "binding_function", "quantile": 0.9},
+    "binding_function_q0.5": {"estimator": "binding_function", "quantile": 0.5},
     "binding_simplex": {"estimator": "binding_simplex"},
     "binding_simplex_reward": {"estimator": "binding_simplex", "reg": 0.01},
 }

@@ -50,7 +50,7 @@ from growsearch.metrics.functional import FlatModel
 
 FORWARD_COST = 1.0 / 3.0  # a forward pass, in units of one forward+backward pass
 DEGENERATE_LOG_DET = math.log(1e-10)
-DEFAULT_ESTIMATOR = "binding_random"  # chosen on the tuning pool (issue 20); docs/metric.md says why
+DEFAULT_ESTIMATOR = "binding_function"  # chosen on the tuning pool (issue 20); docs/metric.md says why
 _SIMPLEX = {"vertices": 3, "steps": 3, "samples": 2, "reg": 0.01, "check_points": 3, "batch_size": 32,
             "lr": 0.002, "init_scale": 0.03, "llc_gamma": 100.0, "quantile": 0.9}
 # the binding estimators: the scale search starts near where the check binds on the tuning
@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "llc": {**_SIMPLEX, "vertices": 1, "steps": 100, "batch_size": 8, "lr": 1e-5, "llc_gamma": 1000.0},
     "binding_simplex": {**_BINDING, "lr": 0.05, "reg": 0.0},
     "binding_random": _BINDING,
-    "binding_function": _BINDING,
+    "binding_function": {**_BINDING, "quantile": 0.9},
 }  # normalised Cayley-Menger determinant below this: degenerate
 
 
