@@ -257,7 +257,10 @@ def _strategy_rows(result: dict[str, Any], view: dict[str, Any]) -> list[str]:
 def search_table(result: dict[str, Any]) -> list[str]:
     first = result["per_seed"][0]
     lines = [f"### {result['pool']}", "",
-             f"`{result.get('command', '')}` — {result['n_candidates']} candidates, seeds {result['seeds']}; "
+             f"`{result.get('command', '')}`"
+             + (f" (curves as measured; replayed with `{result['replayed']['command']}`)"
+                if result.get("replayed") else "")
+             + f" — {result['n_candidates']} candidates, seeds {result['seeds']}; "
              f"best test score (mean over seeds) {result['best_score']:.4f}, target 0.5 points below; "
              f"k = {result['k']} promoted, ASHA grace {result['asha']['grace']} / η {result['asha']['eta']} on "
              f"validation scores; budget for regret = {result['budget_fraction']:.0%} of train-all "
