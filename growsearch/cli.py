@@ -332,19 +332,30 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_headline(args: argparse.Namespace) -> int:
+    import math
+
     from growsearch.bench.headline import STRATEGIES, run_headline_benchmark
 
     seeds = _checked_seeds(args.seeds, distinct=True)
     if args.jobs < 1:
         raise ConfigError(f"--jobs: got {args.jobs}; allowed: a positive integer")
+    budgets = tuple(args.budgets)
+    if any(not math.isfinite(b) or b <= 0 for b in budgets) or len(set(budgets)) != len(budgets):
+        raise ConfigError(f"--budgets: got {list(budgets)}; allowed: distinct positive numbers of full trainings "
+                          "(none: the five strategies alone)")
     result = _run_pool_bench(args, "headline", lambda pool, progress: run_headline_benchmark(
-        pool, seeds=seeds, jobs=args.jobs, progress=progress))
+        pool, seeds=seeds, jobs=args.jobs, progress=progress, budgets=budgets))
     for name in STRATEGIES:
         at = result["at_budget"][name]
         ratio = result["ratio_to_scratch_largest_final"][name]
         _console().print(f"{name}: " + ", ".join(f"{float(b):.0%}: {'—' if v is None else f'{v:.4f}'}"
                                                  for b, v in at.items())
                          + f"; scratch-largest's final at {'never' if ratio is None else f'{ratio:.0%}'}")
+    for arm, row in result.get("budgeted", {}).get("arms", {}).items():
+        _console().print(f"{arm} (given each budget): " + ", ".join(
+            f"{float(b):.0%}: {'—' if v is None else f'{v:.4f}'}" for b, v in row["at_own_budget"].items()))
+    for goal, g in result["goals"].get("growsearch_budget", {}).items():
+        _console().print(f"goal {goal} (growsearch_budget): {'met' if g['met'] else 'not met'}")
     return 0
 
 
@@ -780,13 +791,19 @@ def build_parser() -> argparse.ArgumentParser:
         "growsearch (the product as shipped) and growsearch_random_pruning (no surrogate). Writes\n"
         "anytime curves -- test score of the best model by validation score vs. training FLOPs,\n"
         "every stage counted -- per seed, and the means at 25/50/100% of scratch_largest's full\n"
-        "training, with the base's pretraining as a sunk cost and counted in. Render the figure\n"
-        "and tables with `growsearch bench table`.\n\n"
+        "training, with the base's pretraining as a sunk cost and counted in. Then growsearch\n"
+        "given each of --budgets (budget: {full_trainings: B}; one run per budget and seed), with\n"
+        "the surrogate: params and no-surrogate ablations, scored at its own budget. Render the\n"
+        "figure and tables with `growsearch bench table`.\n\n"
         "example:\n  growsearch bench headline --pool mnist1d-mlp --out docs/results/headline-mnist1d-mlp.json",
         pool="a pool name (see bench predictors)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
                    help="one run of every strategy per seed (init, data order, growth, sampler)")
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+    p.add_argument("--budgets", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0], metavar="B",
+                   help="growsearch given each budget (budget: {full_trainings: B}, one run per budget and seed, "
+                        "with the surrogate: params and no-surrogate ablations); give none for the five "
+                        "strategies alone")
 
     p = bsub.add_parser(
         "table", formatter_class=_Formatter, help="render benchmark JSON as docs (tables, headline figure)",

@@ -1,17 +1,23 @@
 """The headline benchmark: curve accounting against hand-computed numbers, the JSON
-contract, compute sums of a real (tiny) run, and determinism per seed."""
+contract, compute sums of a real (tiny) run, and determinism per seed; growsearch given a
+budget (issue 21): one run per budget within it, the ablations, the goals, and older
+results (without budgeted arms) still rendered."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from growsearch.bench.headline import (
+    BUDGET_ARMS,
+    BUDGETED,
     BUDGETS,
     STRATEGIES,
     anytime_curve,
     first_reach,
     goals,
+    goals_budgeted,
     grid,
     largest_plan,
     make_setting,
@@ -23,6 +29,7 @@ from growsearch.bench.headline import (
     summarize,
 )
 from growsearch.bench.pools import get_pool
+from growsearch.bench.table import headline_figure, headline_table, render
 from growsearch.cli import main
 from growsearch.data import load_dataset
 from growsearch.grow import ExpansionPlan
@@ -215,3 +222,111 @@ def test_every_arm_trains_with_the_pools_recipe(monkeypatch, tmp_path):
         headline.run_grow_largest(setting, 0, tmp_path)
     assert seen["grow_largest"].lr == seen["scratch_largest"].lr == setting.pool.recipe.lr
     assert seen["grow_largest"] == seen["scratch_largest"] == setting.pool.recipe
+
+
+def test_budgeted_goals_against_hand_computed_numbers():
+    def arm(values):
+        return {"at_own_budget": values, "ratio_to_scratch_largest_final": dict.fromkeys(values)}
+
+    others = {name: {"0.25": 0.5, "0.5": 0.5, "1.0": 0.5, "2.0": 0.5} for name in STRATEGIES}
+    others["scratch_largest"] = {"0.25": 0.40, "0.5": 0.55, "1.0": 0.60, "2.0": 0.60}
+    others["growsearch_random_pruning"] = {"0.25": 0.52, "0.5": 0.52, "1.0": 0.52, "2.0": 0.52}
+    budgeted = {"others_at_budget": others, "arms": {
+        "growsearch_budget": arm({"0.25": 0.61, "0.5": 0.62, "1.0": 0.605, "2.0": 0.70}),
+        "growsearch_budget_surrogate_params": arm({"0.25": 0.5, "0.5": 0.5, "1.0": 0.5, "2.0": 0.5}),
+        "growsearch_budget_no_surrogate": arm({"0.25": 0.52, "0.5": 0.51, "1.0": 0.6, "2.0": 0.6})}}
+    g = goals_budgeted(budgeted, target=0.60, margin=0.01)
+    assert g["best_at_every_budget"]["met"] is True
+    assert g["margin_over_scratch_largest"]["met"] is False  # +0.005 at 100%
+    assert g["margin_over_scratch_largest"]["by_budget"]["1.0"] == pytest.approx(0.005)
+    assert g["half_compute_to_scratch_final"]["met"] is True
+    assert g["half_compute_to_scratch_final"]["reached_at"] == ["0.25", "0.5"]
+    assert g["no_surrogate_vs_random_pruning"]["met"] is False
+    assert g["no_surrogate_vs_random_pruning"]["behind"] == [
+        {"budget": "0.5", "no_surrogate": 0.51, "random_pruning": 0.52}]
+    others["grow_largest"]["2.0"] = 0.71
+    behind = goals_budgeted(budgeted, target=0.60, margin=0.01)["best_at_every_budget"]
+    assert behind == {"met": False, "behind": [{"budget": "2.0", "strategy": "grow_largest",
+                                                "growsearch_budget": 0.70, "other": 0.71}]}
+    low = goals_budgeted(budgeted, target=0.65, margin=0.01)["half_compute_to_scratch_final"]
+    assert low["met"] is False and low["reached_at"] == []
+
+
+def test_budgeted_arms_each_within_its_budget(quick_result):
+    """Each budgeted arm: one run per budget, spending at most its budget (counted here from
+    the curve's events and by the search itself, the same count), in the same unit."""
+    r = quick_result
+    b = r["budgeted"]
+    unit = r["scratch_largest_compute"]
+    assert b["budgets"] == list(BUDGETED) == [0.25, 0.5, 1.0, 2.0]
+    assert b["unit_check"] == {"headline_unit_flops": unit, "search_unit_flops": [pytest.approx(unit)], "same": True}
+    assert set(b["arms"]) == set(BUDGET_ARMS) == {"growsearch_budget", "growsearch_budget_surrogate_params",
+                                                  "growsearch_budget_no_surrogate"}
+    for name, row in b["arms"].items():
+        for key in ("0.25", "0.5", "1.0", "2.0"):
+            (run,) = row["runs"][key]
+            assert run["seed"] == 0 and run["budget"] == float(key)
+            assert run["budget_flops"] == pytest.approx(float(key) * unit)
+            assert run["total_compute"] <= run["budget_flops"] * (1 + 1e-9), (name, key)
+            assert run["total_compute"] == pytest.approx(run["spent_flops"]), (name, key)  # the search's own count
+            assert row["spent_vs_budget"][key] <= 1 + 1e-9
+            assert run["compute_by_stage"]["reference"] > 0  # the reference run is counted
+            assert run["curve"][0]["model"] == "base"
+            assert run["curve"][-1]["compute"] <= run["total_compute"] * (1 + 1e-9)
+            assert row["at_own_budget"][key] == score_at(run["curve"], float(key) * unit)
+            screening = run["compute_by_stage"].get("screening", 0.0)
+            assert (screening == 0.0) == (name == "growsearch_budget_no_surrogate"), (name, key)
+    no_surrogate = b["arms"]["growsearch_budget_no_surrogate"]["runs"]
+    assert all(run["weights"]["surrogate"] == 0.0 for runs in no_surrogate.values() for run in runs)
+    for name in STRATEGIES:  # the five read at every budget; scratch_search past its horizon from its extension
+        assert set(b["others_at_budget"][name]) == {"0.25", "0.5", "1.0", "2.0"}
+    (extended,) = b["scratch_search_extended"]
+    assert extended["horizon"] == pytest.approx(2.0 * unit) and extended["total_compute"] >= extended["horizon"]
+    assert b["others_at_budget"]["scratch_search"]["2.0"] == score_at(extended["curve"], 2.0 * unit)
+    assert b["others_at_budget"]["scratch_search"]["1.0"] == r["at_budget"]["scratch_search"]["1.0"]
+    g = r["goals"]["growsearch_budget"]
+    assert set(g) == {"best_at_every_budget", "margin_over_scratch_largest", "half_compute_to_scratch_final",
+                      "no_surrogate_vs_random_pruning"}
+    assert all(isinstance(v["met"], bool) for v in g.values())
+    assert set(r["goals"]) >= {"growsearch_best_at_every_budget", "margin_over_scratch_largest",
+                               "half_compute_to_scratch_final"}  # the five strategies' goals, as before
+
+
+def test_budgeted_arms_in_the_table_and_older_results_still_render(quick_result, tmp_path):
+    text = "\n".join(headline_table({**quick_result, "command": "growsearch bench headline"}))
+    assert "| **growsearch_budget** |" in text and "| growsearch_budget_no_surrogate |" in text
+    assert "Goals for growsearch given a budget" in text and "| 200% |" in text
+    older = {k: v for k, v in quick_result.items() if k != "budgeted"}
+    older["goals"] = {k: v for k, v in quick_result["goals"].items() if k != "growsearch_budget"}
+    old_text = "\n".join(headline_table(older))
+    assert "| **growsearch** |" in old_text and "growsearch_budget" not in old_text
+    assert headline_figure(older, tmp_path / "old.png").read_bytes()[:4] == b"\x89PNG"
+    assert headline_figure(quick_result, tmp_path / "new.png").read_bytes()[:4] == b"\x89PNG"
+    committed = tmp_path / "committed"  # a committed result from before the budgeted arms
+    committed.mkdir()
+    source = Path(__file__).resolve().parents[1] / "docs" / "results" / "headline-text-gpt.json"
+    (committed / "headline-text-gpt.json").write_text(source.read_text())
+    rendered = render(committed)
+    assert "### text-gpt" in rendered and "growsearch_budget" not in rendered
+
+
+def test_no_budgets_runs_the_five_strategies_alone(quick_result, monkeypatch):
+    import growsearch.bench.headline as headline
+
+    def never(*args, **kwargs):
+        raise AssertionError("a budgeted arm ran with budgets=()")
+
+    monkeypatch.setattr(headline, "run_seed", lambda setting, seed, progress=None: {
+        name: quick_result["runs"][name][0] for name in STRATEGIES})
+    monkeypatch.setattr(headline, "run_seed_budgeted", never)
+    r = run_headline_benchmark(get_pool("mnist1d-mlp", quick=True), seeds=(0,), budgets=())
+    assert "budgeted" not in r and "growsearch_budget" not in r["goals"]
+    assert r["at_budget"] == quick_result["at_budget"] and r["goals"] == {
+        k: v for k, v in quick_result["goals"].items() if k != "growsearch_budget"}
+
+
+@pytest.mark.parametrize("budgets", [["0"], ["-1"], ["0.5", "0.5"], ["nan"]])
+def test_bad_budgets_write_nothing(tmp_path, capsys, budgets):
+    out = tmp_path / "h.json"
+    assert main(["bench", "headline", "--pool", "mnist1d-mlp", "--budgets", *budgets, "--out", str(out)]) == 2
+    assert "--budgets: got" in capsys.readouterr().err and not out.exists()

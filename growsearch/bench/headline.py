@@ -53,11 +53,51 @@ the mean over seeds at 25%, 50% and 100% of scratch-largest's full training comp
 counted in, and ``ratio_to_scratch_largest_final`` the compute at which the strategy's
 mean curve first reaches scratch-largest's mean final score, divided by scratch-largest's
 full training compute (``None``: never reached).
+
+**Growsearch given a budget** (issue 21; ``budgeted`` in the JSON, left out with
+``budgets=()``). For each budget ``B`` in :data:`BUDGETED` (fractions of scratch-largest's
+full training), one run per seed of the product with ``budget: {full_trainings: B}``
+(:mod:`growsearch.search.budget`), everything else as ``growsearch``. The budget path's
+unit -- one full training (the config's recipe, here the pool's) of the largest candidate
+the space allows (the same :func:`~growsearch.search.budget.largest_allowed`) -- is this
+benchmark's unit exactly: the recipes are in epochs, so both are ``3 x forward FLOPs x
+epochs x training examples`` of the same plan (``budgeted.unit_check`` records both). **One
+anytime run is not equivalent to separate runs**: the budget shapes the search (each
+bracket's first rung gets a share of what is left, the bracket's size and each slot's
+allowance follow from it, the reference run's cost is reserved from the start, the run
+ends when what is left no longer pays a rung), so the run given 2.0 holds, at 0.5, a
+different model than the run given 0.5; each budget is its own run. Its anytime curve is
+recorded like the others (every screen, every epoch, stopped ones included, the reference
+run, in the engine's order: screens interleave with trainings) and its score is read **at
+its own budget** (``at_own_budget``; the run never spends more: ``spent_vs_budget``).
+Ablations, the same budgeted runs with the surrogate changed:
+
+* ``growsearch_budget_surrogate_params`` -- ``surrogate: params`` (the config's own option:
+  the bigger candidate ranks first). Screening still computes the manifold metric (the
+  product records it for the leaderboard), so it still costs what ``growsearch_budget``'s
+  screens cost, and it is counted.
+* ``growsearch_budget_no_surrogate`` -- no surrogate. The config cannot say so (``surrogate:``
+  names a score), so the benchmark takes the surrogate out of the loop it runs: the proposal
+  mix without the surrogate source (the largest allowed expansion first, then the Optuna
+  sampler told the observed rung-1 scores and mutations of the incumbent, weighted by their
+  promotions as in the product) and rung 0 skipped (a candidate is grown on no device: its
+  parameters and FLOPs are counted on the meta device, nothing is scored, nothing is spent,
+  and no screening cost is reserved). Everything else is the product's loop.
+
+The other strategies are read at each budget from their own curves; at a budget past
+where a strategy stops (scratch-largest, grow-largest and the unbudgeted growsearch runs
+end; they hold their last model), its last model counts. ``scratch_search`` alone would
+use more: past its horizon it is read from ``scratch_search_extended``, the same search
+run again with the horizon at the largest budget (its curve up to the old horizon is the
+same run's; the five strategies' own runs and keys are untouched). ``goals.growsearch_budget``
+holds the issue's goals for the budgeted arm at every budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -81,16 +121,23 @@ from growsearch.data import Task, load_dataset
 from growsearch.grow import DEFAULT_INIT, ExpansionPlan
 from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import ModelConfig, config_from_spec, count_params
+from growsearch.search import budget as budget_search
 from growsearch.search.budget import allowed_grid, largest_allowed
 from growsearch.search.config import SearchConfig, load_config
 from growsearch.search.engine import run_search
-from growsearch.search.executors import LocalExecutor
+from growsearch.search.executors import LocalExecutor, proposal
 from growsearch.search.space import SearchSpace, load_space, planned_config
 from growsearch.search.trials import SearchContext, train_candidate
 from growsearch.train import StopTraining, evaluate, task_score, train
 
 STRATEGIES = ("scratch_largest", "scratch_search", "grow_largest", "growsearch", "growsearch_random_pruning")
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of scratch-largest's full training compute
+#: The budgets growsearch is given (``budget: {full_trainings: B}``), one run each.
+BUDGETED = (0.25, 0.5, 1.0, 2.0)
+#: The budgeted arms: the product, and the ablations with another surrogate or none.
+BUDGET_ARMS = ("growsearch_budget", "growsearch_budget_surrogate_params", "growsearch_budget_no_surrogate")
+_ARM_SURROGATE = {"growsearch_budget": None, "growsearch_budget_surrogate_params": "params",
+                  "growsearch_budget_no_surrogate": "none"}
 DEFAULT_SEEDS = (0, 1, 2)
 #: Proposals in a row that repeat an earlier architecture before scratch_search stops.
 MAX_REPEATS = 200
@@ -371,9 +418,12 @@ def _product_defaults() -> SearchConfig:
     return load_config({"base": {"checkpoint": "-"}, "space": "-"})
 
 
-def product_config(setting: Setting, seed: int, base_dir: Path, random_pruning: bool) -> SearchConfig:
+def product_config(setting: Setting, seed: int, base_dir: Path, random_pruning: bool,
+                   budget: float | None = None, surrogate: str | None = None) -> SearchConfig:
     """The search config of the growsearch strategies: the shipped defaults, with the pool's
-    base, space, dataset and recipe, and ``seed`` for growth, training and the sampler."""
+    base, space, dataset and recipe, and ``seed`` for growth, training and the sampler;
+    ``budget`` (full trainings) adds ``budget: {full_trainings: budget}``, ``surrogate`` sets
+    ``surrogate:`` (the no-surrogate ablation keeps the default: its loop ignores it)."""
     data: dict[str, Any] = {
         "base": {"checkpoint": str(base_dir)}, "space": setting.space_path, "dataset": setting.pool.dataset,
         "training": setting.pool.recipe.to_dict(), "seed": seed, "sampler": {"seed": seed},
@@ -381,6 +431,10 @@ def product_config(setting: Setting, seed: int, base_dir: Path, random_pruning: 
     if random_pruning:
         k = _product_defaults().promotion.k
         data.update(candidates=k, promotion={"policy": "top_k", "k": k})
+    if budget is not None:
+        data["budget"] = {"full_trainings": float(budget)}
+    if surrogate is not None and surrogate != "none":
+        data["surrogate"] = surrogate
     return load_config(data)
 
 
@@ -416,6 +470,106 @@ def run_growsearch(setting: Setting, seed: int, workdir: Path, random_pruning: b
             spies[cid] = _epoch_events(task, per_example, label, "reference" if ref else "training", events)
         spies[cid](rec)
     return events
+
+
+class _Timeline(_Observed):
+    """The observed executor, also keeping every screen in the engine's order: the budgeted
+    search interleaves screens (rung 0) with trainings. With ``surrogate=False`` a screen
+    computes nothing (the no-surrogate ablation): the candidate's parameters and FLOPs on the
+    meta device, no score, no cost."""
+
+    def __init__(self, ctx: SearchContext, device: str = "cpu", surrogate: bool = True) -> None:
+        super().__init__(ctx, device)
+        self.surrogate = surrogate
+        self.order: list[tuple[str, str]] = []  # ("screen", candidate) or ("epoch", index into self.epochs)
+
+    def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
+        self.order += [("screen", r["id"]) for r in records]
+        if self.surrogate:
+            super().rescreen(records, proposer)
+            return
+        base = config_from_spec(self.ctx.base_spec)
+        example = self.ctx.task().x_train[:1].to("meta")
+        for record in records:
+            plan = ExpansionPlan.from_dict(record["plan"])
+            with torch.device("meta"):
+                model = planned_config(base, plan).build()
+                figures = {"params": count_params(model), "flops": flops_per_example(model, example)}
+            proposer.done(record.get("trial"), {**proposal(record), "stage": "screened", **figures,
+                                            "surrogate_parts": {}, "manifold_metric": math.nan,  # not computed
+                                            "screen_cost": 0.0, "screen_seconds": 0.0})
+
+    def train(self, jobs: Any, scheduler: Any, on_epoch: Any = None, on_record: Any = lambda r: None) -> None:
+        def spy(cid: str, rec: dict[str, float]) -> None:
+            self.order.append(("epoch", str(len(self.epochs) - 1)))  # _Observed appended it just before
+            if on_epoch is not None:
+                on_epoch(cid, rec)
+
+        super().train(jobs, scheduler, spy, on_record)
+
+
+@contextlib.contextmanager
+def _without_surrogate():
+    """The budgeted search's loop with the surrogate taken out (the config cannot say so):
+    its source weighs 0 in the proposal mix and no screening cost is reserved (rung 0 is
+    skipped, see :class:`_Timeline`). Undone on exit."""
+    weights, estimate = budget_search.source_weights, budget_search.BudgetedSearch.screen_estimate
+
+    def no_surrogate(wins: dict[str, int], tau: float | None, incumbent: bool) -> dict[str, float]:
+        raw = {**weights(wins, tau, incumbent), "surrogate": 0.0}
+        total = sum(raw.values())
+        return {k: v / total for k, v in raw.items()}
+
+    budget_search.source_weights = no_surrogate
+    budget_search.BudgetedSearch.screen_estimate = lambda self, flops: 0.0
+    try:
+        yield
+    finally:
+        budget_search.source_weights = weights
+        budget_search.BudgetedSearch.screen_estimate = estimate
+
+
+def run_growsearch_budget(setting: Setting, seed: int, workdir: Path, budget: float,
+                          surrogate: str | None = None) -> tuple[list[Event], dict[str, Any]]:
+    """The product given ``budget`` full trainings (``surrogate``: None, the default; a
+    surrogate name; ``"none"``, no surrogate): its events in the engine's order and its
+    ``budget.json`` (what the search itself counted)."""
+    task = setting.task()
+    base_dir = workdir / "base"
+    if not (base_dir / "spec.json").exists():
+        save_checkpoint(base_dir, pool_base_model(setting.base_state, setting.base_spec), setting.base_spec,
+                        {"dataset": setting.pool.dataset})
+    cfg = product_config(setting, seed, base_dir, False, budget=budget, surrogate=surrogate)
+    observed: list[_Timeline] = []
+
+    def make_executor(ctx: SearchContext, _cfg: SearchConfig) -> _Timeline:
+        observed.append(_Timeline(ctx, "cpu", surrogate=surrogate != "none"))
+        return observed[0]
+
+    out = workdir / f"budget-{surrogate or 'default'}-{budget:g}"
+    with _without_surrogate() if surrogate == "none" else contextlib.nullcontext():
+        result = run_search(cfg, out, make_executor=make_executor)
+    summary = json.loads((out / "budget.json").read_text())
+    records = {r["id"]: r for r in result.records}
+    timeline = observed[0]
+    events: list[Event] = []
+    base_flops = setting.flops(setting.base_cfg(), task)
+    spies: dict[str, Callable[[dict[str, float]], None]] = {}
+    for kind, key in timeline.order:
+        if kind == "screen":
+            r = records.get(key) or {}
+            if r.get("screen_cost"):  # a failed screen spends nothing the search counts; no surrogate: nothing
+                events.append({"stage": "screening", "compute": training_flops(r["flops"], r["screen_cost"]),
+                               "model": None})
+            continue
+        cid, rec = timeline.epochs[int(key)]
+        if cid not in spies:
+            ref = cid == "base"
+            per_example = base_flops if ref else training_flops(records[cid]["flops"], 1)
+            label = "base (reference)" if ref else f"{records[cid]['plan_name']}/{records[cid]['init']}"
+            spies[cid] = _epoch_events(task, per_example, label, "reference" if ref else "training", events)
+        spies[cid](rec)
+    return events, summary
 
 
 def _base_point(setting: Setting) -> Point:
@@ -465,6 +619,116 @@ def run_seed(setting: Setting, seed: int, strategies: tuple[str, ...] = STRATEGI
     return {name: out[name] for name in STRATEGIES if name in out}
 
 
+def run_seed_budgeted(setting: Setting, seed: int, budgets: tuple[float, ...], horizon: float,
+                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The budgeted arms for one seed, each budget its own run: ``{"arms": {arm: {str(B):
+    record}}, "scratch_search_extended": record or None}``; ``horizon`` is the seed's
+    ``scratch_search`` horizon (re-run with the horizon at the largest budget when that is
+    past it)."""
+    torch.set_num_threads(1)
+    task = setting.task()
+    unit = setting.flops(planned_config(setting.base_cfg(), setting.largest()), task) * _full_examples(setting, task)
+    base = _base_point(setting)
+    arms: dict[str, dict[str, Any]] = {arm: {} for arm in BUDGET_ARMS}
+    extended = None
+    with tempfile.TemporaryDirectory(prefix="growsearch-headline-budget-") as tmp:
+        work = Path(tmp)
+        for arm in BUDGET_ARMS:
+            for b in budgets:
+                start = time.perf_counter()
+                events, summary = run_growsearch_budget(setting, seed, work, b, _ARM_SURROGATE[arm])
+                record = _run_record(seed, events, base, start)
+                record.update(budget=b, budget_flops=summary["budget_flops"], spent_flops=summary["spent_flops"],
+                              search_unit_flops=summary["unit_flops"], screened=summary["screened"],
+                              brackets=len(summary["brackets"]), weights=summary["weights"], wins=summary["wins"],
+                              surrogate_tau=summary["surrogate_tau"])
+                arms[arm][str(b)] = record
+                if progress is not None:
+                    progress(f"{arm} at {b:g}")
+        top = max(budgets) * unit
+        if top > horizon * (1 + 1e-9):
+            start = time.perf_counter()
+            events = run_scratch_search(setting, seed, work, top)
+            extended = _run_record(seed, events, None, start) | {"horizon": top}
+            if progress is not None:
+                progress("scratch_search (extended)")
+    return {"arms": arms, "scratch_search_extended": extended}
+
+
+def summarize_budgeted(runs: dict[str, list[dict[str, Any]]], budgeted: list[dict[str, Any]],
+                       budgets: tuple[float, ...], unit: float, pretrain: float) -> dict[str, Any]:
+    """The budgeted arms' figures (``budgeted`` holds one :func:`run_seed_budgeted` result per
+    seed): each arm's mean score at its own budget (base sunk; with the base's pretraining
+    counted in), per seed, the most any seed spent over its budget, and the compute at which
+    the arm's mean curve reaches scratch-largest's final; the five strategies read at every
+    budget (``scratch_search`` past its horizon: the extended run)."""
+    target = _mean([score_at(r["curve"], unit) for r in runs["scratch_largest"]])
+    arms: dict[str, Any] = {}
+    for arm in BUDGET_ARMS:
+        row: dict[str, Any] = {"at_own_budget": {}, "at_own_budget_per_seed": {},
+                               "at_own_budget_with_pretraining": {}, "spent_vs_budget": {},
+                               "search_spent_vs_budget": {}, "ratio_to_scratch_largest_final": {}, "runs": {}}
+        for b in budgets:
+            key = str(b)
+            seeds = [s["arms"][arm][key] for s in budgeted]
+            curves = [r["curve"] for r in seeds]
+            per_seed = [score_at(c, b * unit) for c in curves]
+            row["runs"][key] = seeds
+            row["at_own_budget_per_seed"][key] = per_seed
+            row["at_own_budget"][key] = _mean(per_seed)
+            row["at_own_budget_with_pretraining"][key] = _mean([score_at(shifted(c, pretrain), b * unit)
+                                                                for c in curves])
+            row["spent_vs_budget"][key] = max(r["total_compute"] / r["budget_flops"] for r in seeds)
+            row["search_spent_vs_budget"][key] = max(r["spent_flops"] / r["budget_flops"] for r in seeds)
+            reach = None if target is None else first_reach(mean_curve(curves), target)
+            row["ratio_to_scratch_largest_final"][key] = None if reach is None else reach / unit
+        arms[arm] = row
+    others: dict[str, dict[str, float | None]] = {}
+    extended = [s["scratch_search_extended"] for s in budgeted]
+    for name, seeds in runs.items():
+        others[name] = {}
+        for b in budgets:
+            values = []
+            for i, r in enumerate(seeds):
+                curve = r["curve"]
+                if name == "scratch_search" and extended[i] is not None and b * unit > r["horizon"] * (1 + 1e-9):
+                    curve = extended[i]["curve"]
+                values.append(score_at(curve, b * unit))
+            others[name][str(b)] = _mean(values)
+    return {"budgets": list(budgets), "arms": arms, "others_at_budget": others,
+            "scratch_search_extended": extended}
+
+
+def goals_budgeted(budgeted: dict[str, Any], target: float | None, margin: float) -> dict[str, Any]:
+    """Issue 21's goals for ``growsearch_budget`` given each budget, met or not, with the
+    numbers: >= every other strategy (the five, read at that budget) at every budget;
+    >= ``margin`` over scratch_largest at every budget; scratch_largest's final reached
+    (by the end of the run) when given <= 50% of its compute; and the no-surrogate ablation
+    >= random pruning + early stopping at every budget."""
+    ours = budgeted["arms"]["growsearch_budget"]["at_own_budget"]
+    others = budgeted["others_at_budget"]
+    worse = [{"budget": b, "strategy": name, "growsearch_budget": ours[b], "other": others[name][b]}
+             for b in ours for name in others
+             if others[name][b] is not None and (ours[b] is None or ours[b] < others[name][b])]
+    over = {b: None if ours[b] is None or others["scratch_largest"][b] is None
+            else ours[b] - others["scratch_largest"][b] for b in ours}
+    half = {b: v for b, v in ours.items() if float(b) <= 0.5}
+    reached = [b for b, v in half.items() if v is not None and target is not None and v >= target - 1e-12]
+    ratios = budgeted["arms"]["growsearch_budget"]["ratio_to_scratch_largest_final"]
+    bare = budgeted["arms"]["growsearch_budget_no_surrogate"]["at_own_budget"]
+    rp = others["growsearch_random_pruning"]
+    behind = [{"budget": b, "no_surrogate": bare[b], "random_pruning": rp[b]} for b in bare
+              if rp[b] is not None and (bare[b] is None or bare[b] < rp[b] - 1e-12)]
+    return {"best_at_every_budget": {"met": not worse, "behind": worse},
+            "margin_over_scratch_largest": {"met": all(v is not None and v >= margin - 1e-12 for v in over.values()),
+                                            "required": margin, "by_budget": over},
+            "half_compute_to_scratch_final": {"met": bool(reached), "target": target,
+                                              "at_budgets_up_to_half": half, "reached_at": reached,
+                                              "ratio_on_each_run": ratios},
+            "no_surrogate_vs_random_pruning": {"met": not behind, "behind": behind,
+                                               "no_surrogate": bare, "random_pruning": rp}}
+
+
 def _full_examples(setting: Setting, task: Task) -> int:
     """Examples of one full training run with the pool's recipe."""
     from growsearch.train import total_steps
@@ -490,6 +754,10 @@ def _seed_job(setting: Setting, seed: int) -> dict[str, dict[str, Any]]:
     return run_seed(setting, seed)
 
 
+def _budget_job(setting: Setting, seed: int, budgets: tuple[float, ...], horizon: float) -> dict[str, Any]:
+    return run_seed_budgeted(setting, seed, budgets, horizon)
+
+
 def make_setting(pool: Pool) -> Setting:
     """The pool's pretrained base, its family's bundled space and the largest plan in it."""
     state, spec, pretrain_final = pretrain_base(pool)
@@ -500,8 +768,10 @@ def make_setting(pool: Pool) -> Setting:
 
 
 def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, jobs: int = 1,
-                           progress: Any = None) -> dict[str, Any]:
-    """Run every strategy over ``seeds`` on ``pool``; the JSON-ready result."""
+                           progress: Any = None, budgets: tuple[float, ...] = BUDGETED) -> dict[str, Any]:
+    """Run every strategy over ``seeds`` on ``pool``; the JSON-ready result. ``budgets``: the
+    budgeted arms' budgets (full trainings; empty: the five strategies alone). Every seed's
+    five strategies run before any budgeted arm, in the order they always ran."""
     began = time.perf_counter()
     torch.set_num_threads(1)
     setting = make_setting(pool)
@@ -513,7 +783,8 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
     unit = setting.flops(largest_cfg, task) * _full_examples(setting, task)
     base_flops = setting.flops(setting.base_cfg(), task)
     pretrain = base_flops * pretrain_final["forward_backward"]
-    total = len(seeds) * len(STRATEGIES)
+    budgets = tuple(float(b) for b in budgets)
+    total = len(seeds) * (len(STRATEGIES) + len(BUDGET_ARMS) * len(budgets) + (1 if budgets else 0))
     done = 0
     per_seed: dict[int, dict[str, dict[str, Any]]] = {}
     if jobs <= 1:
@@ -532,8 +803,38 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
                 done += len(STRATEGIES)
                 if progress is not None:
                     progress(done, total, f"seed {seed}")
+    budgeted_seeds: dict[int, dict[str, Any]] = {}
+    if budgets and jobs <= 1:
+        for seed in seeds:
+            def tick_budget(name: str, seed: int = seed) -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"seed {seed}: {name}")
+            budgeted_seeds[seed] = run_seed_budgeted(setting, seed, budgets,
+                                                     per_seed[seed]["scratch_search"]["horizon"], tick_budget)
+    elif budgets:
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            futures = {seed: ex.submit(_budget_job, setting, seed, budgets,
+                                       per_seed[seed]["scratch_search"]["horizon"]) for seed in seeds}
+            for seed, future in futures.items():
+                budgeted_seeds[seed] = future.result()
+                done += len(BUDGET_ARMS) * len(budgets) + 1
+                if progress is not None:
+                    progress(done, total, f"seed {seed}: budgeted arms")
     runs = {name: [per_seed[s][name] for s in seeds] for name in STRATEGIES}
     summary = summarize(runs, unit, pretrain)
+    margin = 0.02 if task.kind == "lm" else 0.01
+    extra: dict[str, Any] = {}
+    goal_block = goals(summary, margin=margin)
+    if budgets:
+        budgeted = summarize_budgeted(runs, [budgeted_seeds[s] for s in seeds], budgets, unit, pretrain)
+        search_units = {r["search_unit_flops"] for s in seeds for arm in BUDGET_ARMS
+                        for r in budgeted_seeds[s]["arms"][arm].values()}
+        budgeted["unit_check"] = {"headline_unit_flops": unit, "search_unit_flops": sorted(search_units),
+                                  "same": all(math.isclose(u, unit, rel_tol=1e-9) for u in search_units)}
+        extra["budgeted"] = budgeted
+        goal_block["growsearch_budget"] = goals_budgeted(budgeted, summary["scratch_largest_final"], margin)
     base = _base_point(setting)
     with torch.device("meta"):
         largest_params = count_params(largest_cfg.build())
@@ -551,7 +852,8 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
         "runs": runs, **summary,
         "total_compute_vs_unit": {name: statistics.mean(r["total_compute"] for r in runs[name]) / unit
                                   for name in STRATEGIES},
-        "goals": goals(summary, margin=0.02 if task.kind == "lm" else 0.01),
+        **extra,
+        "goals": goal_block,
         "product_config": product_config(setting, seeds[0], Path("<base>"), False).to_dict(),
         "seconds": time.perf_counter() - began,
         "environment": {"growsearch": __version__, "torch": torch.__version__, "optuna": optuna.__version__,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from growsearch.bench.headline import BUDGETS, STRATEGIES, mean_curve, score_at, shifted
+from growsearch.bench.headline import BUDGET_ARMS, BUDGETS, STRATEGIES, mean_curve, score_at, shifted
 from growsearch.bench.predictors import PREDICTORS
 from growsearch.bench.search_efficiency import STRATEGIES as SEARCH_STRATEGIES
 
@@ -392,6 +392,64 @@ def headline_table(result: dict[str, Any]) -> list[str]:
               f"**{'met' if g['half_compute_to_scratch_final']['met'] else 'not met'}** — "
               + ("never reached" if g["half_compute_to_scratch_final"]["ratio"] is None
                  else f"{g['half_compute_to_scratch_final']['ratio']:.0%}"), ""]
+    if "budgeted" in result:  # older results have no budgeted arms
+        lines += budgeted_table(result)
+    return lines
+
+
+def budgeted_table(result: dict[str, Any]) -> list[str]:
+    """Growsearch given each budget (one run per budget and seed, scored at its own budget)
+    and its ablations, beside the five strategies read at the same budgets; the issue's
+    goals for the budgeted arm."""
+    acc = result["score"] == "test_accuracy"
+    bd = result["budgeted"]
+    keys = [str(b) for b in bd["budgets"]]
+    head = " | ".join(f"{float(b):.0%}" for b in keys)
+    lines = ["Growsearch **given** each budget (`budget: {full_trainings: B}`, one run per budget and seed, "
+             "scored at its own budget; the ablations change only the surrogate), beside the strategies above "
+             "read at the same budgets (base as a sunk cost; past its horizon `scratch_search` is read from the "
+             "same search run on to the largest budget). Compute: most spent by any seed ÷ its budget; compute "
+             "at which the arm's mean curve reaches scratch_largest's final, ÷ scratch_largest's full training.", "",
+             f"| strategy | {head} | spent ÷ budget | reaches scratch_largest's final |",
+             "|---|" + "---|" * len(keys) + "---|---|"]
+    for name in BUDGET_ARMS:
+        row = bd["arms"][name]
+        cells = [_points(result, row["at_own_budget"][b])
+                 + _points_interval(result, [v for v in row["at_own_budget_per_seed"][b] if v is not None])
+                 for b in keys]
+        spent = " / ".join(f"{row['spent_vs_budget'][b]:.0%}" for b in keys)
+        reach = " / ".join("never" if row["ratio_to_scratch_largest_final"][b] is None
+                           else f"{row['ratio_to_scratch_largest_final'][b]:.0%}" for b in keys)
+        bold = "**" if name == "growsearch_budget" else ""
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {spent} | {reach} |")
+    for name in STRATEGIES:
+        cells = [_points(result, bd["others_at_budget"][name][b]) for b in keys]
+        lines.append(f"| {name} (read at the budget) | " + " | ".join(cells) + " | | |")
+    g = result["goals"].get("growsearch_budget")
+    if g is None:
+        return [*lines, ""]
+    behind, margin, half, bare = (g["best_at_every_budget"]["behind"], g["margin_over_scratch_largest"],
+                                  g["half_compute_to_scratch_final"], g["no_surrogate_vs_random_pruning"])
+
+    def met(ok: bool) -> str:
+        return f"**{'met' if ok else 'not met'}**"
+
+    lines += ["", "Goals for growsearch given a budget (issue 21; base as a sunk cost):", "",
+              f"- ≥ every other strategy at every budget: {met(not behind)}"
+              + ("" if not behind else " — behind " + "; ".join(
+                  f"{b['strategy']} at {float(b['budget']):.0%} ({_points(result, b['growsearch_budget'])} vs "
+                  f"{_points(result, b['other'])})" for b in behind)),
+              f"- ≥ {100 * margin['required'] if acc else margin['required']:g} {'point' if acc else 'nats'} over "
+              f"scratch_largest at every budget: {met(margin['met'])} — "
+              + ", ".join(f"{float(b):.0%}: {'—' if d is None else (f'{100 * d:+.1f}' if acc else f'{d:+.3f}')}"
+                          for b, d in margin["by_budget"].items()),
+              f"- scratch_largest's final ({_points(result, half['target'])}) reached when given ≤ 50% of its "
+              f"compute: {met(half['met'])} — "
+              + ", ".join(f"given {float(b):.0%}: {_points(result, v)}"
+                          for b, v in half["at_budgets_up_to_half"].items()),
+              f"- without a surrogate, no worse than random pruning + early stopping at any budget: {met(bare['met'])}"
+              + " — " + ", ".join(f"{float(b):.0%}: {_points(result, bare['no_surrogate'][b])} vs "
+                                  f"{_points(result, bare['random_pruning'][b])}" for b in bare["no_surrogate"]), ""]
     return lines
 
 
@@ -409,7 +467,8 @@ def headline_figure(result: dict[str, Any], path: Path) -> Path:
     pretrain = result["base"]["pretrain_compute"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     right = max(1.05, max(r["total_compute"] + (pretrain if n in _GROWN else 0.0)
-                          for n in STRATEGIES for r in result["runs"][n]) / unit)
+                          for n in STRATEGIES for r in result["runs"][n]) / unit,
+                1.05 * max(result.get("budgeted", {}).get("budgets", [0.0])))
     for ax, with_pre in zip(axes, (False, True), strict=True):
         for name in STRATEGIES:
             curves = [r["curve"] for r in result["runs"][name]]
@@ -428,6 +487,13 @@ def headline_figure(result: dict[str, Any], path: Path) -> Path:
             width = 2.6 if name == "growsearch" else 1.4
             (line,) = ax.plot(x, mean, drawstyle="steps-post", linewidth=width, label=name)
             ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color())
+        budgeted = result.get("budgeted")
+        if budgeted is not None and not with_pre:  # each budget its own run: one marker per budget
+            sign = 100.0 if acc else -1.0
+            for name, marker in zip(BUDGET_ARMS, ("o", "s", "^"), strict=True):
+                pts = [(float(b), v) for b, v in budgeted["arms"][name]["at_own_budget"].items() if v is not None]
+                ax.plot([b for b, _ in pts], [sign * v for _, v in pts], marker=marker, linestyle="--",
+                        linewidth=2.0 if name == "growsearch_budget" else 1.0, label=f"{name} (given B)")
         for b in BUDGETS:
             ax.axvline(b, color="grey", linestyle=":", linewidth=0.8)
         ax.set_xlim(0, right)
