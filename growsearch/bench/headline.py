@@ -460,16 +460,27 @@ def run_growsearch(setting: Setting, seed: int, workdir: Path, random_pruning: b
             if r.get("screen_cost") is not None:
                 events.append({"stage": "screening", "compute": training_flops(r["flops"], r["screen_cost"]),
                                "model": None})
+    observe = _engine_epochs(setting, task, records, events)
+    for cid, rec in observed[0].epochs:
+        observe(cid, rec)
+    return events
+
+
+def _engine_epochs(setting: Setting, task: Task, records: dict[str, dict[str, Any]],
+                   events: list[Event]) -> Callable[[str, dict[str, float]], None]:
+    """``observe(cid, epoch record)``: appends the engine's training epochs (a candidate's or the
+    base's reference run) to ``events``, each candidate's compute counted at its own FLOPs."""
     base_flops = setting.flops(setting.base_cfg(), task)
     spies: dict[str, Callable[[dict[str, float]], None]] = {}
-    for cid, rec in observed[0].epochs:
+
+    def observe(cid: str, rec: dict[str, float]) -> None:
         if cid not in spies:
             ref = cid == "base"
             per_example = base_flops if ref else training_flops(records[cid]["flops"], 1)
             label = "base (reference)" if ref else f"{records[cid]['plan_name']}/{records[cid]['init']}"
             spies[cid] = _epoch_events(task, per_example, label, "reference" if ref else "training", events)
         spies[cid](rec)
-    return events
+    return observe
 
 
 class _Timeline(_Observed):
@@ -553,8 +564,7 @@ def run_growsearch_budget(setting: Setting, seed: int, workdir: Path, budget: fl
     records = {r["id"]: r for r in result.records}
     timeline = observed[0]
     events: list[Event] = []
-    base_flops = setting.flops(setting.base_cfg(), task)
-    spies: dict[str, Callable[[dict[str, float]], None]] = {}
+    observe = _engine_epochs(setting, task, records, events)
     for kind, key in timeline.order:
         if kind == "screen":
             r = records.get(key) or {}
@@ -562,13 +572,7 @@ def run_growsearch_budget(setting: Setting, seed: int, workdir: Path, budget: fl
                 events.append({"stage": "screening", "compute": training_flops(r["flops"], r["screen_cost"]),
                                "model": None})
             continue
-        cid, rec = timeline.epochs[int(key)]
-        if cid not in spies:
-            ref = cid == "base"
-            per_example = base_flops if ref else training_flops(records[cid]["flops"], 1)
-            label = "base (reference)" if ref else f"{records[cid]['plan_name']}/{records[cid]['init']}"
-            spies[cid] = _epoch_events(task, per_example, label, "reference" if ref else "training", events)
-        spies[cid](rec)
+        observe(*timeline.epochs[int(key)])
     return events, summary
 
 
