@@ -791,14 +791,18 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
     total = len(seeds) * (len(STRATEGIES) + len(BUDGET_ARMS) * len(budgets) + (1 if budgets else 0))
     done = 0
     per_seed: dict[int, dict[str, dict[str, Any]]] = {}
+    def ticker(seed: int) -> Callable[[str], None]:
+        """The progress callback of one seed's runs: one tick per strategy or budgeted arm."""
+        def tick(name: str) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total, f"seed {seed}: {name}")
+        return tick
+
     if jobs <= 1:
         for seed in seeds:
-            def tick(name: str, seed: int = seed) -> None:
-                nonlocal done
-                done += 1
-                if progress is not None:
-                    progress(done, total, f"seed {seed}: {name}")
-            per_seed[seed] = run_seed(setting, seed, progress=tick)
+            per_seed[seed] = run_seed(setting, seed, progress=ticker(seed))
     else:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             futures = {seed: ex.submit(_seed_job, setting, seed) for seed in seeds}
@@ -810,13 +814,8 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
     budgeted_seeds: dict[int, dict[str, Any]] = {}
     if budgets and jobs <= 1:
         for seed in seeds:
-            def tick_budget(name: str, seed: int = seed) -> None:
-                nonlocal done
-                done += 1
-                if progress is not None:
-                    progress(done, total, f"seed {seed}: {name}")
             budgeted_seeds[seed] = run_seed_budgeted(setting, seed, budgets,
-                                                     per_seed[seed]["scratch_search"]["horizon"], tick_budget)
+                                                     per_seed[seed]["scratch_search"]["horizon"], ticker(seed))
     elif budgets:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             futures = {seed: ex.submit(_budget_job, setting, seed, budgets,
