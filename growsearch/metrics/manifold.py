@@ -6,7 +6,16 @@ available to us. It follows the paper's abstract and the method it builds on, SP
 (Benton et al., ICML 2021, "Loss Surface Simplexes for Mode Connecting Volumes and
 Fast Ensembling"). See docs/metric.md and ../shared/METRIC.md.
 
-``simplex`` estimator (the default, the paper's metric as we reconstruct it):
+``binding_function`` estimator (the default since issue 20; docs/metric.md says why): K
+random layer-RMS-scaled directions span a simplex around ``theta0`` whose scale is searched
+until the low-loss check **binds** (passes at ``t``, fails one step up), so the number comes
+from the loss for every candidate; metric = (1/K) log Vol of that bound simplex between the
+vertices' outputs (log-probabilities on the probe set). Forward only. ``binding_random``
+measures the same simplex in layer-RMS units of parameter space, ``binding_simplex`` trains
+its directions first (SPRO-style) and binds again.
+
+``simplex`` estimator (the first reconstruction of the paper's metric; its check rarely
+binds at its presets, see ``weight_norm_volume``):
 
 1. ``L0`` = loss of the expanded model ``theta0`` on a fixed probe set drawn from the
    *training* split; threshold ``tau = L0 * (1 + epsilon)`` (or ``L0 + epsilon``).
@@ -27,7 +36,8 @@ metric = mean log extent.
 
 Cost is an output: examples through forward+backward passes, examples through
 forward-only passes, their forward+backward equivalent (a forward pass counted as 1/3
-of a forward+backward), and wall seconds.
+of a forward+backward), the FLOPs of the matrix products in parameter space, and wall
+seconds.
 """
 
 from __future__ import annotations
