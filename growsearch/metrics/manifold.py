@@ -684,7 +684,7 @@ def weight_norm_volume(flat: FlatModel, cfg: ManifoldConfig) -> float:
     """A data-free function of the weights that the metric must *not* reduce to: (1/K) log Vol
     of the simplex {theta0, theta0 + init_scale * rms * g_k}, ``g_k`` standard normal from
     its own generator (seed ``cfg.seed``), in parameter space. It sees weight norms and the
-    dimension, never the loss; the review of the first default (`simplex_scaled`) found that
+    dimension, never the loss; a review of the previous default (`simplex_scaled`) found that
     metric equal to such a formula within 0.02."""
     gen = torch.Generator().manual_seed(cfg.seed)
     offsets = cfg.init_scale * _layer_scales(flat) * torch.randn(cfg.vertices, flat.dim, generator=gen).to(flat.theta0)
