@@ -156,9 +156,7 @@ def reusable_training(pool: Pool, previous: dict[str, Any]) -> dict[str, dict[st
             raise ConfigError(f"--rescore: the results' {key} is {previous.get(key)!r}, the pool's is {now!r}; "
                               "allowed: results of this pool as it is now")
     out = {c["name"]: {k: c[k] for k in TRAINING_KEYS} for c in previous["candidates"]}
-    out["base"] = {k: previous["base"][k] for k in ("scores", "val_scores", "full_training_cost",
-                                                    "full_training_flops", "full_training_seconds")
-                   if k in previous["base"]}
+    out["base"] = {k: previous["base"][k] for k in TRAINING_KEYS if k in previous["base"]}
     return out
 
 

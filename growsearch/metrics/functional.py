@@ -48,11 +48,8 @@ class FlatModel:
     def module_of(self) -> list[str]:
         """The module each parameter tensor belongs to (``layers.0.weight`` -> ``layers.0``;
         a parametrised one, ``layers.0.parametrizations.weight.original`` -> ``layers.0``)."""
-        out = []
-        for n in self.names:
-            n = n.rsplit(".parametrizations.", 1)[0] + ".x" if ".parametrizations." in n else n
-            out.append(n.rsplit(".", 1)[0] if "." in n else "")
-        return out
+        return [n.split(".parametrizations.", 1)[0] if ".parametrizations." in n
+                else n.rsplit(".", 1)[0] if "." in n else "" for n in self.names]
 
     def layer_slices(self) -> list[slice]:
         out, start = [], 0

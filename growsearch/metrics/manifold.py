@@ -368,6 +368,18 @@ class SimplexEstimator(Estimator):
             probe.fwd += len(simplex) * len(x)
         return simplex_log_volume(probe.flat.log_probs(simplex, x) / math.sqrt(len(x)))
 
+    def volume_and_points(self, probe: Probe, simplex: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """log Vol of the trained simplex and ``check_points`` uniform points of it (the
+        parameter-space products counted)."""
+        cfg = self.cfg
+        with torch.no_grad():
+            log_volume = self.log_volume(probe, simplex).item()
+        points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(simplex) @ simplex
+        probe.count_matmul(cfg.check_points, len(simplex), probe.flat.dim)
+        if not self.function_space:
+            probe.count_matmul(cfg.vertices, probe.flat.dim, cfg.vertices)
+        return log_volume, points
+
     def train_vertices(self, probe: Probe) -> torch.Tensor:
         """v0 = theta0 fixed; each v_k starts at the centroid of v0..v_(k-1) plus layer-scaled
         noise and is trained on mean simplex loss - reg * log Vol (only v_k moves)."""
@@ -407,12 +419,7 @@ class SimplexEstimator(Estimator):
         cfg = self.cfg
         simplex = self.train_vertices(probe)
         theta0 = simplex[0]
-        with torch.no_grad():
-            log_volume = self.log_volume(probe, simplex).item()
-        points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(theta0) @ simplex
-        probe.count_matmul(cfg.check_points, len(simplex), probe.flat.dim)
-        if not self.function_space:
-            probe.count_matmul(cfg.vertices, probe.flat.dim, cfg.vertices)
+        log_volume, points = self.volume_and_points(probe, simplex)
 
         def check(s: float) -> tuple[bool, float]:
             q = torch.quantile(probe.losses(theta0 + s * (points - theta0)), cfg.quantile).item()
@@ -461,12 +468,7 @@ class BelowEstimator(SimplexEstimator):
     def estimate(self, probe: Probe) -> Estimate:
         cfg = self.cfg
         simplex = self.train_vertices(probe)
-        with torch.no_grad():
-            log_volume = self.log_volume(probe, simplex).item()
-        points = _dirichlet(cfg.check_points, len(simplex), probe.gen).to(simplex) @ simplex
-        probe.count_matmul(cfg.check_points, len(simplex), probe.flat.dim)
-        if not self.function_space:
-            probe.count_matmul(cfg.vertices, probe.flat.dim, cfg.vertices)
+        log_volume, points = self.volume_and_points(probe, simplex)
         losses = probe.losses(points)
         frac = (losses <= probe.loss0 * (1 - cfg.below)).double().mean().item()
         frac = max(frac, 0.5 / cfg.check_points)
