@@ -380,16 +380,11 @@ def headline_table(result: dict[str, Any]) -> list[str]:
     behind = g["growsearch_best_at_every_budget"]["behind"]
     margin = g["margin_over_scratch_largest"]
     lines += ["", "Goals (base as a sunk cost):", "",
-              f"- growsearch ≥ every other strategy at every budget: **{'met' if not behind else 'not met'}**"
-              + ("" if not behind else " — behind " + "; ".join(
-                  f"{b['strategy']} at {float(b['budget']):.0%} ({_points(result, b['growsearch'])} vs "
-                  f"{_points(result, b['other'])})" for b in behind)),
-              f"- ≥ {100 * margin['required'] if acc else margin['required']:g} {'point' if acc else 'nats'} over "
-              f"scratch_largest at every budget: **{'met' if margin['met'] else 'not met'}** — "
-              + ", ".join(f"{float(b):.0%}: {'—' if d is None else (f'{100 * d:+.1f}' if acc else f'{d:+.3f}')}"
-                          for b, d in margin["by_budget"].items()),
+              f"- growsearch ≥ every other strategy at every budget: {_met(not behind)}"
+              + _behind(result, behind, "growsearch"),
+              _margin_line(result, margin),
               f"- scratch_largest's final reached with ≤ 50% of its compute: "
-              f"**{'met' if g['half_compute_to_scratch_final']['met'] else 'not met'}** — "
+              f"{_met(g['half_compute_to_scratch_final']['met'])} — "
               + ("never reached" if g["half_compute_to_scratch_final"]["ratio"] is None
                  else f"{g['half_compute_to_scratch_final']['ratio']:.0%}"), ""]
     if "budgeted" in result:  # older results have no budgeted arms
@@ -397,11 +392,30 @@ def headline_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _met(ok: bool) -> str:
+    return f"**{'met' if ok else 'not met'}**"
+
+
+def _behind(result: dict[str, Any], behind: list[dict[str, Any]], arm: str) -> str:
+    """`` — behind X at 25% (ours vs theirs); ...`` for a goal's list of budgets where ``arm`` trails."""
+    return "" if not behind else " — behind " + "; ".join(
+        f"{b['strategy']} at {float(b['budget']):.0%} ({_points(result, b[arm])} vs "
+        f"{_points(result, b['other'])})" for b in behind)
+
+
+def _margin_line(result: dict[str, Any], margin: dict[str, Any]) -> str:
+    """The goal line of the margin over scratch_largest at every budget."""
+    acc = result["score"] == "test_accuracy"
+    return (f"- ≥ {100 * margin['required'] if acc else margin['required']:g} {'point' if acc else 'nats'} over "
+            f"scratch_largest at every budget: {_met(margin['met'])} — "
+            + ", ".join(f"{float(b):.0%}: {'—' if d is None else (f'{100 * d:+.1f}' if acc else f'{d:+.3f}')}"
+                        for b, d in margin["by_budget"].items()))
+
+
 def budgeted_table(result: dict[str, Any]) -> list[str]:
     """Growsearch given each budget (one run per budget and seed, scored at its own budget)
     and its ablations, beside the five strategies read at the same budgets; the issue's
     goals for the budgeted arm."""
-    acc = result["score"] == "test_accuracy"
     bd = result["budgeted"]
     keys = [str(b) for b in bd["budgets"]]
     head = " | ".join(f"{float(b):.0%}" for b in keys)
@@ -428,26 +442,17 @@ def budgeted_table(result: dict[str, Any]) -> list[str]:
     g = result["goals"].get("growsearch_budget")
     if g is None:
         return [*lines, ""]
-    behind, margin, half, bare = (g["best_at_every_budget"]["behind"], g["margin_over_scratch_largest"],
-                                  g["half_compute_to_scratch_final"], g["no_surrogate_vs_random_pruning"])
-
-    def met(ok: bool) -> str:
-        return f"**{'met' if ok else 'not met'}**"
-
+    behind, half, bare = (g["best_at_every_budget"]["behind"], g["half_compute_to_scratch_final"],
+                          g["no_surrogate_vs_random_pruning"])
     lines += ["", "Goals for growsearch given a budget (issue 21; base as a sunk cost):", "",
-              f"- ≥ every other strategy at every budget: {met(not behind)}"
-              + ("" if not behind else " — behind " + "; ".join(
-                  f"{b['strategy']} at {float(b['budget']):.0%} ({_points(result, b['growsearch_budget'])} vs "
-                  f"{_points(result, b['other'])})" for b in behind)),
-              f"- ≥ {100 * margin['required'] if acc else margin['required']:g} {'point' if acc else 'nats'} over "
-              f"scratch_largest at every budget: {met(margin['met'])} — "
-              + ", ".join(f"{float(b):.0%}: {'—' if d is None else (f'{100 * d:+.1f}' if acc else f'{d:+.3f}')}"
-                          for b, d in margin["by_budget"].items()),
+              f"- ≥ every other strategy at every budget: {_met(not behind)}"
+              + _behind(result, behind, "growsearch_budget"),
+              _margin_line(result, g["margin_over_scratch_largest"]),
               f"- scratch_largest's final ({_points(result, half['target'])}) reached when given ≤ 50% of its "
-              f"compute: {met(half['met'])} — "
+              f"compute: {_met(half['met'])} — "
               + ", ".join(f"given {float(b):.0%}: {_points(result, v)}"
                           for b, v in half["at_budgets_up_to_half"].items()),
-              f"- without a surrogate, no worse than random pruning + early stopping at any budget: {met(bare['met'])}"
+              f"- without a surrogate, no worse than random pruning + early stopping at any budget: {_met(bare['met'])}"
               + " — " + ", ".join(f"{float(b):.0%}: {_points(result, bare['no_surrogate'][b])} vs "
                                   f"{_points(result, bare['random_pruning'][b])}" for b in bare["no_surrogate"]), ""]
     return lines
