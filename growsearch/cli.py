@@ -206,17 +206,7 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
         manifold = ManifoldConfig.from_dict({**pool.manifold, **overrides}) if overrides is not None else None
         return run_predictor_benchmark(pool, manifold, jobs=args.jobs, progress=progress, rescore=rescore)
 
-    rescore = None
-    if args.rescore:  # a results JSON of this benchmark (a few hundred KB)
-        from growsearch._validate import read_text
-        try:
-            rescore = json.loads(read_text(args.rescore, "--rescore", limit=64 << 20))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--rescore: {args.rescore} is not JSON ({exc.msg} at line {exc.lineno}); "
-                              "allowed: a results file of growsearch bench predictors") from None
-        if not isinstance(rescore, dict) or not isinstance(rescore.get("candidates"), list):
-            raise ConfigError(f"--rescore: {args.rescore} holds no candidates; "
-                              "allowed: a results file of growsearch bench predictors")
+    rescore = _earlier_result(args.rescore, "--rescore", "predictors", "candidates") if args.rescore else None
 
     result = _run_pool_bench(args, "pool", runner)
     table = {k: round(v["kendall"], 3) for k, v in result["predictors"].items()}
@@ -331,6 +321,20 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _earlier_result(path: str, flag: str, bench: str, key: str) -> dict[str, Any]:
+    """An earlier results JSON of ``growsearch bench BENCH`` (``key`` must be in it), or one line."""
+    from growsearch._validate import read_text
+
+    allowed = f"allowed: a results file of growsearch bench {bench}"
+    try:
+        data = json.loads(read_text(path, flag, limit=64 << 20))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag}: {path} is not JSON ({exc.msg} at line {exc.lineno}); {allowed}") from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), (list, dict)):
+        raise ConfigError(f"{flag}: {path} holds no {key}; {allowed}")
+    return data
+
+
 def cmd_bench_headline(args: argparse.Namespace) -> int:
     import math
 
@@ -343,8 +347,9 @@ def cmd_bench_headline(args: argparse.Namespace) -> int:
     if any(not math.isfinite(b) or b <= 0 for b in budgets) or len(set(budgets)) != len(budgets):
         raise ConfigError(f"--budgets: got {list(budgets)}; allowed: distinct positive numbers of full trainings "
                           "(none: the five strategies alone)")
+    reuse = _earlier_result(args.reuse, "--reuse", "headline", "runs") if args.reuse else None
     result = _run_pool_bench(args, "headline", lambda pool, progress: run_headline_benchmark(
-        pool, seeds=seeds, jobs=args.jobs, progress=progress, budgets=budgets))
+        pool, seeds=seeds, jobs=args.jobs, progress=progress, budgets=budgets, reuse=reuse))
     for name in STRATEGIES:
         at = result["at_budget"][name]
         ratio = result["ratio_to_scratch_largest_final"][name]
@@ -804,6 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="growsearch given each budget (budget: {full_trainings: B}, one run per budget and seed, "
                         "with the surrogate: params and no-surrogate ablations); give none for the five "
                         "strategies alone")
+    p.add_argument("--reuse", metavar="FILE.json",
+                   help="take the five strategies' runs from an earlier result of the same pool, version, recipe "
+                        "and seeds (they are deterministic) and run the budgeted arms alone")
 
     p = bsub.add_parser(
         "table", formatter_class=_Formatter, help="render benchmark JSON as docs (tables, headline figure)",

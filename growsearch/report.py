@@ -115,14 +115,15 @@ def figures(df: pd.DataFrame) -> dict[str, Any]:
     figs = {}
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for init, group in trained.groupby("init"):
+    scored = trained[trained["manifold_metric"].notna()]  # surrogate: none computes no metric
+    for init, group in scored.groupby("init"):
         ax.scatter(group["manifold_metric"], group["final_accuracy"], label=init)
         for _, row in group.iterrows():
             ax.annotate(row["plan"], (row["manifold_metric"], row["final_accuracy"]), fontsize=7)
     ax.set_xlabel("manifold metric (before training)")
     ax.set_ylabel("final test accuracy")
-    ax.set_title("surrogate vs. trained accuracy")
-    if len(trained):
+    ax.set_title("surrogate vs. trained accuracy" if len(scored) or not len(trained) else "no surrogate computed")
+    if len(scored):
         ax.legend()
     fig.tight_layout()
     figs["surrogate_vs_accuracy.png"] = fig

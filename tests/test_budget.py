@@ -17,7 +17,7 @@ from growsearch.search.space import load_space
 
 
 def budgeted(full_trainings=1.0, **changes):
-    return tiny_search_config(budget={"full_trainings": full_trainings}, candidates=8, **changes)
+    return tiny_search_config(budget={"full_trainings": full_trainings}, **{"candidates": 8, **changes})
 
 
 class Observed(LocalExecutor):
@@ -25,7 +25,7 @@ class Observed(LocalExecutor):
 
     def __init__(self, ctx, fail_after=None):
         super().__init__(ctx, "cpu")
-        self.jobs, self.calls, self.fail_after = [], 0, fail_after
+        self.jobs, self.calls, self.fail_after, self.screens = [], 0, fail_after, 0
 
     def _tick(self):
         self.calls += 1
@@ -34,6 +34,7 @@ class Observed(LocalExecutor):
 
     def rescreen(self, records, proposer):
         self._tick()
+        self.screens += len(records)
         super().rescreen(records, proposer)
 
     def train(self, jobs, scheduler, on_epoch=None, on_record=lambda r: None):
@@ -69,7 +70,8 @@ def test_budget_is_respected_counted_and_recorded(tmp_path):
         observed.append(Observed(ctx))
         return observed[0]
 
-    run_search(load_config(budgeted(0.6, tracking={"enabled": True, "uri": uri})), out, make_executor=make)
+    run_search(load_config(budgeted(0.6, reference=True, tracking={"enabled": True, "uri": uri})), out,
+               make_executor=make)
     summary = json.loads((out / "budget.json").read_text())
     assert 0 < summary["spent_flops"] <= summary["budget_flops"]
     assert summary["spent_flops"] == pytest.approx(_spent_from_records(out), rel=1e-9)  # every spend counted
@@ -115,7 +117,7 @@ def test_same_seed_same_leaderboard_and_resume_is_identical(tmp_path):
     run_search(load_config(cfg), tmp_path / "b")
     assert _board(tmp_path / "a") == _board(tmp_path / "b")
     # interrupted after a few stages of work (screens and trainings), then resumed
-    for fail_after in (2, 6):
+    for fail_after in (2, 4):
         out = tmp_path / f"resumed{fail_after}"
         with pytest.raises(KeyboardInterrupt):
             run_search(load_config(cfg), out, make_executor=lambda ctx, c, n=fail_after: Observed(ctx, n))
@@ -129,7 +131,7 @@ def test_the_largest_allowed_expansion_is_proposed_first(tmp_path):
     from growsearch.models import config_from_spec
 
     out = tmp_path / "run"
-    run_search(load_config(budgeted(3.0, reference="none")), out)
+    run_search(load_config(budgeted(3.0)), out)
     first = json.loads((out / "candidates" / "c0000.json").read_text())
     base = json.loads((out / "base" / "spec.json").read_text())
     import torch
@@ -137,7 +139,7 @@ def test_the_largest_allowed_expansion_is_proposed_first(tmp_path):
     _, plan = largest_allowed(load_space("mlp.yaml"), config_from_spec(base), torch.zeros(1, 8, 8))
     assert first["source"] == "largest" and first["plan_name"] == plan.describe() and first["init"] == "masked"
     assert first["stage"] in ("completed", "stopped_early")  # a budget of 3 full trainings affords its first rung
-    assert not (out / "candidates" / "base.json").exists()  # reference: none
+    assert not (out / "candidates" / "base.json").exists()  # with a budget: no reference run unless asked
 
 
 def test_source_weights_move_toward_the_source_that_wins():
@@ -178,3 +180,62 @@ def test_budgeted_search_on_local_ray_equals_the_in_process_one(tmp_path, monkey
     assert _board(tmp_path / "ray") == _board(tmp_path / "local")
     spent = [json.loads((tmp_path / d / "budget.json").read_text())["spent_flops"] for d in ("ray", "local")]
     assert spent[0] == spent[1]
+
+
+def _without(cfg, key):
+    return {k: v for k, v in cfg.items() if k != key}
+
+
+def test_the_budget_decides_how_many_candidates_and_an_older_folder_keeps_its_cap(tmp_path):
+    uncapped = load_config(_without(budgeted(1.0), "candidates"))
+    assert uncapped.candidates is None and uncapped.to_dict()["candidates"] is None  # the budget decides
+    assert uncapped.reference is None  # and no reference run unless asked
+    unbudgeted = load_config(_without(tiny_search_config(), "candidates"))
+    assert unbudgeted.candidates == 12 and unbudgeted.reference is True  # no budget: as before
+    from growsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="candidates: got 0"):
+        load_config(budgeted(1.0, candidates=0))
+    # a folder begun when a budgeted search's cap defaulted to 12 (saved as candidates: 12)
+    # resumes under a config that leaves the cap out, and ends as it would have
+    legacy = budgeted(1.0, candidates=12, reference=True)
+    run_search(load_config(legacy), tmp_path / "whole")
+    out = tmp_path / "legacy"
+    with pytest.raises(KeyboardInterrupt):
+        run_search(load_config(legacy), out, make_executor=lambda ctx, c: Observed(ctx, 3))
+    run_search(load_config(_without(_without(legacy, "candidates"), "reference")), out, resume=True)
+    assert _board(out) == _board(tmp_path / "whole")
+    assert (out / "candidates" / "base.json").exists()
+
+
+def test_surrogate_none_is_hyperband_without_a_screen(tmp_path, capsys):
+    import yaml
+
+    from growsearch.cli import main
+
+    out = tmp_path / "run"
+    observed = []
+
+    def make(ctx, cfg):
+        observed.append(Observed(ctx))
+        return observed[0]
+
+    cfg = budgeted(1.0, surrogate="none")
+    run_search(load_config(cfg), out, make_executor=make)
+    records = [json.loads(p.read_text()) for p in (out / "candidates").glob("c*.json")]
+    assert records and observed[0].jobs and observed[0].screens == 0  # candidates trained, none screened
+    assert all("manifold_metric" not in r for r in records)
+    assert {r.get("screen_cost") for r in records if r["stage"] != "rejected"} == {0.0}
+    assert {r["source"] for r in records} <= {"largest", "sampler", "incumbent"}
+    summary = json.loads((out / "budget.json").read_text())
+    assert summary["surrogate"] == "none" and summary["surrogate_tau"] == [] and summary["weights"]["surrogate"] == 0
+    assert 0 < summary["spent_flops"] <= summary["budget_flops"]
+    assert summary["spent_flops"] == pytest.approx(_spent_from_records(out), rel=1e-9)
+    assert (out / "leaderboard.md").exists()
+    # without a budget there is nothing to promote by: one line, exit 2, nothing written
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_search_config(surrogate="none")))
+    assert main(["run", str(path), "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("growsearch: error: surrogate: got 'none'") and len(err.splitlines()) == 1
+    assert not (tmp_path / "no").exists()

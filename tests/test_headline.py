@@ -270,7 +270,7 @@ def test_budgeted_arms_each_within_its_budget(quick_result):
             assert run["total_compute"] <= run["budget_flops"] * (1 + 1e-9), (name, key)
             assert run["total_compute"] == pytest.approx(run["spent_flops"]), (name, key)  # the search's own count
             assert row["spent_vs_budget"][key] <= 1 + 1e-9
-            assert run["compute_by_stage"]["reference"] > 0  # the reference run is counted
+            assert "reference" not in run["compute_by_stage"]  # with a budget: no reference run unless asked
             assert run["curve"][0]["model"] == "base"
             assert run["curve"][-1]["compute"] <= run["total_compute"] * (1 + 1e-9)
             assert row["at_own_budget"][key] == score_at(run["curve"], float(key) * unit)
@@ -330,3 +330,24 @@ def test_bad_budgets_write_nothing(tmp_path, capsys, budgets):
     out = tmp_path / "h.json"
     assert main(["bench", "headline", "--pool", "mnist1d-mlp", "--budgets", *budgets, "--out", str(out)]) == 2
     assert "--budgets: got" in capsys.readouterr().err and not out.exists()
+
+
+def test_reuse_takes_the_five_strategies_from_an_earlier_result(quick_result, monkeypatch):
+    import growsearch.bench.headline as headline
+    from growsearch.errors import ConfigError
+
+    def never(*args, **kwargs):
+        raise AssertionError("a strategy ran although its runs were reused")
+
+    monkeypatch.setattr(headline, "run_seed", never)
+    pool = get_pool("mnist1d-mlp", quick=True)
+    r = run_headline_benchmark(pool, seeds=(0,), budgets=(0.5,), reuse=quick_result)
+    assert r["runs"] == quick_result["runs"] and r["at_budget"] == quick_result["at_budget"]
+    for arm in BUDGET_ARMS:  # the budgeted arms ran again: the same runs (the seconds aside)
+        (ran,) = r["budgeted"]["arms"][arm]["runs"]["0.5"]
+        (before,) = quick_result["budgeted"]["arms"][arm]["runs"]["0.5"]
+        assert ran["curve"] == before["curve"] and ran["spent_flops"] == before["spent_flops"], arm
+    assert "reused" in r
+    for changes, needle in [({"pool": "mnist1d-cnn"}, "--reuse: its pool"), ({"seeds": [1]}, "--reuse: its seeds")]:
+        with pytest.raises(ConfigError, match=needle):
+            run_headline_benchmark(pool, seeds=(0,), budgets=(0.5,), reuse={**quick_result, **changes})

@@ -76,13 +76,15 @@ Ablations, the same budgeted runs with the surrogate changed:
   the bigger candidate ranks first). Screening still computes the manifold metric (the
   product records it for the leaderboard), so it still costs what ``growsearch_budget``'s
   screens cost, and it is counted.
-* ``growsearch_budget_no_surrogate`` -- no surrogate. The config cannot say so (``surrogate:``
-  names a score), so the benchmark takes the surrogate out of the loop it runs: the proposal
-  mix without the surrogate source (the largest allowed expansion first, then the Optuna
-  sampler told the observed rung-1 scores and mutations of the incumbent, weighted by their
-  promotions as in the product) and rung 0 skipped (a candidate is grown on no device: its
-  parameters and FLOPs are counted on the meta device, nothing is scored, nothing is spent,
-  and no screening cost is reserved). Everything else is the product's loop.
+* ``growsearch_budget_no_surrogate`` -- ``surrogate: none`` (the config's option with a
+  budget): the proposal mix without the surrogate source (the largest allowed expansion
+  first, then the Optuna sampler told the observed rung-1 scores and mutations of the
+  incumbent, weighted by their promotions as in the product) and no rung 0 (nothing is
+  scored, nothing is spent on screening). Everything else is the product's loop.
+
+Every budgeted arm runs with the product's defaults under a budget: no ``candidates:`` cap
+(the budget decides) and no reference run (it buys no better model; a user who wants the
+``gain`` column sets ``reference: true`` and pays for it).
 
 The other strategies are read at each budget from their own curves; at a budget past
 where a strategy stops (scratch-largest, grow-largest and the unbudgeted growsearch runs
@@ -95,7 +97,6 @@ holds the issue's goals for the budgeted arm at every budget.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -118,14 +119,14 @@ from growsearch.bench.pools import Pool
 from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.checkpoint import save_checkpoint
 from growsearch.data import Task, load_dataset
+from growsearch.errors import ConfigError
 from growsearch.grow import DEFAULT_INIT, ExpansionPlan
 from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import ModelConfig, config_from_spec, count_params
-from growsearch.search import budget as budget_search
 from growsearch.search.budget import allowed_grid, largest_allowed
 from growsearch.search.config import SearchConfig, load_config
 from growsearch.search.engine import run_search
-from growsearch.search.executors import LocalExecutor, proposal
+from growsearch.search.executors import LocalExecutor
 from growsearch.search.space import SearchSpace, load_space, planned_config
 from growsearch.search.trials import SearchContext, train_candidate
 from growsearch.train import StopTraining, evaluate, task_score, train
@@ -423,7 +424,7 @@ def product_config(setting: Setting, seed: int, base_dir: Path, random_pruning: 
     """The search config of the growsearch strategies: the shipped defaults, with the pool's
     base, space, dataset and recipe, and ``seed`` for growth, training and the sampler;
     ``budget`` (full trainings) adds ``budget: {full_trainings: budget}``, ``surrogate`` sets
-    ``surrogate:`` (the no-surrogate ablation keeps the default: its loop ignores it)."""
+    ``surrogate:`` (``"none"`` with a budget: no surrogate)."""
     data: dict[str, Any] = {
         "base": {"checkpoint": str(base_dir)}, "space": setting.space_path, "dataset": setting.pool.dataset,
         "training": setting.pool.recipe.to_dict(), "seed": seed, "sampler": {"seed": seed},
@@ -433,7 +434,7 @@ def product_config(setting: Setting, seed: int, base_dir: Path, random_pruning: 
         data.update(candidates=k, promotion={"policy": "top_k", "k": k})
     if budget is not None:
         data["budget"] = {"full_trainings": float(budget)}
-    if surrogate is not None and surrogate != "none":
+    if surrogate is not None:
         data["surrogate"] = surrogate
     return load_config(data)
 
@@ -485,30 +486,15 @@ def _engine_epochs(setting: Setting, task: Task, records: dict[str, dict[str, An
 
 class _Timeline(_Observed):
     """The observed executor, also keeping every screen in the engine's order: the budgeted
-    search interleaves screens (rung 0) with trainings. With ``surrogate=False`` a screen
-    computes nothing (the no-surrogate ablation): the candidate's parameters and FLOPs on the
-    meta device, no score, no cost."""
+    search interleaves screens (rung 0) with trainings."""
 
-    def __init__(self, ctx: SearchContext, device: str = "cpu", surrogate: bool = True) -> None:
+    def __init__(self, ctx: SearchContext, device: str = "cpu") -> None:
         super().__init__(ctx, device)
-        self.surrogate = surrogate
         self.order: list[tuple[str, str]] = []  # ("screen", candidate) or ("epoch", index into self.epochs)
 
     def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
         self.order += [("screen", r["id"]) for r in records]
-        if self.surrogate:
-            super().rescreen(records, proposer)
-            return
-        base = config_from_spec(self.ctx.base_spec)
-        example = self.ctx.task().x_train[:1].to("meta")
-        for record in records:
-            plan = ExpansionPlan.from_dict(record["plan"])
-            with torch.device("meta"):
-                model = planned_config(base, plan).build()
-                figures = {"params": count_params(model), "flops": flops_per_example(model, example)}
-            proposer.done(record.get("trial"), {**proposal(record), "stage": "screened", **figures,
-                                            "surrogate_parts": {}, "manifold_metric": math.nan,  # not computed
-                                            "screen_cost": 0.0, "screen_seconds": 0.0})
+        super().rescreen(records, proposer)
 
     def train(self, jobs: Any, scheduler: Any, on_epoch: Any = None, on_record: Any = lambda r: None) -> None:
         def spy(cid: str, rec: dict[str, float]) -> None:
@@ -517,27 +503,6 @@ class _Timeline(_Observed):
                 on_epoch(cid, rec)
 
         super().train(jobs, scheduler, spy, on_record)
-
-
-@contextlib.contextmanager
-def _without_surrogate():
-    """The budgeted search's loop with the surrogate taken out (the config cannot say so):
-    its source weighs 0 in the proposal mix and no screening cost is reserved (rung 0 is
-    skipped, see :class:`_Timeline`). Undone on exit."""
-    weights, estimate = budget_search.source_weights, budget_search.BudgetedSearch.screen_estimate
-
-    def no_surrogate(wins: dict[str, int], tau: float | None, incumbent: bool) -> dict[str, float]:
-        raw = {**weights(wins, tau, incumbent), "surrogate": 0.0}
-        total = sum(raw.values())
-        return {k: v / total for k, v in raw.items()}
-
-    budget_search.source_weights = no_surrogate
-    budget_search.BudgetedSearch.screen_estimate = lambda self, flops: 0.0
-    try:
-        yield
-    finally:
-        budget_search.source_weights = weights
-        budget_search.BudgetedSearch.screen_estimate = estimate
 
 
 def run_growsearch_budget(setting: Setting, seed: int, workdir: Path, budget: float,
@@ -554,12 +519,11 @@ def run_growsearch_budget(setting: Setting, seed: int, workdir: Path, budget: fl
     observed: list[_Timeline] = []
 
     def make_executor(ctx: SearchContext, _cfg: SearchConfig) -> _Timeline:
-        observed.append(_Timeline(ctx, "cpu", surrogate=surrogate != "none"))
+        observed.append(_Timeline(ctx, "cpu"))
         return observed[0]
 
     out = workdir / f"budget-{surrogate or 'default'}-{budget:g}"
-    with _without_surrogate() if surrogate == "none" else contextlib.nullcontext():
-        result = run_search(cfg, out, make_executor=make_executor)
+    result = run_search(cfg, out, make_executor=make_executor)
     summary = json.loads((out / "budget.json").read_text())
     records = {r["id"]: r for r in result.records}
     timeline = observed[0]
@@ -771,11 +735,30 @@ def make_setting(pool: Pool) -> Setting:
     return setting
 
 
+def reused_runs(earlier: dict[str, Any], pool: Pool, seeds: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    """The five strategies' runs of an earlier result of this benchmark, by seed -- for a
+    re-run of the budgeted arms alone (every strategy is deterministic given its seed, so
+    their runs would be the same). Refused unless the pool, its version and recipe, the
+    strategies and the seeds are this run's."""
+    mine = {"pool": pool.name, "version": pool.version, "recipe": pool.recipe.to_dict(),
+            "strategies": list(STRATEGIES)}
+    for key, value in mine.items():
+        if earlier.get(key) != value:
+            raise ConfigError(f"--reuse: its {key} is {earlier.get(key)!r}, this run's is {value!r}; allowed: a "
+                              "result of the same pool, version, recipe and strategies")
+    if earlier.get("seeds") != list(seeds):
+        raise ConfigError(f"--reuse: its seeds are {earlier.get('seeds')}, this run's are {list(seeds)}; allowed: "
+                          "the same seeds")
+    return {seed: {name: earlier["runs"][name][i] for name in STRATEGIES} for i, seed in enumerate(seeds)}
+
+
 def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, jobs: int = 1,
-                           progress: Any = None, budgets: tuple[float, ...] = BUDGETED) -> dict[str, Any]:
+                           progress: Any = None, budgets: tuple[float, ...] = BUDGETED,
+                           reuse: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every strategy over ``seeds`` on ``pool``; the JSON-ready result. ``budgets``: the
     budgeted arms' budgets (full trainings; empty: the five strategies alone). Every seed's
-    five strategies run before any budgeted arm, in the order they always ran."""
+    five strategies run before any budgeted arm, in the order they always ran; ``reuse``,
+    an earlier result, gives them instead (:func:`reused_runs`)."""
     began = time.perf_counter()
     torch.set_num_threads(1)
     setting = make_setting(pool)
@@ -800,7 +783,10 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
                 progress(done, total, f"seed {seed}: {name}")
         return tick
 
-    if jobs <= 1:
+    if reuse is not None:
+        per_seed = reused_runs(reuse, pool, seeds)
+        done += len(seeds) * len(STRATEGIES)
+    elif jobs <= 1:
         for seed in seeds:
             per_seed[seed] = run_seed(setting, seed, progress=ticker(seed))
     else:
@@ -861,4 +847,5 @@ def run_headline_benchmark(pool: Pool, seeds: tuple[int, ...] = DEFAULT_SEEDS, j
         "seconds": time.perf_counter() - began,
         "environment": {"growsearch": __version__, "torch": torch.__version__, "optuna": optuna.__version__,
                         "python": platform.python_version(), "cpus": os.cpu_count(), "jobs": jobs},
+        **({"reused": "the five strategies' runs from an earlier result (--reuse)"} if reuse is not None else {}),
     }

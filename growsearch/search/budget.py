@@ -56,7 +56,7 @@ from growsearch.grow import DEFAULT_INIT, ExpansionPlan
 from growsearch.metrics.cost import flops_per_example, training_flops
 from growsearch.models import ModelConfig, count_params
 from growsearch.results import SearchState
-from growsearch.search.config import SearchConfig
+from growsearch.search.config import MAX_CANDIDATES, SearchConfig
 from growsearch.search.executors import TrainJob
 from growsearch.search.schedulers import NoStopping, finite_score, rungs_of
 from growsearch.search.space import SearchSpace, planned_config
@@ -106,6 +106,11 @@ def allowed_grid(space: SearchSpace, base: ModelConfig) -> list[tuple[dict[str, 
     return list(plans.values())
 
 
+def _meta_params(base: ModelConfig, plan: ExpansionPlan) -> int:
+    with torch.device("meta"):
+        return count_params(planned_config(base, plan).build())
+
+
 def _meta_flops(base: ModelConfig, plan: ExpansionPlan | None, example: torch.Tensor) -> int:
     with torch.device("meta"):
         model = (planned_config(base, plan) if plan is not None else base).build()
@@ -121,8 +126,7 @@ def largest_allowed(space: SearchSpace, base: ModelConfig, example: torch.Tensor
     for params, plan in allowed_grid(space, base):
         if space.violation(base, plan, example) is not None:
             continue
-        with torch.device("meta"):
-            n = count_params(planned_config(base, plan).build())
+        n = _meta_params(base, plan)
         if best_key is None or n > best_key[0] or (n == best_key[0] and _meta_flops(base, plan, example) >
                                                    _meta_flops(base, best[1], example)):
             best, best_key = (params, plan), (n,)
@@ -201,12 +205,13 @@ def trust(tau: float | None) -> float:
     return 1.0 if tau is None else max(TRUST_FLOOR, (1.0 + tau) / 2.0)
 
 
-def source_weights(wins: dict[str, int], tau: float | None, incumbent: bool) -> dict[str, float]:
+def source_weights(wins: dict[str, int], tau: float | None, incumbent: bool,
+                   surrogate: bool = True) -> dict[str, float]:
     """Each source's probability: 1 + its candidates' promotions (PriorBand's credit to the
     source of the rung winners), the surrogate's scaled by :func:`trust`; no incumbent
-    source before any candidate trained."""
+    source before any candidate trained, no surrogate source with ``surrogate: none``."""
     raw = {"sampler": 1.0 + wins.get("sampler", 0),
-           "surrogate": (1.0 + wins.get("surrogate", 0)) * trust(tau),
+           "surrogate": (1.0 + wins.get("surrogate", 0)) * trust(tau) if surrogate else 0.0,
            "incumbent": (1.0 + wins.get("incumbent", 0)) if incumbent else 0.0}
     total = sum(raw.values())
     return {k: v / total for k, v in raw.items()}
@@ -286,6 +291,8 @@ class BudgetedSearch:
         self.executor, self.state, self.progress, self.tracker, self.study = executor, state, progress, tracker, study
         self.seed_scheme = seed_scheme
         self.seed = cfg.sampler.seed
+        self.cap = cfg.candidates or MAX_CANDIDATES  # candidates: an optional cap on those screened
+        self.with_surrogate = cfg.surrogate != "none"
         # the replay's own account: what has been spent and observed up to this point of the run
         self.spent = 0.0
         self.screened = 0  # candidates screened (the candidates: cap)
@@ -312,6 +319,8 @@ class BudgetedSearch:
         return self.plan.total - self.plan.reserve - self.spent
 
     def screen_estimate(self, flops: float) -> float:
+        if not self.with_surrogate:
+            return 0.0
         examples = 1.5 * self.screen_examples if self.screen_examples else \
             0.05 * self.cfg.training.epochs * self.plan.n_train
         return training_flops(flops, examples)
@@ -329,11 +338,12 @@ class BudgetedSearch:
 
     def show(self, text: str) -> None:
         tau = "n/a" if self.tau is None else f"{self.tau:+.2f}"
+        check = f"surrogate tau {tau}" if self.with_surrogate else "no surrogate"
         inc = self.incumbent()
         best = f"; best {inc} ({self.score(inc):.4f})" if inc else ""
         self.progress.advance(min(100, int(100 * self.spent / self.plan.total)),
                               f"spent {self.spent / self.plan.unit:.3f}/{self.plan.total / self.plan.unit:.3f} full "
-                              f"trainings; surrogate tau {tau}{best}; {text}")
+                              f"trainings; {check}{best}; {text}")
 
     # -- proposals --------------------------------------------------------------------------
     def _new_record(self, draw: Draw, slot: int, attempt: int, member: int, flops: int,
@@ -354,7 +364,14 @@ class BudgetedSearch:
     def _screen(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Screen the candidates not screened yet (rung 0), in one executor call; account for all."""
         todo = [r for r in records if r.get("stage") == "proposed" or (r.get("stage") == "failed" and r.get("retry"))]
-        if todo:
+        if todo and not self.with_surrogate:  # no rung 0: the figures the leaderboard shows, on the meta device
+            for r in todo:
+                record = self.state.save({**self.state.record(r["id"]), "stage": "screened", "surrogate_parts": {},
+                                          "params": _meta_params(self.base_cfg, ExpansionPlan.from_dict(r["plan"])),
+                                          "screen_cost": 0.0, "screen_seconds": 0.0})
+                if self.tracker is not None:
+                    self.tracker.candidate(record)
+        elif todo:
             state, tracker = self.state, self.tracker
 
             class Done:
@@ -424,7 +441,7 @@ class BudgetedSearch:
 
     def propose(self, bracket: int, slot: int, allowance: float) -> dict[str, Any] | None:
         """The candidate of ``slot``, screened (or None: nothing new fits)."""
-        weights = source_weights(self.wins, self.tau, self.incumbent() is not None)
+        weights = source_weights(self.wins, self.tau, self.incumbent() is not None, self.with_surrogate)
         rng = _rng(self.seed, slot, 11)
         source = SOURCES[int(rng.choice(len(SOURCES), p=[weights[s] for s in SOURCES]))]
         for attempt in range(MAX_ATTEMPTS):
@@ -476,7 +493,7 @@ class BudgetedSearch:
     def _surrogate_batch(self, bracket: int, slot: int, attempt: int, allowance: float) -> dict[str, Any] | None:
         members = []
         for j in range(self.cfg.budget.screen_batch):
-            if self.screened + len(members) >= self.cfg.candidates:
+            if self.screened + len(members) >= self.cap:
                 break
             params, dists, plan, init = uniform_draw(self.space, self.base_cfg, _seed(self.seed, slot, attempt, j, 5))
             draw = Draw("surrogate", params, dists, plan, init)
@@ -569,6 +586,8 @@ class BudgetedSearch:
                 self.told.add(cid)
 
     def _check_tau(self, bracket: int, rung: int, epochs: int) -> None:
+        if not self.with_surrogate:
+            return
         reached = [c for c, e in self.reached.items() if e >= epochs]
         tau = None
         if len(reached) >= 2:
@@ -596,7 +615,7 @@ class BudgetedSearch:
         entrants: list[str] = []
         committed = 0.0
         for i in range(size):
-            if self.screened >= self.cfg.candidates:
+            if self.screened >= self.cap:
                 break
             allowance = (share - committed) / (size - i)
             if slot == 0:
@@ -670,7 +689,7 @@ class BudgetedSearch:
     def run(self) -> dict[str, Any]:
         self.progress.stage("budget", 100)
         bracket, slot = 0, 0
-        while self.screened < self.cfg.candidates and \
+        while self.screened < self.cap and \
                 self.available() >= self.plan.min_rung1 + self.screen_estimate(self.plan.base_flops):
             entrants, slot = self._bracket(bracket, slot)
             if not entrants:
@@ -681,7 +700,7 @@ class BudgetedSearch:
             self.study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
         self._reference()
         values = surrogate_values([r for r in self.state.records() if r.get("screen_cost") is not None],
-                                  self.cfg.surrogate)
+                                  self.cfg.surrogate) if self.with_surrogate else {}
         for cid, value in values.items():
             record = self.state.record(cid)
             if record.get("surrogate") != value:
@@ -690,7 +709,8 @@ class BudgetedSearch:
                    "spent_full_trainings": self.spent / self.plan.unit,
                    "screened": self.screened, "brackets": self.brackets, "surrogate_tau": self.taus,
                    "wins": self.wins,
-                   "weights": source_weights(self.wins, self.tau, self.incumbent() is not None)}
+                   "surrogate": describe(self.cfg.surrogate),
+                   "weights": source_weights(self.wins, self.tau, self.incumbent() is not None, self.with_surrogate)}
         write_json(self.state.out / "budget.json", summary)
         return summary
 

@@ -99,10 +99,12 @@ class BudgetSpec:
     the search spends counts: screening, every epoch of every training (stopped ones
     included) and the base's reference run. With a budget the search is multi-fidelity
     from its first candidate (rung 0: the surrogate's screen; rung 1: ``grace_epochs`` of
-    training; later rungs x ``reduction_factor``), ``candidates:`` is a cap on the
-    candidates screened, and the reference run (``reference: true``) trains after the
-    candidates, its cost reserved from the start. ``screen_batch``: how many uniform
-    proposals the surrogate screens for each proposal it makes (the best goes on)."""
+    training; later rungs x ``reduction_factor``), ``candidates:`` is an optional cap on
+    the candidates screened (none by default: the budget decides), and the reference run
+    (off unless ``reference: true``) trains after the candidates, its cost reserved from the start.
+    ``screen_batch``: how many uniform proposals the surrogate screens for each proposal it
+    makes (the best goes on). ``surrogate: none`` takes the surrogate out: no screening
+    rung, no surrogate source (cost-aware Hyperband with the sampler and the incumbent)."""
 
     flops: float | None = None
     full_trainings: float | None = None
@@ -115,17 +117,21 @@ class SearchConfig:
     space: str
     name: str = ""
     dataset: str = ""  # default: the base model's dataset
-    candidates: int = 12  # with a budget: a cap on the candidates screened
+    # without a budget: how many candidates to screen (default 12); with a budget: an
+    # optional cap on the candidates screened (default: none, the budget decides)
+    candidates: int | None = None
     objectives: list[str] = field(default_factory=lambda: ["manifold_metric"])
-    # what promotion ranks by: manifold, params, naswot, snip, short_training, or a list (rank_mean)
+    # what promotion ranks by: manifold, params, naswot, snip, short_training, or a list (rank_mean);
+    # with a budget also "none" (no screening, no surrogate source: plain cost-aware Hyperband)
     surrogate: str | list[str] = "manifold"
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     promotion: PromotionSpec = field(default_factory=PromotionSpec)
     training: TrainRecipe = field(default_factory=lambda: TrainRecipe(epochs=10, lr=2e-3))
     early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
     # also train the base for the same budget, as the "gain" reference ("none" = false);
-    # with a budget: after the candidates, counted in what is spent
-    reference: bool | Literal["none"] = True
+    # default: true without a budget; with one, false (it buys no better model) -- true
+    # trains it after the candidates, counted in what is spent
+    reference: bool | Literal["none"] | None = None
     seed: int = 0
     manifold: ManifoldConfig = field(default_factory=ManifoldConfig)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
@@ -142,6 +148,7 @@ class SearchConfig:
 
 MAX_SEED = 2 ** 32 - 1
 MAX_CANDIDATES = 100_000
+DEFAULT_CANDIDATES = 12  # without a budget
 
 OBJECTIVES = {"manifold_metric": "maximize", "manifold_per_param": "maximize",
               "params": "minimize", "flops": "minimize"}
@@ -162,19 +169,29 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
     if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf)) != 1:
         raise ConfigError("base: give exactly one of checkpoint, pretrain or hf")
-    surrogate_names(cfg.surrogate)
+    if cfg.surrogate == "none":
+        if cfg.budget is None:
+            raise ConfigError("surrogate: got 'none'; without a budget the search promotes by its surrogate: "
+                              "allowed: manifold, params, naswot, snip, short_training (or add budget:)")
+    else:
+        surrogate_names(cfg.surrogate)
     if cfg.reference == "none":
         cfg.reference = False
     if cfg.budget is not None:
-        _validate_budget(cfg)
-    if cfg.candidates < 1:
+        _validate_budget(cfg)  # candidates and reference left out stay None (saved so): no cap, no reference
+    else:
+        cfg.candidates = DEFAULT_CANDIDATES if cfg.candidates is None else cfg.candidates
+        cfg.reference = True if cfg.reference is None else cfg.reference
+    if cfg.candidates is None:
+        pass  # a budget with no cap
+    elif cfg.candidates < 1:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: a positive integer")
-    if cfg.candidates > MAX_CANDIDATES:
+    elif cfg.candidates > MAX_CANDIDATES:
         raise ConfigError(f"candidates: got {cfg.candidates}; allowed: at most {MAX_CANDIDATES}")
     # numpy seeds are 0..2**32-1; each ask's sampler seed mixes sampler.seed with the ask's
     # number (engine.ask_seed), but folders of older searches resume with seed + number: the
     # headroom below keeps that sum in range
-    seeds = (("seed", cfg.seed, MAX_SEED), ("sampler.seed", cfg.sampler.seed, MAX_SEED - cfg.candidates),
+    seeds = (("seed", cfg.seed, MAX_SEED), ("sampler.seed", cfg.sampler.seed, MAX_SEED - (cfg.candidates or 0)),
              ("manifold.seed", cfg.manifold.seed, MAX_SEED),
              ("base.pretrain.seed", cfg.base.pretrain.seed if cfg.base.pretrain else 0, MAX_SEED))
     for where, seed, top in seeds:
@@ -197,7 +214,7 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     if cfg.sampler.name == "nsga2" and len(cfg.objectives) < 2:
         raise ConfigError("sampler.name: nsga2 needs two objectives, e.g. [manifold_metric, params]")
     p = cfg.promotion
-    if p.policy == "top_k" and not 1 <= p.k <= cfg.candidates:
+    if p.policy == "top_k" and cfg.budget is None and not 1 <= p.k <= cfg.candidates:
         raise ConfigError(f"promotion.k: got {p.k}; allowed: 1..{cfg.candidates} (the number of candidates)")
     if p.policy == "top_fraction" and not 0 < p.fraction <= 1:
         raise ConfigError(f"promotion.fraction: got {p.fraction}; allowed: in (0, 1]")

@@ -113,6 +113,21 @@ def make_sampler(cfg: SearchConfig, offset: int, scheme: str = SEED_SCHEME) -> o
 START_LEFTOVERS = frozenset({"mlflow.db", "mlartifacts", ".lock", "inputs.json"})
 
 
+#: What a budgeted search left out of its config used to mean (0.1.0 until stop 26: a cap of
+#: 12 candidates and a reference run); the folders it began saved these values.
+LEGACY_BUDGET_DEFAULTS = {"candidates": 12, "reference": True}
+
+
+def _keep_legacy_budget_defaults(cfg: SearchConfig, previous: dict[str, Any]) -> None:
+    """A budgeted search resumed from a folder begun under the old defaults keeps them, so it
+    ends as it would have (today such a config leaves both unset: no cap, no reference)."""
+    if cfg.budget is None or not previous.get("budget"):
+        return
+    for key, old in LEGACY_BUDGET_DEFAULTS.items():
+        if getattr(cfg, key) is None and previous.get(key) == old:
+            setattr(cfg, key, old)
+
+
 def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file; allowed: a folder (new, or one holding a search)")
@@ -124,6 +139,7 @@ def _check_out(cfg: SearchConfig, out: Path, resume: bool) -> None:
         previous = read_yaml(saved, "results")
         if not isinstance(previous, dict):
             raise ConfigError(f"results: {saved} is damaged (not a mapping); restore it")
+        _keep_legacy_budget_defaults(cfg, previous)
         current = json.loads(json.dumps(cfg.to_dict()))
         for key in sorted(set(previous) | set(current)):
             if key not in ("executor", "tracking") and previous.get(key) != current.get(key):
@@ -232,11 +248,11 @@ def run_search(cfg: SearchConfig, out: str | Path, *, resume: bool = False,
     # everything that can be checked is checked before anything is written or computed
     space = load_space(cfg.space)
     base = _check_base(cfg, space.family)
-    if cfg.budget is not None:  # a budget too small for one candidate's first rung: refused before any compute
-        check_budget(_budget_plan(cfg, space, base))
     lock = FolderLock(out, "growsearch run")
     lock.check()  # a live process holds the folder: refused before anything else happens
-    _check_out(cfg, out, resume)
+    _check_out(cfg, out, resume)  # (a resumed folder's legacy defaults adopted: the budget's plan needs them)
+    if cfg.budget is not None:  # a budget too small for one candidate's first rung: refused before any compute
+        check_budget(_budget_plan(cfg, space, base))
     inputs = check_inputs(out, fingerprint(space.path, None, cfg.base.checkpoint), cfg.name or out.name)
     if tracker is None and cfg.tracking.enabled:
         tracker = make_tracker(cfg.tracking, out, default_experiment(cfg))
