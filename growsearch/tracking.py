@@ -30,6 +30,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -226,11 +227,22 @@ class MLflowTracker:
         self._save()
         return True
 
+    def _timed(self, start: float) -> None:
+        """Add the time since ``start`` (``time.perf_counter``) to the ledger's ``timing``: the
+        seconds spent logging candidates and epochs, the calls, and the child runs so far
+        (``growsearch bench scale`` reads the time per child run from it)."""
+        timing = self.ledger.setdefault("timing", {"seconds": 0.0, "calls": 0})
+        timing["seconds"] += time.perf_counter() - start
+        timing["calls"] += 1
+        timing["children"] = len(self.ledger["children"])
+
     def candidate(self, record: dict[str, Any]) -> None:
         if self.ledger["parent"] is None:
             self.pending.add(record["id"])
             return
+        start = time.perf_counter()
         self._guard(record["id"], self._log_candidate, record)
+        self._timed(start)
 
     def _log_candidate(self, r: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param, RunTag
@@ -322,7 +334,9 @@ class MLflowTracker:
             entry["epochs"] = step
             self._save()
 
+        start = time.perf_counter()
         self._guard(cid, log)
+        self._timed(start)
 
     def finish(self, out: Path, records: list[dict[str, Any]], best: dict[str, Any] | None,
                base_score: float | None = None, base_test_score: float | None = None) -> None:

@@ -443,6 +443,8 @@ class RayExecutor(Executor):
         class Records(tune.Callback):
             def on_trial_complete(self, iteration, trials, trial, **info):
                 record = json.loads(trial.last_result["record"])
+                if trial.num_failures:  # its worker died (a lost node): Tune ran it again
+                    record["retries"] = trial.num_failures
                 driver.obj.done(numbers[record["id"]], record, told=True)
 
             def on_trial_error(self, iteration, trials, trial, **info):  # a lost worker: retried on resume

@@ -1,0 +1,603 @@
+"""Scale: hundreds of candidates on a real multi-node Ray cluster, measured (issue 23).
+
+A head and several worker nodes are started with ``ray start --block`` on 127.0.0.1, each
+in a session of its own (so the benchmark knows every PID it started and tears down only
+those: never ``ray stop``, which would stop every Ray instance of this user). Worker nodes
+declare many logical CPUs and a fake accelerator resource, so Ray schedules as on a large
+cluster while the trials themselves are tiny (an MLP on digits, a two-step manifold screen,
+a few training steps). The search is submitted as users do it: ``ray job submit --
+python -m growsearch.cli run CONFIG --out DIR`` (``examples/ray_cluster/``).
+
+Measured per run (one JSON entry each):
+
+* ``candidates_per_min_orchestration``: candidates / (screening wall - trial work / slots),
+  where trial work is the screens' own seconds (``screen_seconds``, measured inside each
+  trial) and slots the concurrent trials -- what the cluster's orchestration could sustain
+  if trials took no time; and ``candidates_per_min_driver_cpu`` = 60 / driver CPU seconds
+  per candidate, the bound the (single) driver process sets;
+* the driver (the job's ``growsearch run`` process): CPU seconds and peak resident memory
+  (the kernel's ``VmHWM``), sampled every 0.5 s, per candidate;
+* the Optuna journal, the MLflow store (``mlflow.db`` + ``mlartifacts/``), the MLflow
+  ledger and the candidate records on disk, in bytes per candidate;
+* MLflow logging time per child run, as the tracker measured it in the driver (SQLite, and
+  a real ``mlflow server`` on 127.0.0.1 for one size);
+* time to the first screened candidate (from the submission, and from the driver's start).
+
+Faults (:func:`node_loss` and :func:`driver_loss`): a worker node's processes killed with
+SIGKILL while screening trials run on it (Tune retries them on the other nodes per
+``max_failures``), and the driver killed with ``kill -9`` and the job resubmitted with
+``--resume``; each checked for candidates lost or duplicated and MLflow children against
+the leaderboard, the driver loss against an uninterrupted run's leaderboard.
+
+Memory: every concurrent trial is a Ray worker process that imports torch; the benchmark
+measures one such worker (unique set size) before a run and refuses a concurrency whose
+workers would not fit in ``memory_budget_gb``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_env() -> dict[str, str]:
+    """The environment of every process of the benchmark's cluster: auth off (loopback
+    only), no usage stats, no idle workers started ahead of need (each would be a Python
+    process of ~100 MB on a box with 2 cores)."""
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_prestart_worker_first_driver": "0", "RAY_enable_worker_prestart": "0",
+            "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass
+class Node:
+    """One ``ray start --block`` process (its own session) and what it declared."""
+
+    name: str
+    proc: subprocess.Popen
+    cpus: int
+    gpus: int
+
+    def pids(self) -> list[int]:
+        """Every live process of this node: the ``ray start`` process and its descendants."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root.pid, *(c.pid for c in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def kill(self) -> list[int]:
+        """SIGKILL every process of this node (by the PIDs this benchmark started: the
+        node's session and the descendants of its ``ray start``); the PIDs killed."""
+        pids = self.pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+        return pids
+
+
+@dataclass
+class Cluster:
+    """A multi-node Ray cluster on 127.0.0.1 started by this benchmark (``with`` tears it down)."""
+
+    workers: int = 2
+    cpus_per_node: int = 32
+    accel_per_node: int = 4
+    gpus_per_node: int = 0
+    head_cpus: int = 0  # the head runs the driver; trials go to the worker nodes
+    temp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gss-")))  # short: socket paths
+    nodes: list[Node] = field(default_factory=list)
+    port: int = 0
+    dashboard: int = 0
+
+    @property
+    def address(self) -> str:
+        """The job server's address (``ray job submit --address``)."""
+        return f"http://127.0.0.1:{self.dashboard}"
+
+    def _start(self, name: str, args: list[str], cpus: int, gpus: int) -> Node:
+        ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+                 "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+                 "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port())]
+        resources = json.dumps({"accel": self.accel_per_node}) if self.accel_per_node else "{}"
+        cmd = ["ray", "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
+               "--num-gpus", str(gpus), "--resources", resources, "--disable-usage-stats", *ports, *args]
+        log = open(self.temp / f"{name}.log", "w")  # noqa: SIM115 -- closed with the process
+        proc = subprocess.Popen(cmd, env=_ray_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        node = Node(name, proc, cpus, gpus)
+        self.nodes.append(node)
+        return node
+
+    def start(self, timeout: float = 180.0) -> Cluster:
+        """Start the head, then the worker nodes; wait until every node is alive and the job
+        server answers."""
+        self.port, self.dashboard = free_port(), free_port()
+        self._start("head", ["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1",
+                             "--dashboard-port", str(self.dashboard), "--include-dashboard", "true",
+                             "--ray-client-server-port", str(free_port()), "--temp-dir", str(self.temp)],
+                    self.head_cpus, 0)
+        self._wait_for_jobs(timeout)
+        for i in range(self.workers):
+            self._start(f"worker{i + 1}", ["--address", f"127.0.0.1:{self.port}"], self.cpus_per_node,
+                        self.gpus_per_node)
+        self.wait_alive(1 + self.workers, timeout)
+        return self
+
+    def _wait_for_jobs(self, timeout: float) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.nodes[0].proc.poll() is not None:
+                raise RuntimeError(f"ray start --head exited: {(self.temp / 'head.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{self.address}/api/version", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"the job server at {self.address} did not answer in {timeout:.0f} s")
+
+    def alive_nodes(self) -> int:
+        """Alive nodes, as the job server reports them (no Ray driver in this process)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.address}/nodes?view=summary", timeout=10) as r:
+            data = json.loads(r.read())
+        summary = data.get("data", {}).get("summary", [])
+        return sum(1 for n in summary if n.get("raylet", {}).get("state") == "ALIVE")
+
+    def wait_alive(self, count: int, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes[1:]:
+                if node.proc.poll() is not None:
+                    raise RuntimeError(f"ray start ({node.name}) exited: "
+                                       f"{(self.temp / f'{node.name}.log').read_text()[-2000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                if self.alive_nodes() >= count:
+                    return
+            time.sleep(1.0)
+        raise RuntimeError(f"fewer than {count} Ray nodes alive after {timeout:.0f} s")
+
+    def pids(self) -> list[int]:
+        return [pid for node in self.nodes for pid in node.pids()]
+
+    def stop(self) -> None:
+        """Stop every process this cluster started: worker nodes first, then the head
+        (SIGTERM, then SIGKILL after 10 s); nothing else on the machine is touched."""
+        for node in reversed(self.nodes):
+            procs = []
+            for pid in node.pids():
+                with contextlib.suppress(psutil.Error):
+                    procs.append(psutil.Process(pid))
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    p.terminate()
+            _, alive = psutil.wait_procs(procs, timeout=10)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            psutil.wait_procs(alive, timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.proc.wait(timeout=10)
+        self.nodes.clear()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- the search --------------------------------------------------------------------------
+#: A space of ~3,000 distinct MLP expansions (widths in steps of 0.01), so that 1,000
+#: random proposals are 1,000 candidates without the space running dry.
+SCALE_SPACE = {
+    "family": "mlp",
+    "knobs": {"kind": {"choices": ["width", "depth", "mixed"]}, "width": {"low": 1.01, "high": 4.0, "step": 0.01},
+              "depth": {"low": 1, "high": 4}, "init": {"choices": ["masked", "random"]}},
+    "constraints": {"max_params": 100000, "max_width": 4.0},
+}
+
+
+def scale_config(candidates: int, concurrent: int, space_path: str | Path, max_failures: int = 2,
+                 gpus_per_trial: float = 0.0, tracking_uri: str | None = None, promoted: int = 4) -> dict[str, Any]:
+    """The search of one run: tiny trials (an MLP on digits, a two-step screen, four training
+    steps -- a fraction of an epoch), the random sampler (it proposes ``concurrent`` at once;
+    TPE waits for every earlier candidate), ``promoted`` candidates trained, on the cluster
+    the job runs on (``address: auto``)."""
+    return {
+        "name": f"scale-{candidates}x{concurrent}",
+        "base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
+        "space": str(space_path),
+        "candidates": candidates,
+        "sampler": {"name": "random", "seed": 0},
+        "promotion": {"policy": "top_k", "k": promoted},
+        "training": {"epochs": 1, "steps": 4, "batch_size": 64},
+        "early_stopping": {"policy": "none"},
+        "manifold": {"probe_size": 32, "steps": 2},
+        "executor": {"name": "ray", "address": "auto", "cpus_per_trial": 1, "gpus_per_trial": gpus_per_trial,
+                     "max_concurrent_trials": concurrent, "max_failures": max_failures},
+        "tracking": {"enabled": True, **({"uri": tracking_uri} if tracking_uri else {})},
+    }
+
+
+def find_driver(out: Path) -> psutil.Process | None:
+    """The job's driver: ``python -m growsearch.cli run ... --out OUT`` (not the ``ray job
+    submit`` command that names it, nor the shell the job server starts it with)."""
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd[1:4] == ["-m", "growsearch.cli", "run"] and str(out) in cmd:
+            return p
+    return None
+
+
+class DriverWatch:
+    """Finds the job's driver (the ``growsearch.cli run`` process writing ``out``) and samples
+    its CPU time and peak resident memory (``VmHWM``) every ``interval`` seconds; also notes
+    when the first candidate is screened."""
+
+    def __init__(self, out: Path, interval: float = 0.5) -> None:
+        self.out, self.interval = out, interval
+        self.pid: int | None = None
+        self.started_at: float | None = None  # the driver's start (epoch seconds)
+        self.cpu_seconds = 0.0
+        self.peak_rss = 0
+        self.first_screened: float | None = None  # epoch seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _find(self) -> psutil.Process | None:
+        return find_driver(self.out)
+
+    def _screened(self) -> bool:
+        for path in sorted((self.out / "candidates").glob("c*.json"))[:64]:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(path.read_text()).get("stage") not in (None, "proposed"):
+                    return True
+        return False
+
+    def _run(self) -> None:
+        proc = None
+        while not self._stop.is_set():
+            if proc is None:
+                proc = self._find()
+                if proc is not None:
+                    self.pid, self.started_at = proc.pid, proc.create_time()
+            if proc is not None:
+                try:
+                    times = proc.cpu_times()
+                    self.cpu_seconds = times.user + times.system
+                    with open(f"/proc/{proc.pid}/status") as f:
+                        hwm = next(line for line in f if line.startswith("VmHWM"))
+                    self.peak_rss = max(self.peak_rss, int(hwm.split()[1]) * 1024)
+                except (psutil.Error, OSError, StopIteration):
+                    pass
+            if self.first_screened is None and (self.out / "candidates").is_dir() and self._screened():
+                self.first_screened = time.time()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> DriverWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def submit(cluster: Cluster, cfg_path: Path, out: Path, resume: bool = False,
+           timeout: float = 3600.0, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    """``ray job submit --address http://127.0.0.1:PORT -- python -m growsearch.cli run CFG --out OUT``
+    (the recipe of examples/ray_cluster/); ``wait=False`` returns the running ``ray job submit``."""
+    cmd = ["ray", "job", "submit", "--address", cluster.address, "--", sys.executable, "-m", "growsearch.cli",
+           "run", str(cfg_path), "--out", str(out), *(["--resume"] if resume else [])]
+    if not wait:
+        return subprocess.Popen(cmd, env=_ray_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    return subprocess.run(cmd, env=_ray_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def _records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((out / "candidates").glob("c*.json"))]
+
+
+def mlflow_children(out: Path, uri: str | None = None) -> dict[str, list[str]]:
+    """Candidate id -> the stage tags of its MLflow child runs (one entry per child run), read
+    from the store with MLflow's own client."""
+    from mlflow.tracking import MlflowClient
+
+    ledger = json.loads((out / "mlflow.json").read_text())
+    uri = uri or f"sqlite:///{out.resolve() / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    entry = ledger[uri]
+    children: dict[str, list[str]] = {}
+    runs = client.search_runs([entry["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = "
+                              f"'{entry['parent']}'", max_results=50_000)
+    for run in runs:
+        cid = run.data.tags.get("growsearch.candidate", "?")
+        children.setdefault(cid, []).append(run.data.tags.get("stage", ""))
+    return children
+
+
+def check_outcome(out: Path, candidates: int, uri: str | None = None) -> dict[str, Any]:
+    """What a finished run must satisfy: every candidate on the leaderboard once with a final
+    stage, and exactly one MLflow child run per candidate, whose stage tag matches its row."""
+    import pandas as pd
+
+    board = pd.read_csv(out / "leaderboard.csv")
+    rows = board[board["candidate"] != "base"]
+    expected = {f"c{i:04d}" for i in range(candidates)}
+    children = mlflow_children(out, uri)
+    stages = dict(zip(rows["candidate"], rows["stage"], strict=True))
+    return {
+        "leaderboard_rows": len(rows),
+        "lost": len(expected - set(rows["candidate"])),
+        "duplicated": int(rows["candidate"].duplicated().sum()) + int(rows.duplicated(["plan", "init"]).sum()),
+        "unfinished": int((~rows["stage"].isin(["screened", "rejected", "failed", "completed", "stopped_early",
+                                                "promoted"])).sum()),
+        "mlflow_children": sum(len(v) for v in children.values()),
+        "mlflow_duplicated": sum(len(v) - 1 for v in children.values() if len(v) > 1),
+        "mlflow_match": set(children) == set(stages) and all(children[c] == [stages[c]] for c in stages),
+    }
+
+
+#: A Ray worker holding more unique memory than this has imported torch: a trial process
+#: (idle pool workers hold ~60 MB).
+TORCH_WORKER_BYTES = 150 * 2**20
+
+
+def is_trial_process(name: str) -> bool:
+    """Whether a process title is a Ray worker that runs (or ran) tasks or actors, not one
+    of Ray's agents or the job supervisor."""
+    return name.startswith("ray::") and name not in ("ray::DashboardAgent", "ray::RuntimeEnvAgent", "ray::IDLE") \
+        and "JobSupervisor" not in name
+
+
+class MemoryWatch:
+    """Every ``interval`` s: the summed unique memory (USS) of the cluster's processes and the
+    largest single Ray worker's (a trial process); stops the cluster at once if the machine's
+    available memory falls below ``floor_gb`` (the machine is shared)."""
+
+    def __init__(self, cluster: Cluster, interval: float = 2.0, floor_gb: float = 3.0) -> None:
+        self.cluster, self.interval, self.floor = cluster, interval, floor_gb * 2**30
+        self.peak_total = self.peak_worker = 0
+        self.peak_workers = 0  # trial processes alive at once
+        self.low_memory = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = workers = 0
+            for pid in self.cluster.pids():
+                try:
+                    p = psutil.Process(pid)
+                    uss = p.memory_full_info().uss
+                    name = p.name()
+                except psutil.Error:
+                    continue
+                total += uss
+                if is_trial_process(name) and uss > TORCH_WORKER_BYTES:
+                    self.peak_worker = max(self.peak_worker, uss)
+                    workers += 1
+            self.peak_total = max(self.peak_total, total)
+            self.peak_workers = max(self.peak_workers, workers)
+            if psutil.virtual_memory().available < self.floor:
+                self.low_memory = True
+                self.cluster.stop()
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def write_inputs(work: Path, candidates: int, concurrent: int, **changes: Any) -> Path:
+    """The space and config files of one run in ``work``; the config's path."""
+    import yaml
+
+    work.mkdir(parents=True, exist_ok=True)
+    space = work / "space.yaml"
+    space.write_text(yaml.safe_dump(SCALE_SPACE))
+    cfg_path = work / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(scale_config(candidates, concurrent, space, **changes)))
+    return cfg_path
+
+
+def measure_run(cluster: Cluster, work: Path, candidates: int, concurrent: int,
+                tracking_uri: str | None = None) -> dict[str, Any]:
+    """One measured search, submitted as a Ray job; its figures (see the module docstring)."""
+    cfg_path = write_inputs(work, candidates, concurrent, tracking_uri=tracking_uri)
+    out = work / "out"
+    submitted = time.time()
+    with DriverWatch(out) as driver, MemoryWatch(cluster) as memory:
+        job = submit(cluster, cfg_path, out)
+    wall = time.time() - submitted
+    if job.returncode != 0 or memory.low_memory:
+        raise RuntimeError(f"the job failed (exit {job.returncode}, low memory: {memory.low_memory}): "
+                           f"{(job.stdout + job.stderr)[-3000:]}")
+    records = _records(out)
+    screened = [r for r in records if "screen_seconds" in r]
+    screen_work = sum(r["screen_seconds"] for r in screened)
+    ends = [p.stat().st_mtime for p in (out / "candidates").glob("c*.json")]
+    ledger = json.loads((out / "mlflow.json").read_text())
+    uri = tracking_uri or f"sqlite:///{out.resolve() / 'mlflow.db'}"
+    timing = ledger[uri].get("timing", {})
+    # the screening phase: from the driver's first screened candidate to promotion.json
+    screening_end = (out / "promotion.json").stat().st_mtime
+    screening_start = driver.first_screened or submitted
+    screening_wall = screening_end - screening_start
+    slots = concurrent
+    orchestration = max(1e-9, screening_wall - screen_work / slots)
+    n = len(records)
+    result = {
+        "candidates": n, "concurrent_trials": concurrent, "nodes": len(cluster.nodes),
+        "cpus_per_node": cluster.cpus_per_node, "tracking": "mlflow server" if tracking_uri else "sqlite",
+        "wall_seconds": wall, "screening_wall_seconds": screening_wall,
+        "screen_work_seconds": screen_work, "mean_screen_seconds": screen_work / max(1, len(screened)),
+        "candidates_per_min_orchestration": 60 * n / orchestration,
+        "driver_cpu_seconds": driver.cpu_seconds, "driver_cpu_ms_per_candidate": 1000 * driver.cpu_seconds / n,
+        "candidates_per_min_driver_cpu": 60 * n / max(1e-9, driver.cpu_seconds),
+        "driver_peak_rss_mb": driver.peak_rss / 2**20, "driver_peak_rss_kb_per_candidate": driver.peak_rss / 1024 / n,
+        "first_screened_seconds_from_submit": (driver.first_screened or submitted) - submitted,
+        "first_screened_seconds_from_driver_start": (driver.first_screened or 0) - (driver.started_at or 0),
+        "journal_bytes_per_candidate": _size(out / "study.journal") / n,
+        "mlflow_bytes_per_candidate": (_size(out / "mlflow.db") + _size(out / "mlartifacts")) / n
+        if not tracking_uri else None,
+        "ledger_bytes_per_candidate": _size(out / "mlflow.json") / n,
+        "records_bytes_per_candidate": sum(p.stat().st_size for p in (out / "candidates").glob("c*.json")) / n,
+        "mlflow_ms_per_child_run": 1000 * timing.get("seconds", float("nan")) / max(1, timing.get("children", 0)),
+        "mlflow_calls": timing.get("calls"),
+        "cluster_peak_uss_mb": memory.peak_total / 2**20, "trial_worker_peak_uss_mb": memory.peak_worker / 2**20,
+        "trial_workers_at_once": memory.peak_workers,
+        "last_record_seconds": max(ends) - submitted if ends else None,
+        "outcome": check_outcome(out, candidates, uri if tracking_uri else None),
+    }
+    return result
+
+
+# -- faults ------------------------------------------------------------------------------
+def _screened_count(out: Path) -> int:
+    count = 0
+    for path in (out / "candidates").glob("c*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            count += json.loads(path.read_text()).get("stage") not in (None, "proposed")
+    return count
+
+
+def _trial_processes(node: Node) -> int:
+    """Trial processes (Ray workers holding torch) of ``node`` now."""
+    busy = 0
+    for pid in node.pids():
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            busy += is_trial_process(p.name()) and p.memory_info().rss > TORCH_WORKER_BYTES
+    return busy
+
+
+def _wait_until(check: Any, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the job ended before {what}: {proc.stdout.read()[-3000:] if proc.stdout else ''}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def leaderboard_rows(out: Path) -> list[list[Any]]:
+    """The leaderboard's candidates, plans, inits, stages, sizes and epochs, sorted by candidate:
+    what an interrupted and resumed search must reproduce."""
+    import pandas as pd
+
+    board = pd.read_csv(out / "leaderboard.csv").sort_values("candidate")
+    return board[["candidate", "plan", "init", "stage", "params", "epochs"]].fillna("").values.tolist()
+
+
+def node_loss(cluster: Cluster, work: Path, candidates: int, concurrent: int, at: float = 0.3,
+              timeout: float = 1800.0) -> dict[str, Any]:
+    """Kill a worker node (every process of it, SIGKILL) once ``at`` of the candidates are
+    screened and screening trials run on it; the job must still finish with every candidate
+    once, the killed trials retried on the other nodes (``retries`` in their records)."""
+    cfg_path = write_inputs(work, candidates, concurrent, max_failures=2)
+    out = work / "out"
+    proc = submit(cluster, cfg_path, out, wait=False)
+    workers = cluster.nodes[1:]
+    _wait_until(lambda: _screened_count(out) >= at * candidates and any(_trial_processes(n) for n in workers),
+                proc, timeout, "screening trials on a worker node")
+    victim = max(workers, key=_trial_processes)
+    in_flight = _trial_processes(victim)
+    screened_before = _screened_count(out)
+    killed = victim.kill()
+    cluster.nodes.remove(victim)
+    output, _ = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the job did not survive the node loss (exit {proc.returncode}): {output[-3000:]}")
+    records = _records(out)
+    return {"fault": f"worker node {victim.name} killed (SIGKILL to its {len(killed)} processes) with "
+                     f"{in_flight} trial process(es) on it, after {screened_before} of {candidates} candidates",
+            "trial_processes_killed": in_flight, "screened_before_kill": screened_before,
+            "retried_candidates": sum(1 for r in records if r.get("retries")),
+            "max_failures": 2, "job_exit": proc.returncode, **check_outcome(out, candidates),
+            "leaderboard": leaderboard_rows(out)}
+
+
+def driver_loss(cluster: Cluster, work: Path, candidates: int, concurrent: int, at: float = 0.4,
+                timeout: float = 1800.0) -> dict[str, Any]:
+    """``kill -9`` the job's driver once ``at`` of the candidates are screened (trials in
+    flight), then resubmit the same job with ``--resume``: every candidate once, and the
+    leaderboard rows returned for comparison with an uninterrupted run."""
+    cfg_path = write_inputs(work, candidates, concurrent, max_failures=2)
+    out = work / "out"
+    proc = submit(cluster, cfg_path, out, wait=False)
+    _wait_until(lambda: _screened_count(out) >= at * candidates, proc, timeout, "the driver screening")
+    driver = find_driver(out)
+    if driver is None:
+        raise RuntimeError("the job's driver process was not found")
+    screened_before = _screened_count(out)
+    os.kill(driver.pid, signal.SIGKILL)
+    proc.communicate(timeout=timeout)
+    leaderboard_after_kill = (out / "leaderboard.csv").exists()
+    resumed = submit(cluster, cfg_path, out, resume=True, timeout=timeout)
+    if resumed.returncode != 0:
+        raise RuntimeError(f"the resumed job failed (exit {resumed.returncode}): {resumed.stdout[-3000:]}")
+    return {"fault": f"driver (pid {driver.pid}) killed with SIGKILL after {screened_before} of {candidates} "
+                     "candidates, job resubmitted with --resume",
+            "screened_before_kill": screened_before, "killed_job_exit": proc.returncode,
+            "leaderboard_after_kill": leaderboard_after_kill, "resumed_job_exit": resumed.returncode,
+            **check_outcome(out, candidates), "leaderboard": leaderboard_rows(out)}
+
+
+def run_faults(candidates: int = 40, concurrent: int = 4, workers: int = 2, cpus_per_node: int = 32,
+               workdir: str | Path | None = None) -> dict[str, Any]:
+    """The two cluster faults on one cluster of ``1 + workers`` nodes (a fresh worker node
+    replaces the killed one before the driver loss), and the verdict: nothing lost or
+    duplicated, MLflow children equal to the leaderboard, the resumed leaderboard identical
+    to the node-loss run's (whose retries are invisible in its outcome)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix="growsearch-scale-faults-"))
+    start = time.perf_counter()
+    with Cluster(workers=workers, cpus_per_node=cpus_per_node) as cluster:
+        node = node_loss(cluster, work / "node-loss", candidates, concurrent)
+        cluster._start(f"worker{workers + 1}", ["--address", f"127.0.0.1:{cluster.port}"], cpus_per_node, 0)
+        cluster.wait_alive(1 + workers)
+        driver = driver_loss(cluster, work / "driver-loss", candidates, concurrent)
+    driver["identical_to_uninterrupted"] = driver["leaderboard"] == node["leaderboard"]
+    return {"candidates": candidates, "concurrent_trials": concurrent, "nodes": 1 + workers,
+            "cpus_per_node": cpus_per_node, "node_loss": node, "driver_loss": driver,
+            "seconds": time.perf_counter() - start, "workdir": str(work)}
