@@ -123,25 +123,34 @@ def _read_json(path: Path) -> Any:
 
 def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
     st, pt = directory / "model.safetensors", directory / "model.pt"
-    if st.exists():
-        try:
-            return load_file(str(st))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint: {st} is corrupted or truncated ({exc})") from None
-    if pt.exists():
-        try:
-            state = torch.load(str(pt), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise CheckpointError(
-                f"checkpoint: {pt} holds Python objects besides tensors and was refused unread; "
-                "growsearch never unpickles code (allowed: a state dict of tensors, or safetensors)"
-            ) from None
-        except (RuntimeError, EOFError, OSError) as exc:
-            raise CheckpointError(f"checkpoint: {pt} is corrupted or truncated ({exc})") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"checkpoint: {pt} is not a state dict of tensors")
-        return state
+    if st.exists() or pt.exists():
+        return read_weights_file(st if st.exists() else pt)
     raise CheckpointError(f"checkpoint: {directory} has no model.safetensors or model.pt")
+
+
+def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path``: safetensors (``.safetensors``) or a tensors-only pickle read
+    with ``weights_only=True``; a missing, corrupted or code-carrying file is one CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint: {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint: {path} is corrupted or truncated ({exc})") from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"checkpoint: {path} holds Python objects besides tensors and was refused unread; "
+            "growsearch never unpickles code (allowed: a state dict of tensors, or safetensors)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"checkpoint: {path} is corrupted or truncated ({exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint: {path} is not a state dict of tensors")
+    return state
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
@@ -191,12 +200,18 @@ def load_base_model(source: str, device: str | torch.device = "cpu") -> tuple[nn
     """A base model from where users keep theirs: ``(model, spec, meta)``.
 
     ``source`` is a growsearch checkpoint directory or ``hf:PATH``, a local Hugging Face
-    model directory loaded with transformers' own classes (no hub access). An ``hf:``
-    base has no meta (no dataset): the caller names the data.
+    model directory loaded with transformers' own classes (no hub access), or ``timm:...`` /
+    ``torchvision:...`` (:func:`growsearch.models.vision.load_vision_base`). These bases have
+    no meta (no dataset): the caller names the data.
     """
     if source.startswith("hf:"):
         from growsearch.models.hf import load_hf_directory
 
         model, spec = load_hf_directory(source[3:])
+        return model.to(device), spec, {}
+    if source.startswith(("timm:", "torchvision:")):
+        from growsearch.models.vision import load_vision_base
+
+        model, spec = load_vision_base(source)
         return model.to(device), spec, {}
     return load_checkpoint(source, device)

@@ -100,7 +100,9 @@ class MaskedLayerNorm(nn.LayerNorm):
 def is_norm(model: nn.Module, param: str) -> bool:
     """Whether ``param`` belongs to a 1-D LayerNorm or RMSNorm that masked growth can weight."""
     module = model.get_submodule(param.rpartition(".")[0])
-    return _is_rms_norm(module) or (isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1)
+    # timm's channels-first LayerNorm2d normalises another axis than the last: not weighted
+    plain = isinstance(module, nn.LayerNorm) and not type(module).__name__.lower().endswith("2d")
+    return _is_rms_norm(module) or (plain and len(module.normalized_shape) == 1)
 
 
 def _is_rms_norm(module: nn.Module) -> bool:
@@ -172,7 +174,7 @@ class GrowthMask:
         if _is_rms_norm(module):  # transformers' RMSNorm (Llama, Mistral, Qwen2): same object, masked forward
             module.__class__ = _masked_rms_class(type(module))
             module.growth_ramp, module.growth_old = self.ramp, old
-        elif not isinstance(module, nn.LayerNorm) or len(module.normalized_shape) != 1:
+        elif not is_norm(self.model, param):  # not a plain 1-D LayerNorm (timm's LayerNorm2d, a BatchNorm)
             raise PlanError(f"init: masked growth needs a 1-D nn.LayerNorm or RMSNorm at {path!r}, found "
                             f"{type(module).__name__}; allowed here: split_signed, split_positive")
         else:

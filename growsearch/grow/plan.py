@@ -79,8 +79,8 @@ class ResolvedPlan:
     positions: list[int]  # depth insertion positions
 
 
-def _spread(depth: int, n: int, family: str) -> list[int]:
-    if family == "cnn":  # stage indices, centred in equal shares of the stages
+def _spread(depth: int, n: int, stagewise: bool) -> list[int]:
+    if stagewise:  # stage indices, centred in equal shares of the stages
         return [min(n - 1, int((i + 0.5) * n / depth)) for i in range(depth)]
     # half-way rounds up (towards the output): Python's round() would send the one layer
     # added to a 1-layer MLP (position 0.5) to the input side, before the hidden layer
@@ -90,6 +90,7 @@ def _spread(depth: int, n: int, family: str) -> list[int]:
 def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
     """Concrete group sizes and positions for ``plan`` on ``cfg``; PlanError if impossible."""
     family = cfg.family
+    stagewise = getattr(cfg, "stagewise", family == "cnn")  # depth positions are stage indices (cnn, ResNets)
     if plan.width < 1.0:
         raise PlanError(f"plan.width: got {plan.width:g}; allowed: >= 1 (growth can only widen)")
     if not 0 <= plan.depth <= MAX_LAYERS:
@@ -146,14 +147,14 @@ def resolve(cfg: ModelConfig, plan: ExpansionPlan) -> ResolvedPlan:
         if plan.depth not in (0, len(plan.insert_at)):
             raise PlanError(f"plan.depth: got {plan.depth} with {len(plan.insert_at)} insert_at "
                             "positions; allowed: equal, or leave depth out")
-        hi = n - 1 if family == "cnn" else n
+        hi = n - 1 if stagewise else n
         for i, p in enumerate(plan.insert_at):
             if not 0 <= p <= hi:
-                what = "stage index" if family == "cnn" else "layer position"
+                what = "stage index" if stagewise else "layer position"
                 raise PlanError(f"plan.insert_at[{i}]: got {p}; allowed: a {what} in 0..{hi}")
         positions = list(plan.insert_at)
     else:
-        if plan.depth and family == "cnn" and n == 0:
+        if plan.depth and stagewise and n == 0:
             raise PlanError("plan.depth: this CNN has no stage to add blocks to")
-        positions = _spread(plan.depth, n, family) if plan.depth else []
+        positions = _spread(plan.depth, n, stagewise) if plan.depth else []
     return ResolvedPlan(targets=targets, positions=sorted(positions))

@@ -1,8 +1,9 @@
 """Model families with an explicit, JSON-serialisable architecture spec.
 
 ``build(spec)`` turns a spec (a dict with a ``family`` key) into a plain ``nn.Module``;
-``config_from_spec(spec)`` gives the typed config. Families: ``mlp``, ``cnn``, ``gpt``, and ``hf``
-(Hugging Face transformers models, :mod:`growsearch.models.hf`).
+``config_from_spec(spec)`` gives the typed config. Families: ``mlp``, ``cnn``, ``gpt``, ``hf``
+(Hugging Face transformers models, :mod:`growsearch.models.hf`) and ``vision`` (timm and
+torchvision models, :mod:`growsearch.models.vision`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from growsearch.models.cnn import CNNConfig
 from growsearch.models.gpt import GPTConfig
 from growsearch.models.hf import HFConfig
 from growsearch.models.mlp import MLPConfig
+from growsearch.models.vision import VisionConfig
 
-FAMILIES: dict[str, type[ModelConfig]] = {c.family: c for c in (MLPConfig, CNNConfig, GPTConfig, HFConfig)}
+FAMILIES: dict[str, type[ModelConfig]] = {c.family: c for c in (MLPConfig, CNNConfig, GPTConfig, HFConfig,
+                                                                 VisionConfig)}
 
 
 def config_from_spec(spec: dict[str, Any] | ModelConfig) -> ModelConfig:
@@ -43,4 +46,4 @@ def count_params(model: nn.Module) -> int:
 
 
 __all__ = ["FAMILIES", "ModelConfig", "UnitGroup", "CNNConfig", "GPTConfig", "HFConfig", "MLPConfig",
-           "build", "config_from_spec", "count_params"]
+           "VisionConfig", "build", "config_from_spec", "count_params"]
