@@ -473,5 +473,5 @@ def default_experiment(cfg: Any) -> str:
     if cfg.name:
         return cfg.name
     base = cfg.base.pretrain.family + "-" + (cfg.base.pretrain.dataset or "default") if cfg.base.pretrain \
-        else Path(cfg.base.hf or cfg.base.checkpoint).name
+        else Path(cfg.base.name()).name
     return f"growsearch-{base}-{Path(cfg.space).stem}"

@@ -7,6 +7,7 @@ allowed: int``). See examples/demo.yaml for an annotated file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +33,37 @@ class PretrainSpec:
 @dataclass
 class BaseSpec:
     """Where the base model comes from: exactly one of a growsearch checkpoint directory, a
-    model to pretrain here, or ``hf``, a local Hugging Face model directory."""
+    model to pretrain here, ``hf``, a local Hugging Face model directory, or ``timm`` /
+    ``torchvision``: a model name with its ``weights`` file (safetensors or a state dict), its
+    constructor ``kwargs`` and the ``input_size`` [C, H, W] it takes (or a folder that growsearch
+    saved a grown vision model in: weights and timm.json/torchvision.json)."""
 
     checkpoint: str | None = None
     pretrain: PretrainSpec | None = None
     hf: str | None = None
+    timm: str | None = None
+    torchvision: str | None = None
+    weights: str | None = None
+    kwargs: dict[str, Any] | None = None
+    input_size: list[int] | None = None
 
     def source(self) -> str | None:
         """The base as ``load_base_model`` takes it (None for a pretrain base)."""
-        return f"hf:{self.hf}" if self.hf is not None else self.checkpoint
+        if self.hf is not None:
+            return f"hf:{self.hf}"
+        for library in ("timm", "torchvision"):
+            name = getattr(self, library)
+            if name is not None and self.weights is None:
+                return f"{library}:{name}"  # a saved folder
+            if name is not None:  # absolute: Ray workers run in other directories
+                return f"{library}:" + json.dumps({"name": name, "weights": str(Path(self.weights).resolve()),
+                                                   "kwargs": self.kwargs or {}, "input_size": self.input_size},
+                                                  sort_keys=True)
+        return self.checkpoint
+
+    def name(self) -> str | None:
+        """What the base is called (a folder or model name; None for a pretrain base)."""
+        return self.hf or self.checkpoint or self.timm or self.torchvision
 
 
 @dataclass
@@ -167,8 +190,12 @@ def objective_values(record: dict[str, Any], objectives: list[str]) -> list[floa
 
 def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
-    if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf)) != 1:
-        raise ConfigError("base: give exactly one of checkpoint, pretrain or hf")
+    if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf, cfg.base.timm,
+                                   cfg.base.torchvision)) != 1:
+        raise ConfigError("base: give exactly one of checkpoint, pretrain, hf, timm or torchvision")
+    if cfg.base.timm is None and cfg.base.torchvision is None and (cfg.base.weights or cfg.base.kwargs
+                                                                   or cfg.base.input_size):
+        raise ConfigError("base.weights: weights, kwargs and input_size go with a timm or torchvision base")
     if cfg.surrogate == "none":
         if cfg.budget is None:
             raise ConfigError("surrogate: got 'none'; without a budget the search promotes by its surrogate: "

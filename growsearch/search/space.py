@@ -40,7 +40,8 @@ from growsearch.models.memory import check_memory
 BUNDLED = Path(__file__).resolve().parent.parent / "search_spaces"
 WIDTH_KNOBS = {"mlp": ("width", "layer_width"), "cnn": ("width", "layer_width"),
                "gpt": ("width", "d_model", "n_heads", "mlp_hidden"),
-               "hf": ("width", "d_model", "n_heads", "mlp_hidden")}
+               "hf": ("width", "d_model", "n_heads", "mlp_hidden"),
+               "vision": ("width", "layer_width", "d_model", "n_heads", "mlp_hidden")}  # ResNet / ViT knobs
 TRANSFORMERS = ("gpt", "hf")  # families with d_model / n_heads / mlp_hidden knobs
 KNOBS = ("kind", "width", "layer_width", "depth", "d_model", "n_heads", "mlp_hidden", "init")
 CONSTRAINTS = ("max_params", "max_flops", "max_width")
@@ -95,7 +96,7 @@ class SearchSpace:
                 widths = base.hidden if self.family == "mlp" else base.channels
                 plan.widths = [max(w, round(w * self.knobs["layer_width"].suggest(trial, f"layer_width_{i}")))
                                for i, w in enumerate(widths)]
-            if self.family in TRANSFORMERS:
+            if self.family in TRANSFORMERS or base.plan_fields():  # a ViT vision base too
                 if "d_model" in self.knobs:
                     plan.d_model = round(base.d_model * self.knobs["d_model"].suggest(trial))
                 if "n_heads" in self.knobs:
