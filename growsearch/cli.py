@@ -95,7 +95,21 @@ def load_base(source: str, dataset: str | None = None):
         name = config_from_spec(spec).dataset_ref(name)
         task = load_dataset(name)
         meta = {**meta, "dataset": name}
+        if spec["family"] == "vision":  # a timm/torchvision model fixes its input shape: checked on two examples
+            _check_images(model, task, source)
     return model, spec, meta, task
+
+
+def _check_images(model, task, source: str) -> None:
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(task.x_train[:2])
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
+        raise ConfigError(f"--dataset: {task.name} inputs of shape {tuple(task.x_train.shape[1:])} do not fit "
+                          f"{source} ({str(exc).splitlines()[0][:120]}); allowed: images of the base's input_size") \
+            from None
 
 
 def check_out_dir(out: str | Path, what: str = "--out", protect: tuple[str | Path, ...] = ()) -> None:
