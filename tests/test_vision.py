@@ -302,13 +302,13 @@ def test_search_on_a_timm_vit_through_ray_and_mlflow(tmp_path) -> None:
 
     from growsearch.search import load_config, run_search
 
-    weights = _weights(tmp_path, BASES["timm-vit"], "vit.safetensors")
+    weights = tmp_path / "vit.safetensors"
     data = _digits_npz(tmp_path / "digits16.npz")
-    vit = {**VIT, "in_chans": 1}
+    vit = {**VIT, "in_chans": 1, "num_classes": 10}
     torch.manual_seed(0)
     save_file({k: v.contiguous() for k, v in timm.create_model("vit_tiny_patch16_224", **vit).state_dict().items()},
               weights)
-    cfg = {"name": "vit-ray", "base": {"timm": "vit_tiny_patch16_224", "weights": weights, "kwargs": vit,
+    cfg = {"name": "vit-ray", "base": {"timm": "vit_tiny_patch16_224", "weights": str(weights), "kwargs": vit,
                                        "input_size": [1, 16, 16]},
            "dataset": data, "space": "timm_vit.yaml", "candidates": 3, "promotion": {"k": 1},
            "training": {"epochs": 1, "batch_size": 64}, "early_stopping": {"policy": "none"},

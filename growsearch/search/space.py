@@ -233,8 +233,8 @@ def load_space(source: str | Path | dict[str, Any], family: str | None = None) -
     for name, spec in raw.items():
         if name not in KNOBS:
             raise ConfigError(f"{where}: knobs.{name}: unknown knob; allowed: {', '.join(KNOBS)}")
-        if name in ("d_model", "n_heads", "mlp_hidden") and fam not in TRANSFORMERS:
-            raise ConfigError(f"{where}: knobs.{name}: applies to the gpt and hf families only")
+        if name in ("d_model", "n_heads", "mlp_hidden") and fam not in (*TRANSFORMERS, "vision"):
+            raise ConfigError(f"{where}: knobs.{name}: applies to the gpt and hf families only (and vision ViTs)")
         if name == "layer_width" and fam in TRANSFORMERS:
             raise ConfigError(f"{where}: knobs.layer_width: applies to mlp and cnn; use d_model/mlp_hidden")
         knobs[name] = _knob(name, spec, f"{where}: knobs.{name}")
