@@ -310,6 +310,26 @@ def cmd_bench_faults(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    from growsearch.bench.scale import run_scale_benchmark
+    from growsearch.checkpoint import write_json
+
+    result = run_scale_benchmark(sizes=tuple(args.sizes), concurrency=tuple(args.concurrency), workers=args.workers,
+                                 cpus_per_node=args.cpus_per_node, memory_budget_gb=args.memory_budget_gb,
+                                 server_size=args.server_size or None, faults=not args.no_faults,
+                                 gpu=not args.no_gpu, workdir=args.workdir,
+                                 progress=lambda msg: _console().print(msg, markup=False, highlight=False))
+    result["command"] = "growsearch bench scale " + " ".join(sys.argv[3:])
+    write_json(args.out, result)
+    for run in result["runs"]:
+        _console().print(f"{run['candidates']} candidates x {run['concurrent_trials']} concurrent ({run['tracking']}): "
+                         f"{run['candidates_per_min_orchestration']:.0f}/min orchestration, driver "
+                         f"{run['driver_cpu_ms_per_candidate']:.0f} ms CPU/candidate, peak "
+                         f"{run['driver_peak_rss_mb']:.0f} MB, MLflow {run['mlflow_ms_per_child_run']:.0f} ms/child, "
+                         f"lost {run['outcome']['lost']}, duplicated {run['outcome']['duplicated']}")
+    return 0
+
+
 def cmd_bench_search(args: argparse.Namespace) -> int:
     from growsearch.bench.search_efficiency import run_search_benchmark
 
@@ -870,6 +890,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="only the scenarios whose names contain NAME (case-insensitive; repeatable), e.g. "
                         "'SIGINT during screening (ray)' or 'disk full'; the uninterrupted reference always runs")
+
+    p = _bench_parser(
+        bsub, "scale", cmd_bench_scale, "hundreds of candidates on a multi-node Ray cluster, measured",
+        "Start a Ray cluster on 127.0.0.1 (a head and worker nodes with `ray start`, each declaring\n"
+        "many logical CPUs and a fake accelerator), submit tiny searches with `ray job submit`\n"
+        "(100 to 1,000 candidates, several concurrencies) and measure orchestration throughput,\n"
+        "driver CPU and memory per candidate, journal and MLflow sizes, MLflow time per child run\n"
+        "(SQLite and a real mlflow server) and time to the first screened candidate; then kill a\n"
+        "worker node and the driver (resubmitted with --resume) and pack fractional GPU trials.\n"
+        "Concurrencies whose trial processes do not fit in --memory-budget-gb are skipped, with\n"
+        "the numbers. Every process started is stopped by its PID; `ray stop` is never called.\n\n"
+        "example:\n  growsearch bench scale --sizes 100 300 1000 --concurrency 8 16 --out docs/results/scale.json")
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000], help="candidates per run")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 64], help="concurrent trials per run")
+    p.add_argument("--workers", type=int, default=2, help="worker nodes beside the head")
+    p.add_argument("--cpus-per-node", type=int, default=32, help="logical CPUs each worker node declares")
+    p.add_argument("--memory-budget-gb", type=float, default=8.0,
+                   help="the most memory the cluster's processes may take (trial processes are measured)")
+    p.add_argument("--server-size", type=int, default=100, help="candidates of the mlflow-server run (0: none)")
+    p.add_argument("--no-faults", action="store_true", help="skip the node-loss and driver-loss runs")
+    p.add_argument("--no-gpu", action="store_true", help="skip the fractional-GPU packing run")
+    p.add_argument("--workdir", default=None, help="where the runs go (default: a temp dir)")
     return parser
 
 

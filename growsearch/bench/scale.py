@@ -597,7 +597,153 @@ def run_faults(candidates: int = 40, concurrent: int = 4, workers: int = 2, cpus
         cluster._start(f"worker{workers + 1}", ["--address", f"127.0.0.1:{cluster.port}"], cpus_per_node, 0)
         cluster.wait_alive(1 + workers)
         driver = driver_loss(cluster, work / "driver-loss", candidates, concurrent)
-    driver["identical_to_uninterrupted"] = driver["leaderboard"] == node["leaderboard"]
+    driver["identical_to_uninterrupted"] = driver.pop("leaderboard") == node.pop("leaderboard")
     return {"candidates": candidates, "concurrent_trials": concurrent, "nodes": 1 + workers,
             "cpus_per_node": cpus_per_node, "node_loss": node, "driver_loss": driver,
             "seconds": time.perf_counter() - start, "workdir": str(work)}
+
+
+# -- fractional GPUs ------------------------------------------------------------------------
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def gpu_packing(candidates: int = 16, concurrent: int = 8, gpus_per_trial: float = 0.25, workers: int = 2,
+                workdir: str | Path | None = None) -> dict[str, Any]:
+    """Fractional GPU requests on worker nodes that declare one GPU each (``--num-gpus 1``, on
+    a machine without one): Ray must pack ``1 / gpus_per_trial`` trials per GPU, each trial
+    sees the GPU Ray assigned in ``CUDA_VISIBLE_DEVICES`` and, with no CUDA device in its
+    torch, screens on the CPU. Per GPU: the most trials that held it at once (from the
+    trials' own start and end times)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix="growsearch-scale-gpu-"))
+    cfg_path = write_inputs(work, candidates, concurrent, gpus_per_trial=gpus_per_trial, promoted=2)
+    out = work / "out"
+    with Cluster(workers=workers, cpus_per_node=32, gpus_per_node=1) as cluster:
+        job = submit(cluster, cfg_path, out)
+    if job.returncode != 0:
+        raise RuntimeError(f"the job failed (exit {job.returncode}): {(job.stdout + job.stderr)[-3000:]}")
+    records = [r for r in _records(out) if r.get("stage") not in ("rejected", None)]
+    per_gpu: dict[str, list[tuple[float, float]]] = {}
+    for r in records:
+        gpu = r.get("gpu") or {}
+        if gpu:
+            per_gpu.setdefault(f"{gpu['node'][:8]}/{','.join(gpu['ids'])}", []).append((gpu["start"], gpu["end"]))
+    visible_ok = all(r.get("gpu") and r["gpu"]["cuda_visible_devices"] == ",".join(r["gpu"]["ids"])
+                     for r in records)
+    return {"candidates": candidates, "concurrent_trials": concurrent, "gpus_per_trial": gpus_per_trial,
+            "nodes": 1 + workers, "gpus_per_node": 1,
+            "trials_with_a_gpu": sum(1 for r in records if r.get("gpu")), "trials": len(records),
+            "gpus_used": len(per_gpu), "most_trials_on_one_gpu_at_once": max(map(_max_overlap, per_gpu.values()),
+                                                                              default=0),
+            "cuda_visible_devices_match": visible_ok,
+            "devices": sorted({r["gpu"]["device"] for r in records if r.get("gpu")}),
+            **check_outcome(out, candidates)}
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+def fits(concurrent: int, worker_mb: float, base_mb: float, budget_gb: float) -> bool:
+    """Whether ``concurrent`` trial processes of ``worker_mb`` each, beside the cluster's own
+    ``base_mb``, fit in ``budget_gb``."""
+    return base_mb + concurrent * worker_mb <= budget_gb * 1024
+
+
+def start_mlflow_server(work: Path) -> tuple[subprocess.Popen, str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend in ``work``), in a session of its
+    own; returns it and its URI once ``/health`` answers."""
+    import urllib.request
+
+    port = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", f"sqlite:///{work / 'server.db'}", "--artifacts-destination", str(work / "art")]
+    log = open(work / "mlflow-server.log", "w")  # noqa: SIM115 -- closed with the process
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited: {(work / 'mlflow-server.log').read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(uri + "/health", timeout=2)
+            return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    stop_process_group(proc)
+    raise RuntimeError("mlflow server did not answer in 120 s")
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to the session this benchmark started ``proc`` in."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_scale_benchmark(sizes: tuple[int, ...] = (100, 300, 1000), concurrency: tuple[int, ...] = (8, 32, 64),
+                        workers: int = 2, cpus_per_node: int = 32, memory_budget_gb: float = 8.0,
+                        server_size: int | None = 100, faults: bool = True, gpu: bool = True,
+                        workdir: str | Path | None = None, progress: Any = print) -> dict[str, Any]:
+    """Every (size, concurrency) run whose trial processes fit in ``memory_budget_gb`` (the
+    first run measures one trial process; the others are skipped with the numbers), one run
+    against a real ``mlflow server`` (``server_size`` candidates at the smallest concurrency),
+    then the faults and the fractional-GPU packing, each on a cluster of its own."""
+    work = Path(workdir or tempfile.mkdtemp(prefix="growsearch-scale-"))
+    start = time.perf_counter()
+    result: dict[str, Any] = {
+        "benchmark": "scale", "machine": {"cpus": os.cpu_count(), "memory_gb": psutil.virtual_memory().total / 2**30,
+                                          "load_average_at_start": os.getloadavg()},
+        "memory_budget_gb": memory_budget_gb, "runs": [], "skipped": []}
+    with Cluster(workers=workers, cpus_per_node=cpus_per_node) as cluster:
+        worker_mb = base_mb = None
+        for concurrent in sorted(concurrency):
+            for size in sorted(sizes):
+                if worker_mb is not None and not fits(concurrent, worker_mb, base_mb, memory_budget_gb):
+                    result["skipped"].append({
+                        "candidates": size, "concurrent_trials": concurrent,
+                        "reason": f"{concurrent} trial processes x {worker_mb:.0f} MB + {base_mb:.0f} MB of cluster "
+                                  f"and driver = {(base_mb + concurrent * worker_mb) / 1024:.1f} GB > the "
+                                  f"{memory_budget_gb:g} GB budget"})
+                    progress(f"skipped {size} x {concurrent}: {result['skipped'][-1]['reason']}")
+                    continue
+                progress(f"run: {size} candidates, {concurrent} concurrent trials")
+                run = measure_run(cluster, work / f"run-{size}x{concurrent}", size, concurrent)
+                run["load_average_after"] = os.getloadavg()
+                result["runs"].append(run)
+                progress(json.dumps({k: v for k, v in run.items() if k != "outcome"}))
+                if worker_mb is None:
+                    worker_mb = run["trial_worker_peak_uss_mb"]
+                    base_mb = run["cluster_peak_uss_mb"] - run["trial_workers_at_once"] * worker_mb \
+                        + run["driver_peak_rss_mb"]
+                    result["trial_worker_uss_mb"], result["cluster_base_uss_mb"] = worker_mb, base_mb
+                    result["largest_concurrency_that_fits"] = int((memory_budget_gb * 1024 - base_mb) // worker_mb)
+        if server_size:
+            concurrent = min(concurrency)
+            server, uri = start_mlflow_server(work / "mlflow-server")
+            try:
+                progress(f"run: {server_size} candidates, {concurrent} concurrent, mlflow server {uri}")
+                run = measure_run(cluster, work / f"server-{server_size}x{concurrent}", server_size, concurrent,
+                                  tracking_uri=uri)
+                run["load_average_after"] = os.getloadavg()
+                result["runs"].append(run)
+            finally:
+                stop_process_group(server)
+    if faults:
+        progress("faults: node loss, driver loss")
+        result["faults"] = run_faults(workdir=work / "faults")
+    if gpu:
+        progress("fractional GPUs")
+        result["gpu"] = gpu_packing(workdir=work / "gpu")
+    result["seconds"] = time.perf_counter() - start
+    result["workdir"] = str(work)
+    return result

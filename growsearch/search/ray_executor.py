@@ -58,6 +58,31 @@ def trial_device(gpu_ids: list[Any]) -> torch.device:
     return torch.device("cuda:0") if gpu_ids else torch.device("cpu")
 
 
+def assigned_device() -> tuple[torch.device, dict[str, Any] | None]:
+    """This trial's device, and what Ray gave it when it holds a GPU (or a fraction of one):
+    ``{"ids", "cuda_visible_devices", "device", "node", "start"}`` -- kept in the candidate's
+    record, so a search on a GPU cluster says where each candidate ran. A worker whose torch
+    sees no CUDA device (a CPU build, or a node that declares GPUs it lacks) falls back to
+    the CPU and says so in ``device``."""
+    import time
+
+    import ray
+
+    ids = ray.get_gpu_ids()
+    if not ids:
+        return torch.device("cpu"), None
+    device = trial_device(ids) if torch.cuda.is_available() else torch.device("cpu")
+    return device, {"ids": [str(i) for i in ids], "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                    "device": str(device), "node": ray.get_runtime_context().get_node_id(), "start": time.time()}
+
+
+def _gpu_done(gpu: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``gpu`` field of a record (nothing for a CPU-only trial), with its end time."""
+    import time
+
+    return {} if gpu is None else {"gpu": {**gpu, "end": time.time()}}
+
+
 class DriverOnly:
     """Holds driver-side objects (the proposer with its progress bar and tracker).
 
@@ -326,14 +351,14 @@ def stop_stale_local_instances(temp_root: str | Path | None = None, grace: float
 
 
 def _screen_trial(config: dict[str, Any], ctx: SearchContext, objectives: list[str]) -> None:
-    import ray
     from ray import tune
 
     torch.set_num_threads(max(1, int(config["cpus"])))
     record = config["record"]
     if record.get("stage") != "rejected":
-        device = trial_device(ray.get_gpu_ids())
-        record = {**record, **screen_candidate(ctx, record["id"], record["plan"], record["init"], device)}
+        device, gpu = assigned_device()
+        record = {**record, **screen_candidate(ctx, record["id"], record["plan"], record["init"], device),
+                  **_gpu_done(gpu)}
     metrics = dict(zip(objectives, objective_values(record, objectives), strict=True))
     tune.report({**metrics, "record": json.dumps(record)})
 
@@ -344,12 +369,11 @@ def _pack(directory: str | Path) -> dict[str, bytes]:
 
 
 def _train_trial(config: dict[str, Any], ctx: SearchContext, resume_files: dict[str, dict[str, bytes]]) -> None:
-    import ray
     from ray import tune
 
     torch.set_num_threads(max(1, int(config["cpus"])))
     job = config["job"]
-    device = trial_device(ray.get_gpu_ids())
+    device, gpu = assigned_device()
     workdir = Path(tempfile.mkdtemp(prefix="growsearch-trial-"))
     resume = None
     if job.get("resume"):
@@ -377,6 +401,7 @@ def _train_trial(config: dict[str, Any], ctx: SearchContext, resume_files: dict[
     record = train_candidate(ctx, job["id"], job["plan"], job["init"], on_epoch=report, device=device,
                              checkpoint_dir=workdir / "final", until=job.get("until"), resume=resume)
     record.pop("checkpoint", None)  # a worker-local path: the driver keeps Tune's checkpoint instead
+    record.update(_gpu_done(gpu))
     last = record["history"][-1] if record["history"] else {"epoch": 0, "score": float("-inf")}
     final = workdir / "final"
     tune.report({"epoch": float(last["epoch"]), "score": finite_score(float(last["score"])),
