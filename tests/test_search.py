@@ -399,6 +399,33 @@ def test_resume_after_kill_9(tmp_path):
     assert resumed.sort_values("candidate")[key].values.tolist() == fresh.sort_values("candidate")[key].values.tolist()
 
 
+def test_budgeted_resume_after_kill_9(tmp_path):
+    """kill -9 of a budgeted search mid-way (a real process), then --resume: the same
+    leaderboard and the same spend as an uninterrupted run."""
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg = tiny(budget={"full_trainings": 1.5}, candidates=None, training={"epochs": 4, "batch_size": 32})
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "killed"
+    proc = _run_cli(["run", cfg_path, "--out", out])
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / "candidates").glob("c*.json"))) < 4:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "budget.json").exists()  # really interrupted
+    done = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    fresh_out = tmp_path / "fresh"  # uninterrupted, in a process like the killed one's (the same torch threads)
+    fresh = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", fresh_out],
+                           capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr
+    boards = [pd.read_csv(o / "leaderboard.csv").drop(columns=["seconds"]) for o in (out, fresh_out)]
+    assert boards[0].to_csv(index=False) == boards[1].to_csv(index=False)
+    spent = [json.loads((o / "budget.json").read_text())["spent_flops"] for o in (out, fresh_out)]
+    assert spent[0] == spent[1] > 0
+
+
 @pytest.mark.parametrize("name", ["demo", "cnn", "gpt", "multi_objective"])
 def test_example_configs_validate(name):
     from pathlib import Path
