@@ -293,6 +293,11 @@ def resolve_paths(cfg: SearchConfig, folder: Path) -> SearchConfig:
     if not (Path(cfg.space).name == cfg.space and (BUNDLED / cfg.space).exists()):
         cfg.space = near(cfg.space) or cfg.space  # a bare bundled name (mlp.yaml) stays the bundled space
     cfg.base.checkpoint = near(cfg.base.checkpoint)
+    cfg.base.weights = near(cfg.base.weights)
+    for library in ("timm", "torchvision"):  # a saved folder beside the config (a model name stays a name)
+        value = getattr(cfg.base, library)
+        if value and (folder / value).is_dir():
+            setattr(cfg.base, library, near(value))
     if (cfg.dataset and cfg.dataset.endswith((".pt", ".npz"))) or (cfg.dataset and (folder / cfg.dataset).is_dir()):
         cfg.dataset = near(cfg.dataset) or cfg.dataset
     if cfg.base.pretrain is not None and cfg.base.pretrain.dataset.endswith((".pt", ".npz")):
