@@ -37,18 +37,17 @@ def _refuse(model_name: str, layer: str, why: str) -> ConfigError:
 
 
 def trace_groups(model: nn.Module, example: torch.Tensor, model_name: str) -> list[UnitGroup]:
-    """The unit groups of ``model`` (its classifier's outputs excluded), found by tracing one
+    """The unit groups of ``model`` (its outputs excluded), found by tracing one
     forward pass on ``example``; ConfigError naming the layer that cannot be grown."""
     try:
         import torch_pruning as tp
     except ImportError:
         raise ConfigError("traced: torch-pruning is not installed; pip install -e '.[vision]'") from None
     ops = tp.ops
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unwrapped parameters: their pruning dim is read below
         graph = tp.DependencyGraph().build_dependency(model.eval(), example_inputs=example, verbose=False)
-        found = list(graph.get_all_groups(ignored_layers=[head] if isinstance(head, nn.Module) else [],
+        found = list(graph.get_all_groups(ignored_layers=_output_layers(model, example),
                                           root_module_types=(nn.modules.conv._ConvNd, nn.Linear)))
     names = {**{id(p): n for n, p in model.named_parameters()}, **{id(b): n for n, b in model.named_buffers()}}
     modules = {id(m): n for n, m in model.named_modules()}
@@ -64,14 +63,16 @@ def trace_groups(model: nn.Module, example: torch.Tensor, model_name: str) -> li
         for dep, _ in items:
             target, handler = dep.target, dep.handler.__name__
             module, out = target.module, handler == "prune_out_channels"
-            if isinstance(module, (ops._ElementWiseOp, ops._ReshapeOp, ops._OutputOp)):
+            if isinstance(module, (ops._ElementWiseOp, ops._ReshapeOp)):
                 continue
             if isinstance(module, nn.Parameter):
                 producers[(names[id(module)], target.pruning_dim)] = None
                 continue
             layer = modules.get(id(module), type(module).__name__)
             if isinstance(module, (ops._ConcatOp, ops._SplitOp, ops._SliceOp, ops._UnbindOp, ops._ExpandOp)):
-                raise _refuse(model_name, layer, f"concatenates, splits or expands channels of {group_name}")
+                kind = type(module).__name__.strip("_").removesuffix("Op").lower()
+                raise _refuse(model_name, group_name, f"outputs channels that a {kind} (torch.cat, split, slice) "
+                              "places among others: new units would shift them")
             if isinstance(module, nn.modules.conv._ConvNd):
                 if module.transposed:
                     raise _refuse(model_name, layer, "is a transposed convolution")
@@ -106,6 +107,20 @@ def trace_groups(model: nn.Module, example: torch.Tensor, model_name: str) -> li
                               f"the {size} channels of {group_name} (channels flattened or mixed with another axis)")
         groups.append(UnitGroup(group_name, size, tuple(producers), tuple(consumers), tuple(norms), normalized))
     return sorted(groups, key=lambda g: list(modules.values()).index(g.name))
+
+
+def _output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """The layers whose outputs are the model's outputs (its classes: they do not grow)."""
+    outputs: dict[int, nn.Module] = {}
+    hooks = [m.register_forward_hook(lambda m, _, out: outputs.__setitem__(out.data_ptr(), m))
+             for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    try:
+        with torch.no_grad():
+            y = model.eval()(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [outputs[y.data_ptr()]] if y.data_ptr() in outputs else []
 
 
 def resize(model: nn.Module, groups: list[UnitGroup], sizes: dict[str, int]) -> nn.Module:
