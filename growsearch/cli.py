@@ -105,11 +105,14 @@ def _check_images(model, task, source: str) -> None:
 
     try:
         with torch.no_grad():
-            model.eval()(task.x_train[:2])
+            logits = model.eval()(task.x_train[:2])
     except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
         raise ConfigError(f"--dataset: {task.name} inputs of shape {tuple(task.x_train.shape[1:])} do not fit "
                           f"{source} ({str(exc).splitlines()[0][:120]}); allowed: images of the base's input_size") \
             from None
+    if logits.shape[-1] < task.num_classes:
+        raise ConfigError(f"--dataset: {task.name} has {task.num_classes} classes but {source} outputs "
+                          f"{logits.shape[-1]}; allowed: a dataset with at most {logits.shape[-1]} classes")
 
 
 def check_out_dir(out: str | Path, what: str = "--out", protect: tuple[str | Path, ...] = ()) -> None:

@@ -261,18 +261,24 @@ def _digits_npz(path, size: int = 16) -> str:
 
 
 def test_cli_grows_a_timm_folder_and_bad_ones_exit_2(tmp_path, capsys) -> None:
-    cfg = BASES["timm-resnet18"]
+    cfg = VisionConfig("timm", "resnet18", {**RESNET18, "num_classes": 10}, [1, 16, 16])
     save_checkpoint(tmp_path / "base", _trained_looking(cfg), cfg.to_spec())
+    five = BASES["timm-resnet18"]
+    save_checkpoint(tmp_path / "five", _trained_looking(five), five.to_spec())
     data = _digits_npz(tmp_path / "digits16.npz")
     code = main(["grow", f"timm:{tmp_path / 'base'}", "--dataset", data, "--width", "2", "--depth", "1",
                  "--init", "split_signed", "--out", str(tmp_path / "out"), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["max_abs_output_diff"] <= TOL
     assert _rebuild(tmp_path / "out").fc.in_features == 64
+    code = main(["score", f"timm:{tmp_path / 'base'}", "--dataset", data, "--width", "2", "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    assert code == 0 and scored["params"] > report["params_before"] and np.isfinite(scored["manifold_metric"])
     (tmp_path / "empty").mkdir()
     for argv, expected in [
         ([f"timm:{tmp_path / 'empty'}"], "not a folder with timm.json and model.safetensors"),
-        ([f"timm:{tmp_path / 'base'}", "--dataset", "digits"], "input"),
+        ([f"timm:{tmp_path / 'base'}", "--dataset", "digits"], "inputs of shape (8, 8) do not fit"),
+        ([f"timm:{tmp_path / 'five'}", "--dataset", data], "has 10 classes but"),
     ]:
         code = main(["grow", *argv, "--width", "2"])
         err = capsys.readouterr().err.strip()
@@ -329,3 +335,30 @@ def test_search_on_a_timm_vit_through_ray_and_mlflow(tmp_path) -> None:
     logged = mlflow.pytorch.load_model(f"runs:/{parents[0].info.run_id}/best_model")
     x = torch.randn(2, 1, 16, 16)
     assert torch.allclose(logged(x), best(x), atol=1e-5)
+
+
+def test_bad_vision_configs_exit_2_in_one_line_and_write_nothing(tmp_path, capsys) -> None:
+    import yaml
+
+    weights = _weights(tmp_path, BASES["timm-resnet18"])
+    vit_weights = _weights(tmp_path, BASES["timm-vit"], "vit.safetensors")
+    data = _digits_npz(tmp_path / "digits16.npz")
+    cases = {
+        "unknown model name": ({"timm": "resnet1800", "weights": weights, "kwargs": RESNET18},
+                               "timm:resnet1800: unknown model"),
+        "weights that do not match": ({"timm": "resnet18", "weights": weights,
+                                       "kwargs": {**RESNET18, "channels": [8, 16, 16, 64]}},
+                                      "do not match the model: 'fc.weight' has shape (5, 32)"),
+        "an input size the model cannot take": ({"timm": "vit_tiny_patch16_224", "weights": vit_weights,
+                                                 "kwargs": VIT, "input_size": [3, 8, 8]},
+                                                "input_size: [3, 8, 8] cannot go through timm:vit_tiny_patch16_224"),
+        "a missing weights file": ({"timm": "resnet18", "weights": str(tmp_path / "nope.safetensors"),
+                                    "kwargs": RESNET18}, "nope.safetensors does not exist"),
+    }
+    for what, (base, expected) in cases.items():
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"base": base, "dataset": data, "space": "timm_resnet.yaml",
+                                                           "tracking": {"enabled": False}}))
+        code = main(["run", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and expected in err and len(err.splitlines()) == 1, (what, err)
+        assert "Traceback" not in err and not (tmp_path / "out").exists(), what
