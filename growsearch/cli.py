@@ -317,11 +317,18 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     from growsearch.bench.scale import run_scale_benchmark
     from growsearch.checkpoint import write_json
 
-    result = run_scale_benchmark(sizes=tuple(args.sizes), concurrency=tuple(args.concurrency), workers=args.workers,
-                                 cpus_per_node=args.cpus_per_node, memory_budget_gb=args.memory_budget_gb,
+    runs = []
+    for text in args.runs:
+        size, _, concurrent = text.partition("x")
+        if not (size.isdigit() and concurrent.isdigit() and int(size) > 0 and int(concurrent) > 0):
+            raise ConfigError(f"--runs: got {text!r}; allowed: CANDIDATESxCONCURRENT, e.g. 100x8")
+        runs.append((int(size), int(concurrent)))
+    result = run_scale_benchmark(runs=tuple(runs), workers=args.workers, cpus_per_node=args.cpus_per_node,
+                                 memory_budget_gb=args.memory_budget_gb,
                                  server_size=args.server_size or None, faults=not args.no_faults,
                                  gpu=not args.no_gpu, workdir=args.workdir,
-                                 progress=lambda msg: _console().print(msg, markup=False, highlight=False))
+                                 progress=lambda msg: _console().print(msg, markup=False, highlight=False),
+                                 partial=lambda r: write_json(args.out, {**r, "partial": True}))
     result["command"] = "growsearch bench scale " + " ".join(sys.argv[3:])
     write_json(args.out, result)
     for run in result["runs"]:
@@ -904,9 +911,9 @@ def build_parser() -> argparse.ArgumentParser:
         "worker node and the driver (resubmitted with --resume) and pack fractional GPU trials.\n"
         "Concurrencies whose trial processes do not fit in --memory-budget-gb are skipped, with\n"
         "the numbers. Every process started is stopped by its PID; `ray stop` is never called.\n\n"
-        "example:\n  growsearch bench scale --sizes 100 300 1000 --concurrency 8 16 --out docs/results/scale.json")
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000], help="candidates per run")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 64], help="concurrent trials per run")
+        "example:\n  growsearch bench scale --out docs/results/scale.json")
+    p.add_argument("--runs", nargs="+", default=["100x8", "100x16", "300x16", "1000x16", "100x32", "100x64"],
+                   metavar="NxC", help="runs of N candidates with C concurrent trials, in order")
     p.add_argument("--workers", type=int, default=2, help="worker nodes beside the head")
     p.add_argument("--cpus-per-node", type=int, default=32, help="logical CPUs each worker node declares")
     p.add_argument("--memory-budget-gb", type=float, default=8.0,

@@ -65,6 +65,7 @@ def _ray_env() -> dict[str, str]:
     only), no usage stats, no idle workers started ahead of need (each would be a Python
     process of ~100 MB on a box with 2 cores)."""
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_raylet_start_wait_time_s": "300",
             "RAY_prestart_worker_first_driver": "0", "RAY_enable_worker_prestart": "0",
             "PYTHONUNBUFFERED": "1"}
 
@@ -100,6 +101,13 @@ class Node:
         return pids
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class Cluster:
     """A multi-node Ray cluster on 127.0.0.1 started by this benchmark (``with`` tears it down)."""
@@ -113,6 +121,7 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     port: int = 0
     dashboard: int = 0
+    leftover: int = 0  # processes of this cluster still alive after stop()
 
     @property
     def address(self) -> str:
@@ -132,20 +141,29 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def start(self, timeout: float = 180.0) -> Cluster:
-        """Start the head, then the worker nodes; wait until every node is alive and the job
-        server answers."""
+    def start(self, timeout: float = 300.0) -> Cluster:
+        """Start the head, then the worker nodes one at a time (a loaded 2-core machine times
+        out raylets started together); wait until every node is alive and the job server
+        answers. On failure everything started so far is stopped."""
         self.port, self.dashboard = free_port(), free_port()
-        self._start("head", ["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1",
-                             "--dashboard-port", str(self.dashboard), "--include-dashboard", "true",
-                             "--ray-client-server-port", str(free_port()), "--temp-dir", str(self.temp)],
-                    self.head_cpus, 0)
-        self._wait_for_jobs(timeout)
-        for i in range(self.workers):
-            self._start(f"worker{i + 1}", ["--address", f"127.0.0.1:{self.port}"], self.cpus_per_node,
-                        self.gpus_per_node)
-        self.wait_alive(1 + self.workers, timeout)
+        try:
+            self._start("head", ["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1",
+                                 "--dashboard-port", str(self.dashboard), "--include-dashboard", "true",
+                                 "--ray-client-server-port", str(free_port()), "--temp-dir", str(self.temp)],
+                        self.head_cpus, 0)
+            self._wait_for_jobs(timeout)
+            for i in range(self.workers):
+                self.add_worker(f"worker{i + 1}", timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def add_worker(self, name: str, timeout: float = 300.0) -> Node:
+        """Start one more worker node and wait until the cluster counts it alive."""
+        node = self._start(name, ["--address", f"127.0.0.1:{self.port}"], self.cpus_per_node, self.gpus_per_node)
+        self.wait_alive(len(self.nodes), timeout)
+        return node
 
     def _wait_for_jobs(self, timeout: float) -> None:
         import urllib.request
@@ -186,9 +204,14 @@ class Cluster:
     def pids(self) -> list[int]:
         return [pid for node in self.nodes for pid in node.pids()]
 
-    def stop(self) -> None:
+    def stop(self) -> int:
         """Stop every process this cluster started: worker nodes first, then the head
-        (SIGTERM, then SIGKILL after 10 s); nothing else on the machine is touched."""
+        (SIGTERM, then SIGKILL after 10 s); nothing else on the machine is touched. Returns
+        how many of them are still alive afterwards (0), also kept in ``leftover``."""
+        started = []
+        for pid in self.pids():
+            with contextlib.suppress(psutil.Error):
+                started.append(psutil.Process(pid))
         for node in reversed(self.nodes):
             procs = []
             for pid in node.pids():
@@ -205,6 +228,8 @@ class Cluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.proc.wait(timeout=10)
         self.nodes.clear()
+        self.leftover = sum(1 for p in started if _alive(p))
+        return self.leftover
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -310,16 +335,56 @@ class DriverWatch:
         self._thread.join()
 
 
+def start_job(cluster: Cluster, cfg_path: Path, out: Path, resume: bool = False) -> str:
+    """``ray job submit --no-wait --address http://127.0.0.1:PORT -- python -m growsearch.cli
+    run CFG --out OUT [--resume]`` (the recipe of examples/ray_cluster/); the job's id."""
+    job_id = f"growsearch-{out.parent.name}-{int(time.time() * 1000)}"
+    cmd = ["ray", "job", "submit", "--no-wait", "--submission-id", job_id, "--address", cluster.address, "--",
+           sys.executable, "-m", "growsearch.cli", "run", str(cfg_path), "--out", str(out),
+           *(["--resume"] if resume else [])]
+    done = subprocess.run(cmd, env=_ray_env(), capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"ray job submit failed: {(done.stdout + done.stderr)[-2000:]}")
+    return job_id
+
+
+def job_status(cluster: Cluster, job_id: str) -> str | None:
+    """The job's status from the job server's REST API (None when it does not answer)."""
+    import urllib.request
+
+    with contextlib.suppress(OSError, ValueError), \
+            urllib.request.urlopen(f"{cluster.address}/api/jobs/{job_id}", timeout=30) as r:
+        return json.loads(r.read()).get("status")
+    return None
+
+
+def wait_job(cluster: Cluster, job_id: str, timeout: float = 3600.0) -> dict[str, Any]:
+    """Poll the job's status every 2 s until it ends (tailing its logs over a websocket, as a
+    plain ``ray job submit`` does, drops on a loaded machine): its ``status`` (SUCCEEDED,
+    FAILED, STOPPED) and ``logs``."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while (status := job_status(cluster, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} still running after {timeout:.0f} s")
+        time.sleep(2.0)
+    logs = ""
+    with contextlib.suppress(OSError, ValueError), \
+            urllib.request.urlopen(f"{cluster.address}/api/jobs/{job_id}/logs", timeout=30) as r:
+        logs = json.loads(r.read()).get("logs", "")
+    return {"status": status, "logs": logs}
+
+
 def submit(cluster: Cluster, cfg_path: Path, out: Path, resume: bool = False,
-           timeout: float = 3600.0, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    """``ray job submit --address http://127.0.0.1:PORT -- python -m growsearch.cli run CFG --out OUT``
-    (the recipe of examples/ray_cluster/); ``wait=False`` returns the running ``ray job submit``."""
-    cmd = ["ray", "job", "submit", "--address", cluster.address, "--", sys.executable, "-m", "growsearch.cli",
-           "run", str(cfg_path), "--out", str(out), *(["--resume"] if resume else [])]
-    if not wait:
-        return subprocess.Popen(cmd, env=_ray_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    return subprocess.run(cmd, env=_ray_env(), capture_output=True, text=True, timeout=timeout)
+           timeout: float = 3600.0) -> dict[str, Any]:
+    """Submit the search as a Ray job and wait for it (:func:`start_job`, :func:`wait_job`)."""
+    return wait_job(cluster, start_job(cluster, cfg_path, out, resume), timeout)
+
+
+def _worker_logs(cluster: Cluster) -> int:
+    """Python worker processes the cluster has started so far (one log file each)."""
+    return len(list(cluster.temp.glob("session_latest/logs/python-core-worker-*.log")))
 
 
 def _size(path: Path) -> int:
@@ -393,6 +458,7 @@ class MemoryWatch:
         self.cluster, self.interval, self.floor = cluster, interval, floor_gb * 2**30
         self.peak_total = self.peak_worker = 0
         self.peak_workers = 0  # trial processes alive at once
+        self.at_peak: dict[str, list[float]] = {}  # process title -> [count, MB] when the total peaked
         self.low_memory = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -400,18 +466,25 @@ class MemoryWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             total = workers = 0
+            parts: dict[str, list[float]] = {}
             for pid in self.cluster.pids():
                 try:
                     p = psutil.Process(pid)
                     uss = p.memory_full_info().uss
                     name = p.name()
+                    if name.startswith("python"):  # the driver and Ray's own Python daemons: by what they run
+                        name = " ".join(p.cmdline()[1:4])[-60:]
                 except psutil.Error:
                     continue
                 total += uss
+                part = parts.setdefault(name, [0, 0.0])
+                part[0] += 1
+                part[1] += uss / 2**20
                 if is_trial_process(name) and uss > TORCH_WORKER_BYTES:
                     self.peak_worker = max(self.peak_worker, uss)
                     workers += 1
-            self.peak_total = max(self.peak_total, total)
+            if total > self.peak_total:
+                self.peak_total, self.at_peak = total, parts
             self.peak_workers = max(self.peak_workers, workers)
             if psutil.virtual_memory().available < self.floor:
                 self.low_memory = True
@@ -445,13 +518,14 @@ def measure_run(cluster: Cluster, work: Path, candidates: int, concurrent: int,
     """One measured search, submitted as a Ray job; its figures (see the module docstring)."""
     cfg_path = write_inputs(work, candidates, concurrent, tracking_uri=tracking_uri)
     out = work / "out"
+    workers_before = _worker_logs(cluster)
     submitted = time.time()
     with DriverWatch(out) as driver, MemoryWatch(cluster) as memory:
         job = submit(cluster, cfg_path, out)
     wall = time.time() - submitted
-    if job.returncode != 0 or memory.low_memory:
-        raise RuntimeError(f"the job failed (exit {job.returncode}, low memory: {memory.low_memory}): "
-                           f"{(job.stdout + job.stderr)[-3000:]}")
+    if job["status"] != "SUCCEEDED" or memory.low_memory:
+        raise RuntimeError(f"the job ended {job['status']} (low memory: {memory.low_memory}): "
+                           f"{job['logs'][-3000:]}")
     records = _records(out)
     screened = [r for r in records if "screen_seconds" in r]
     screen_work = sum(r["screen_seconds"] for r in screened)
@@ -486,6 +560,9 @@ def measure_run(cluster: Cluster, work: Path, candidates: int, concurrent: int,
         "mlflow_calls": timing.get("calls"),
         "cluster_peak_uss_mb": memory.peak_total / 2**20, "trial_worker_peak_uss_mb": memory.peak_worker / 2**20,
         "trial_workers_at_once": memory.peak_workers,
+        "worker_processes_started": _worker_logs(cluster) - workers_before,
+        "cluster_at_peak": {k: [int(c), round(mb)] for k, (c, mb) in
+                            sorted(memory.at_peak.items(), key=lambda kv: -kv[1][1])[:12]},
         "last_record_seconds": max(ends) - submitted if ends else None,
         "outcome": check_outcome(out, candidates, uri if tracking_uri else None),
     }
@@ -511,11 +588,11 @@ def _trial_processes(node: Node) -> int:
     return busy
 
 
-def _wait_until(check: Any, proc: subprocess.Popen, timeout: float, what: str) -> None:
+def _wait_until(check: Any, cluster: Cluster, job_id: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        if proc.poll() is not None:
-            raise RuntimeError(f"the job ended before {what}: {proc.stdout.read()[-3000:] if proc.stdout else ''}")
+        if job_status(cluster, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"):
+            raise RuntimeError(f"the job ended before {what}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.2)
@@ -537,24 +614,24 @@ def node_loss(cluster: Cluster, work: Path, candidates: int, concurrent: int, at
     once, the killed trials retried on the other nodes (``retries`` in their records)."""
     cfg_path = write_inputs(work, candidates, concurrent, max_failures=2)
     out = work / "out"
-    proc = submit(cluster, cfg_path, out, wait=False)
+    job_id = start_job(cluster, cfg_path, out)
     workers = cluster.nodes[1:]
     _wait_until(lambda: _screened_count(out) >= at * candidates and any(_trial_processes(n) for n in workers),
-                proc, timeout, "screening trials on a worker node")
+                cluster, job_id, timeout, "screening trials on a worker node")
     victim = max(workers, key=_trial_processes)
     in_flight = _trial_processes(victim)
     screened_before = _screened_count(out)
     killed = victim.kill()
     cluster.nodes.remove(victim)
-    output, _ = proc.communicate(timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the job did not survive the node loss (exit {proc.returncode}): {output[-3000:]}")
+    job = wait_job(cluster, job_id, timeout)
+    if job["status"] != "SUCCEEDED":
+        raise RuntimeError(f"the job did not survive the node loss ({job['status']}): {job['logs'][-3000:]}")
     records = _records(out)
     return {"fault": f"worker node {victim.name} killed (SIGKILL to its {len(killed)} processes) with "
                      f"{in_flight} trial process(es) on it, after {screened_before} of {candidates} candidates",
             "trial_processes_killed": in_flight, "screened_before_kill": screened_before,
             "retried_candidates": sum(1 for r in records if r.get("retries")),
-            "max_failures": 2, "job_exit": proc.returncode, **check_outcome(out, candidates),
+            "max_failures": 2, "job": job["status"], **check_outcome(out, candidates),
             "leaderboard": leaderboard_rows(out)}
 
 
@@ -565,22 +642,22 @@ def driver_loss(cluster: Cluster, work: Path, candidates: int, concurrent: int, 
     leaderboard rows returned for comparison with an uninterrupted run."""
     cfg_path = write_inputs(work, candidates, concurrent, max_failures=2)
     out = work / "out"
-    proc = submit(cluster, cfg_path, out, wait=False)
-    _wait_until(lambda: _screened_count(out) >= at * candidates, proc, timeout, "the driver screening")
+    job_id = start_job(cluster, cfg_path, out)
+    _wait_until(lambda: _screened_count(out) >= at * candidates, cluster, job_id, timeout, "the driver screening")
     driver = find_driver(out)
     if driver is None:
         raise RuntimeError("the job's driver process was not found")
     screened_before = _screened_count(out)
     os.kill(driver.pid, signal.SIGKILL)
-    proc.communicate(timeout=timeout)
+    killed = wait_job(cluster, job_id, timeout)
     leaderboard_after_kill = (out / "leaderboard.csv").exists()
     resumed = submit(cluster, cfg_path, out, resume=True, timeout=timeout)
-    if resumed.returncode != 0:
-        raise RuntimeError(f"the resumed job failed (exit {resumed.returncode}): {resumed.stdout[-3000:]}")
+    if resumed["status"] != "SUCCEEDED":
+        raise RuntimeError(f"the resumed job ended {resumed['status']}: {resumed['logs'][-3000:]}")
     return {"fault": f"driver (pid {driver.pid}) killed with SIGKILL after {screened_before} of {candidates} "
                      "candidates, job resubmitted with --resume",
-            "screened_before_kill": screened_before, "killed_job_exit": proc.returncode,
-            "leaderboard_after_kill": leaderboard_after_kill, "resumed_job_exit": resumed.returncode,
+            "screened_before_kill": screened_before, "killed_job": killed["status"],
+            "leaderboard_after_kill": leaderboard_after_kill, "resumed_job": resumed["status"],
             **check_outcome(out, candidates), "leaderboard": leaderboard_rows(out)}
 
 
@@ -594,9 +671,9 @@ def run_faults(candidates: int = 40, concurrent: int = 4, workers: int = 2, cpus
     start = time.perf_counter()
     with Cluster(workers=workers, cpus_per_node=cpus_per_node) as cluster:
         node = node_loss(cluster, work / "node-loss", candidates, concurrent)
-        cluster._start(f"worker{workers + 1}", ["--address", f"127.0.0.1:{cluster.port}"], cpus_per_node, 0)
-        cluster.wait_alive(1 + workers)
+        cluster.add_worker(f"worker{workers + 1}")
         driver = driver_loss(cluster, work / "driver-loss", candidates, concurrent)
+    node["leftover_processes"] = cluster.leftover
     driver["identical_to_uninterrupted"] = driver.pop("leaderboard") == node.pop("leaderboard")
     return {"candidates": candidates, "concurrent_trials": concurrent, "nodes": 1 + workers,
             "cpus_per_node": cpus_per_node, "node_loss": node, "driver_loss": driver,
@@ -626,8 +703,8 @@ def gpu_packing(candidates: int = 16, concurrent: int = 8, gpus_per_trial: float
     out = work / "out"
     with Cluster(workers=workers, cpus_per_node=32, gpus_per_node=1) as cluster:
         job = submit(cluster, cfg_path, out)
-    if job.returncode != 0:
-        raise RuntimeError(f"the job failed (exit {job.returncode}): {(job.stdout + job.stderr)[-3000:]}")
+    if job["status"] != "SUCCEEDED":
+        raise RuntimeError(f"the job ended {job['status']}: {job['logs'][-3000:]}")
     records = [r for r in _records(out) if r.get("stage") not in ("rejected", None)]
     per_gpu: dict[str, list[tuple[float, float]]] = {}
     for r in records:
@@ -643,6 +720,7 @@ def gpu_packing(candidates: int = 16, concurrent: int = 8, gpus_per_trial: float
                                                                               default=0),
             "cuda_visible_devices_match": visible_ok,
             "devices": sorted({r["gpu"]["device"] for r in records if r.get("gpu")}),
+            "leftover_processes": cluster.leftover,
             **check_outcome(out, candidates)}
 
 
@@ -690,14 +768,22 @@ def stop_process_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_scale_benchmark(sizes: tuple[int, ...] = (100, 300, 1000), concurrency: tuple[int, ...] = (8, 32, 64),
-                        workers: int = 2, cpus_per_node: int = 32, memory_budget_gb: float = 8.0,
+#: The runs of the full benchmark, (candidates, concurrent trials): growth from 100 to 1,000
+#: candidates at 16 concurrent trials (the most whose processes fit in 8 GB here), 100 at 8,
+#: 32 and 64 (skipped, with the numbers, where they do not fit).
+DEFAULT_RUNS = ((100, 8), (100, 16), (300, 16), (1000, 16), (100, 32), (100, 64))
+
+
+def run_scale_benchmark(runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS, workers: int = 2, cpus_per_node: int = 32,
+                        memory_budget_gb: float = 8.0,
                         server_size: int | None = 100, faults: bool = True, gpu: bool = True,
-                        workdir: str | Path | None = None, progress: Any = print) -> dict[str, Any]:
-    """Every (size, concurrency) run whose trial processes fit in ``memory_budget_gb`` (the
-    first run measures one trial process; the others are skipped with the numbers), one run
-    against a real ``mlflow server`` (``server_size`` candidates at the smallest concurrency),
-    then the faults and the fractional-GPU packing, each on a cluster of its own."""
+                        workdir: str | Path | None = None, progress: Any = print,
+                        partial: Any = None) -> dict[str, Any]:
+    """Every ``(candidates, concurrent trials)`` run whose trial processes fit in
+    ``memory_budget_gb`` (the first run measures one trial process; the others are skipped
+    with the numbers), one run against a real ``mlflow server`` (``server_size`` candidates
+    at the first run's concurrency), then the faults and the fractional-GPU packing, each on
+    a cluster of its own. ``partial(result)`` is called after each part (to save what is done)."""
     work = Path(workdir or tempfile.mkdtemp(prefix="growsearch-scale-"))
     start = time.perf_counter()
     result: dict[str, Any] = {
@@ -706,29 +792,30 @@ def run_scale_benchmark(sizes: tuple[int, ...] = (100, 300, 1000), concurrency: 
         "memory_budget_gb": memory_budget_gb, "runs": [], "skipped": []}
     with Cluster(workers=workers, cpus_per_node=cpus_per_node) as cluster:
         worker_mb = base_mb = None
-        for concurrent in sorted(concurrency):
-            for size in sorted(sizes):
-                if worker_mb is not None and not fits(concurrent, worker_mb, base_mb, memory_budget_gb):
-                    result["skipped"].append({
-                        "candidates": size, "concurrent_trials": concurrent,
-                        "reason": f"{concurrent} trial processes x {worker_mb:.0f} MB + {base_mb:.0f} MB of cluster "
-                                  f"and driver = {(base_mb + concurrent * worker_mb) / 1024:.1f} GB > the "
-                                  f"{memory_budget_gb:g} GB budget"})
-                    progress(f"skipped {size} x {concurrent}: {result['skipped'][-1]['reason']}")
-                    continue
-                progress(f"run: {size} candidates, {concurrent} concurrent trials")
-                run = measure_run(cluster, work / f"run-{size}x{concurrent}", size, concurrent)
-                run["load_average_after"] = os.getloadavg()
-                result["runs"].append(run)
-                progress(json.dumps({k: v for k, v in run.items() if k != "outcome"}))
-                if worker_mb is None:
-                    worker_mb = run["trial_worker_peak_uss_mb"]
-                    base_mb = run["cluster_peak_uss_mb"] - run["trial_workers_at_once"] * worker_mb \
-                        + run["driver_peak_rss_mb"]
-                    result["trial_worker_uss_mb"], result["cluster_base_uss_mb"] = worker_mb, base_mb
-                    result["largest_concurrency_that_fits"] = int((memory_budget_gb * 1024 - base_mb) // worker_mb)
+        for size, concurrent in runs:
+            if worker_mb is not None and not fits(concurrent, worker_mb, base_mb, memory_budget_gb):
+                result["skipped"].append({
+                    "candidates": size, "concurrent_trials": concurrent,
+                    "reason": f"{concurrent} trial processes x {worker_mb:.0f} MB + {base_mb:.0f} MB of cluster "
+                              f"and driver = {(base_mb + concurrent * worker_mb) / 1024:.1f} GB > the "
+                              f"{memory_budget_gb:g} GB budget"})
+                progress(f"skipped {size} x {concurrent}: {result['skipped'][-1]['reason']}")
+                continue
+            progress(f"run: {size} candidates, {concurrent} concurrent trials")
+            run = measure_run(cluster, work / f"run-{size}x{concurrent}", size, concurrent)
+            run["load_average_after"] = os.getloadavg()
+            result["runs"].append(run)
+            if partial:
+                partial(result)
+            progress(json.dumps({k: v for k, v in run.items() if k != "outcome"}))
+            if worker_mb is None:
+                worker_mb = run["trial_worker_peak_uss_mb"]
+                # the driver runs inside the cluster (under the job supervisor): counted in the peak
+                base_mb = run["cluster_peak_uss_mb"] - run["trial_workers_at_once"] * worker_mb
+                result["trial_worker_uss_mb"], result["cluster_base_uss_mb"] = worker_mb, base_mb
+                result["largest_concurrency_that_fits"] = int((memory_budget_gb * 1024 - base_mb) // worker_mb)
         if server_size:
-            concurrent = min(concurrency)
+            concurrent = runs[0][1]
             server, uri = start_mlflow_server(work / "mlflow-server")
             try:
                 progress(f"run: {server_size} candidates, {concurrent} concurrent, mlflow server {uri}")
@@ -741,9 +828,154 @@ def run_scale_benchmark(sizes: tuple[int, ...] = (100, 300, 1000), concurrency: 
     if faults:
         progress("faults: node loss, driver loss")
         result["faults"] = run_faults(workdir=work / "faults")
+        if partial:
+            partial(result)
     if gpu:
         progress("fractional GPUs")
         result["gpu"] = gpu_packing(workdir=work / "gpu")
     result["seconds"] = time.perf_counter() - start
     result["workdir"] = str(work)
     return result
+
+
+# -- rendering (growsearch bench table) --------------------------------------------------------
+TIMES, MINUS = "\u00d7", "\u2212"  # for the markdown (ruff's RUF001 flags them as literals)
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``bench scale`` results (e.g. the 1,000-candidate run measured apart) as one:
+    the first's machine, faults and GPU parts, everyone's runs and skips, every command."""
+    merged = {**results[0], "runs": [r for res in results for r in res["runs"]],
+              "skipped": [s for res in results for s in res.get("skipped", [])],
+              "command": " && ".join(res.get("command", "growsearch bench scale") for res in results)}
+    for res in results[1:]:
+        for key in ("faults", "gpu", "trial_worker_uss_mb", "cluster_base_uss_mb", "largest_concurrency_that_fits"):
+            merged.setdefault(key, res.get(key))
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _growth_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SQLite runs at the concurrency measured at the most sizes: the growth series."""
+    runs = [r for r in result["runs"] if r["tracking"] == "sqlite"]
+    if not runs:
+        return []
+    by_concurrency: dict[int, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_concurrency.setdefault(r["concurrent_trials"], []).append(r)
+    return sorted(max(by_concurrency.values(), key=len), key=lambda r: r["candidates"])
+
+
+def growth_factors(result: dict[str, Any]) -> dict[str, float]:
+    """Per-candidate cost at the largest size over the smallest, of the growth series (1.0:
+    linear total cost; above 1: the total grows faster than linearly)."""
+    runs = _growth_runs(result)
+    if len(runs) < 2:
+        return {}
+    small, large = runs[0], runs[-1]
+    keys = ("driver_cpu_ms_per_candidate", "journal_bytes_per_candidate", "mlflow_bytes_per_candidate",
+            "ledger_bytes_per_candidate", "mlflow_ms_per_child_run")
+    return {k: large[k] / small[k] for k in keys if small.get(k) and large.get(k) is not None}
+
+
+def scale_table(result: dict[str, Any]) -> list[str]:
+    """The markdown section of a ``growsearch bench scale`` result."""
+    m = result["machine"]
+    lines = ["## Scale: hundreds of candidates on a multi-node Ray cluster", "",
+             f"`{result.get('command', 'growsearch bench scale')}` — a head and worker nodes started with "
+             f"`ray start` on 127.0.0.1 (each worker declaring {result['runs'][0]['cpus_per_node']} logical CPUs and "
+             "4 `accel`), searches submitted with `ray job submit -- growsearch run` (tiny trials: an MLP on digits, "
+             "a two-step screen, 4 training steps of 4 promoted candidates), on a machine of "
+             f"{m['cpus']} cores and {m['memory_gb']:.0f} GB **shared with other work** (load average "
+             f"{m['load_average_at_start'][0]:.1f} at the start: every time below was measured under contention). "
+             f"Orchestration = screening wall {MINUS} trial work / slots; driver = the job's `growsearch run` "
+             "process.", "",
+             f"| candidates {TIMES} concurrent | store | cand./min orchestration | cand./min (driver CPU bound) "
+             "| driver CPU / cand. | driver peak RSS | journal / cand. | MLflow store / cand. | MLflow / child run "
+             "| first screened | lost / dup. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        store = "—" if r["mlflow_bytes_per_candidate"] is None else f"{r['mlflow_bytes_per_candidate'] / 1024:.0f} KB"
+        o = r["outcome"]
+        lines.append(f"| {r['candidates']} {TIMES} {r['concurrent_trials']} | {r['tracking']} "
+                     f"| {r['candidates_per_min_orchestration']:.0f} | {r['candidates_per_min_driver_cpu']:.0f} "
+                     f"| {r['driver_cpu_ms_per_candidate']:.0f} ms | {r['driver_peak_rss_mb']:.0f} MB "
+                     f"| {r['journal_bytes_per_candidate'] / 1024:.1f} KB | {store} "
+                     f"| {r['mlflow_ms_per_child_run']:.0f} ms | {r['first_screened_seconds_from_submit']:.0f} s "
+                     f"| {o['lost']} / {o['duplicated'] + o['mlflow_duplicated']} |")
+    lines.append("")
+    for s in result.get("skipped", []):
+        lines.append(f"- not run: {s['candidates']} {TIMES} {s['concurrent_trials']}: {s['reason']}.")
+    if "trial_worker_uss_mb" in result:
+        lines.append(f"- one trial process (a Ray worker that imported torch and screened) holds "
+                     f"{result['trial_worker_uss_mb']:.0f} MB of its own memory; the cluster's other processes "
+                     f"and the driver {result['cluster_base_uss_mb']:.0f} MB: at most "
+                     f"{result['largest_concurrency_that_fits']} concurrent trials fit in "
+                     f"{result['memory_budget_gb']:g} GB.")
+    factors = growth_factors(result)
+    if factors:
+        runs = _growth_runs(result)
+        lines.append(f"- growth {runs[0]['candidates']} → {runs[-1]['candidates']} candidates (per-candidate cost at "
+                     "the largest size / at the smallest; 1.0 = linear): "
+                     + ", ".join(f"{k.replace('_', ' ')} {TIMES}{v:.2f}" for k, v in factors.items())
+                     + ". Figure: `docs/scale.png`.")
+    lines.append("")
+    faults = result.get("faults")
+    if faults:
+        n, d = faults["node_loss"], faults["driver_loss"]
+        lines += [f"Faults ({faults['nodes']} nodes, {faults['candidates']} candidates, "
+                  f"{faults['concurrent_trials']} concurrent, {faults['seconds']:.0f} s):", "",
+                  "| fault | lost | duplicated | MLflow children = leaderboard | retried | identical after resume |",
+                  "|---|---|---|---|---|---|",
+                  f"| {n['fault']} | {n['lost']} | {n['duplicated'] + n['mlflow_duplicated']} | {n['mlflow_match']} "
+                  f"| {n['retried_candidates']} candidate(s) (max_failures {n['max_failures']}) | — |",
+                  f"| {d['fault']} | {d['lost']} | {d['duplicated'] + d['mlflow_duplicated']} | {d['mlflow_match']} "
+                  f"| — | {d['identical_to_uninterrupted']} |", ""]
+    gpu = result.get("gpu")
+    if gpu:
+        lines += [f"Fractional GPUs: {gpu['candidates']} candidates, `gpus_per_trial: {gpu['gpus_per_trial']}`, "
+                  f"{gpu['concurrent_trials']} concurrent, {gpu['nodes'] - 1} worker nodes declaring "
+                  f"`--num-gpus {gpu['gpus_per_node']}` (no GPU on the machine): {gpu['trials_with_a_gpu']} of "
+                  f"{gpu['trials']} trials held a GPU share, CUDA_VISIBLE_DEVICES matched Ray's assignment: "
+                  f"{gpu['cuda_visible_devices_match']}, {gpu['gpus_used']} GPU(s) used, at most "
+                  f"{gpu['most_trials_on_one_gpu_at_once']} trials on one GPU at once, devices {gpu['devices']} "
+                  "(the CPU fallback).", ""]
+    return lines
+
+
+def scale_figure(result: dict[str, Any], path: Path) -> Path | None:
+    """Cost vs candidates (the growth series): per-candidate driver CPU, peak driver memory,
+    journal and MLflow bytes per candidate, MLflow time per child run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = _growth_runs(result)
+    if len(runs) < 2:
+        return None
+    xs = [r["candidates"] for r in runs]
+    panels = [("driver CPU per candidate (ms)", [r["driver_cpu_ms_per_candidate"] for r in runs]),
+              ("driver peak RSS (MB)", [r["driver_peak_rss_mb"] for r in runs]),
+              ("bytes per candidate (KB)", None),
+              ("MLflow time per child run (ms)", [r["mlflow_ms_per_child_run"] for r in runs])]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, (title, ys) in zip(axes, panels, strict=True):
+        if ys is None:
+            for key, label in (("journal_bytes_per_candidate", "Optuna journal"),
+                               ("mlflow_bytes_per_candidate", "MLflow store"),
+                               ("records_bytes_per_candidate", "records"),
+                               ("ledger_bytes_per_candidate", "MLflow ledger")):
+                ax.plot(xs, [r[key] / 1024 for r in runs], marker="o", label=label)
+            ax.legend(fontsize=7)
+        else:
+            ax.plot(xs, ys, marker="o")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("candidates")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+    fig.suptitle(f"growsearch on a {runs[0]['nodes']}-node Ray cluster, {runs[0]['concurrent_trials']} concurrent "
+                 "trials: cost vs candidates (flat = linear total)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -19,6 +19,13 @@ of the full curve, and each strategy can be replayed on the recorded curves:
   the metric's cost) --, promote the top k, ASHA over them, best score first.
 * ``random_and_early_stopping``: k random candidates, ASHA over them: what pruning earns
   without a surrogate.
+* ``budgeted_manifold``, ``budgeted_params``, ``budgeted_no_surrogate``: growsearch's budgeted
+  search (``budget:``; ``surrogate: manifold``, ``params`` and ``none``), the real
+  :class:`~growsearch.search.budget.BudgetedSearch` run on the recorded screens and curves
+  (:mod:`growsearch.bench.budget_replay`), seeded with the pool's seed: one search given the
+  regret budget (its regret) and one given train-all's compute (its compute to target).
+  Replayed by ``--replay FILE --budgeted`` (and ``--rescore``); a plain ``--replay`` keeps the
+  recorded figures of these strategies (they do not depend on the random orders).
 
 The pools list their candidates in ascending size, an order no user picks on purpose, and
 ASHA's decisions depend on the order trainings reach a rung. So everything that depends on
@@ -67,6 +74,7 @@ from typing import Any
 import torch
 
 from growsearch.bench import stats
+from growsearch.bench.budget_replay import BUDGETED, BudgetContext, pool_context, replay_budgeted
 from growsearch.bench.pools import Pool
 from growsearch.bench.predictors import pool_base_model, pretrain_base
 from growsearch.data import load_dataset
@@ -81,7 +89,7 @@ from growsearch.train import task_score, train
 SEEDS = (0, 1, 2)
 SURROGATES = ("manifold", "params", "naswot", "short_training")
 STRATEGIES = ("train_all", "random_k", "early_stopping_only", "random_and_early_stopping",
-              *(f"surrogate_{name}_and_early_stopping" for name in SURROGATES))
+              *(f"surrogate_{name}_and_early_stopping" for name in SURROGATES), *BUDGETED)
 FIGURES = ("compute_to_target", "compute_to_target_vs_train_all", "seconds_to_target", "total_compute",
            "regret_at_budget")
 #: figures of the strategies averaged over random orders only
@@ -235,7 +243,7 @@ def _over_orders(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fraction: float = 0.25,
                       grace: int = 2, eta: int = 3, budget_fraction: float = 0.25, draws: int = 500,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, budget_ctx: BudgetContext | None = None) -> dict[str, Any]:
     """Every strategy replayed on one seed's measured curves.
 
     Whatever depends on the order candidates are taken in -- train-all's and ASHA's order,
@@ -243,7 +251,8 @@ def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fra
     promoted and trained first -- is averaged over the same ``draws`` random orders
     (:func:`random_orders` from ``seed``): a proposal order (in the pools, ascending size) is
     no order a user would pick on purpose. A surrogate orders its promoted candidates by
-    its score, best first; only ties fall back on the random order."""
+    its score, best first; only ties fall back on the random order. With ``budget_ctx`` the
+    budgeted search's strategies (:data:`~growsearch.bench.budget_replay.BUDGETED`) too."""
     curves = [c["curve"] for c in candidates]
     finals = [c[-1]["test_score"] for c in curves]
     best = max(finals)
@@ -291,6 +300,10 @@ def replay_strategies(candidates: list[dict[str, Any]], epochs: int, promote_fra
         "reach_rate_within_k": sum(r["compute_to_target"] is not None for r in runs) / draws,
         "total_compute": statistics.mean(r["total_compute"] for r in runs),
         "picked_within_budget": _mean_or_none([r["picked_within_budget"] for r in runs]), "draws": draws}
+    if budget_ctx is not None:
+        for name, surrogate in BUDGETED.items():
+            strategies[name] = replay_budgeted(candidates, budget_ctx, epochs, surrogate, seed, grace, eta, target,
+                                               budget, all_cost)
     for s in strategies.values():
         s["regret_at_budget"] = None if s["picked_within_budget"] is None else best - s["picked_within_budget"]
         for fig in ("compute_to_target", "compute_to_target_when_reached"):
@@ -315,7 +328,7 @@ def _summary(per_seed: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
     """Mean over seeds of each figure (None if some seed never reached the target) and its (min, max)."""
     means: dict[str, dict[str, Any]] = {}
     spread: dict[str, dict[str, Any]] = {}
-    for name in STRATEGIES:
+    for name in (n for n in STRATEGIES if n in per_seed[0]["strategies"]):  # budgeted ones: when replayed
         means[name], spread[name] = {}, {}
         first = per_seed[0]["strategies"][name]
         for fig in (*FIGURES, *(f for f in ORDER_FIGURES if f in first)):
@@ -340,16 +353,17 @@ def _summary(per_seed: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
 
 def _replay_seed(seed: int, candidates: list[dict[str, Any]], sizes: Sequence[int], cap: int, epochs: int,
                  promote_fraction: float, grace: int, eta: int, budget_fraction: float,
-                 draws: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                 draws: int, budget_ctx: BudgetContext | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """One seed's replays, on the whole pool and under ``cap``: its ``per_seed`` entries."""
     capped = [c for c, size in zip(candidates, sizes, strict=True) if size <= cap]
-    replay = replay_strategies(candidates, epochs, promote_fraction, grace, eta, budget_fraction, draws, seed)
+    replay = replay_strategies(candidates, epochs, promote_fraction, grace, eta, budget_fraction, draws, seed,
+                               budget_ctx)
     whole = {"seed": seed, **replay,
              # curves kept: a changed strategy can be replayed without training again (replay_result)
              "candidates": [{**c, "final_val": c["curve"][-1]["score"], "final_test": c["curve"][-1]["test_score"]}
                             for c in candidates]}
     under = {"seed": seed, **replay_strategies(capped, epochs, promote_fraction, grace, eta, budget_fraction, draws,
-                                               seed),
+                                               seed, budget_ctx),
              "candidates": [c["name"] for c in capped]}
     return whole, under
 
@@ -379,9 +393,11 @@ def _assemble(name: str, n: int, seeds: Sequence[int], sizes: Sequence[int], cap
 
 def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int = 2, eta: int = 3,
                          budget_fraction: float = 0.25, draws: int = 500, seeds: Sequence[int] = SEEDS,
-                         max_params: int | None = None, progress: Any = None) -> dict[str, Any]:
+                         max_params: int | None = None, progress: Any = None,
+                         budgeted: bool = False) -> dict[str, Any]:
     """The search benchmark on ``pool`` (see the module docstring); a JSON-ready dict with the
-    whole pool's figures at the top level and the binding budget's under ``budget``."""
+    whole pool's figures at the top level and the binding budget's under ``budget``.
+    ``budgeted``: the budgeted search's strategies too."""
     start = time.perf_counter()
     torch.set_num_threads(1)
     n = len(pool.candidates())
@@ -394,11 +410,12 @@ def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int 
     if sum(p <= cap for p in sizes) < 2:
         raise ConfigError(f"max_params: {cap} leaves {sum(p <= cap for p in sizes)} candidate(s) of {pool.name} "
                           f"(sizes {min(sizes)}..{max(sizes)}); allowed: a budget that at least two candidates fit")
+    budget_ctx = pool_context(pool) if budgeted else None
     per_seed, per_seed_capped = [], []
     for j, seed in enumerate(seeds):
         candidates = measure_candidates(pool, base, spec, seed, progress, j * n, n * len(seeds))
         whole, under = _replay_seed(seed, candidates, sizes, cap, pool.recipe.epochs, promote_fraction, grace, eta,
-                                    budget_fraction, draws)
+                                    budget_fraction, draws, budget_ctx)
         per_seed.append(whole)
         per_seed_capped.append(under)
     return {**_assemble(pool.name, n, seeds, sizes, cap, max_params is None, per_seed, per_seed_capped,
@@ -406,12 +423,16 @@ def run_search_benchmark(pool: Pool, promote_fraction: float = 0.25, grace: int 
             "seconds": time.perf_counter() - start}
 
 
-def replay_result(result: dict[str, Any], draws: int | None = None, command: str | None = None) -> dict[str, Any]:
+def replay_result(result: dict[str, Any], draws: int | None = None, command: str | None = None,
+                  budget_ctx: BudgetContext | None = None) -> dict[str, Any]:
     """``result`` (a ``bench search`` JSON) with every strategy replayed again on its recorded
     curves -- no training: the candidates, their curves and the budget's cap are kept, the
     strategies' figures recomputed with this version's replay. ``draws``: the number of
-    random orders (default: the one ``result`` used). The returned dict records the replay
-    under ``replayed`` (``command``, and the command that measured the curves)."""
+    random orders (default: the one ``result`` used). ``budget_ctx`` (the pool's, see
+    :func:`~growsearch.bench.budget_replay.pool_context`): the budgeted search's strategies
+    are replayed too; without it, those ``result`` holds are kept as recorded. The returned
+    dict records the replay under ``replayed`` (``command``, and the command that measured
+    the curves)."""
     per_seed_in = result.get("per_seed") or []
     if not per_seed_in or "curve" not in per_seed_in[0]["candidates"][0]:
         raise ConfigError(f"{result.get('pool', 'result')}: no per-candidate curves recorded; allowed: a "
@@ -430,10 +451,13 @@ def replay_result(result: dict[str, Any], draws: int | None = None, command: str
         sizes = [c["params"] for c in candidates]
         epochs = max(int(c["curve"][-1]["epoch"]) for c in candidates)
         whole, under = _replay_seed(run["seed"], candidates, sizes, cap, epochs, promote_fraction, grace, eta,
-                                    result["budget_fraction"], draws)
+                                    result["budget_fraction"], draws, budget_ctx)
         if under["candidates"] != run_capped["candidates"]:
             raise ConfigError(f"budget: the candidates at or below max_params {cap} differ from the recorded ones "
                               f"on seed {run['seed']}")
+        if budget_ctx is None:  # not replayed: the budgeted strategies' recorded figures, if any
+            for new, old in ((whole, run), (under, run_capped)):
+                new["strategies"].update({n: old["strategies"][n] for n in BUDGETED if n in old["strategies"]})
         per_seed.append(whole)
         per_seed_capped.append(under)
     sizes = [c["params"] for c in per_seed_in[0]["candidates"]]
@@ -463,7 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, help="random orders per replay (default: the result's own)")
     parser.add_argument("--rescore", action="store_true",
                         help="compute every candidate's surrogate scores again first (a changed surrogate; the "
-                             "recorded training curves are kept)")
+                             "recorded training curves are kept); implies --budgeted")
+    parser.add_argument("--budgeted", action="store_true",
+                        help="replay the budgeted search's strategies too (a named pool; minutes); without it "
+                             "their recorded figures are kept")
     args = parser.parse_args(argv)
     if args.draws is not None and args.draws < 1:
         raise SystemExit(f"--draws: got {args.draws}; allowed: a positive integer")
@@ -471,11 +498,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m growsearch.bench.search_efficiency " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         result = json.loads(args.replay.read_text())
-        if args.rescore:
-            from growsearch.bench.pools import get_pool
+        from growsearch.bench.pools import get_pool
 
+        if args.rescore:
             result = rescore_result(result, get_pool(result["pool"]))
-        result = replay_result(result, args.draws, command)
+        ctx = pool_context(get_pool(result["pool"])) if args.rescore or args.budgeted else None
+        result = replay_result(result, args.draws, command, ctx)
     except (OSError, ValueError, KeyError, ConfigError) as exc:  # one line, no traceback
         print(f"error: --replay {args.replay}: {exc}", file=sys.stderr)
         return 2

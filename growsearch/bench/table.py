@@ -271,7 +271,13 @@ def search_table(result: dict[str, Any]) -> list[str]:
                 f"{result['orders']['count']} random orders per seed, never the pool's own (ascending size) order; "
                 "such a strategy reaches the target on a seed when every order does, and otherwise shows the "
                 "share of the orders that do and its figures in those orders (`when reached`)."
-                if "orders" in result else ""), "",
+                if "orders" in result else "")
+             + (" `budgeted_manifold` / `budgeted_params` / `budgeted_no_surrogate`: growsearch's budgeted search "
+                "(`budget:` with `surrogate: manifold` / `params` / `none`; the real `BudgetedSearch`, its screens "
+                "and trainings served from the recorded curves, screening at the manifold metric's recorded cost "
+                "except with `none`), seeded with the pool's seed, no random orders: its regret from a search given "
+                "the regret budget, its compute to target and total compute from a search given train-all's compute."
+                if any(name.startswith("budgeted_") for name in result["strategies"]) else ""), "",
              *_strategy_rows(result, result), ""]
     budget = result.get("budget")
     if budget is not None:
@@ -520,6 +526,7 @@ def render(folder: Path) -> str:
     results = {}
     growth = {}
     overhead = faults = None
+    scale: list[dict[str, Any]] = []  # growsearch bench scale: one file or several (merged)
     search: dict[str, Any] = {}
     estimators: list[dict[str, Any]] = []
     headline: dict[str, Any] = {}
@@ -533,6 +540,8 @@ def render(folder: Path) -> str:
             results[data["pool"]] = data
         elif "plans" in data and "arms" in data["plans"][0]:
             growth[data["pool"]] = data
+        elif data.get("benchmark") == "scale":
+            scale.append(data)
         elif "ray_startup_seconds" in data:
             overhead = data
         elif "strategies" in data and "per_seed" in data:  # older files (one seed, examples) are not shown
@@ -578,6 +587,10 @@ def render(folder: Path) -> str:
         out += overhead_table(overhead)
     if faults is not None:
         out += faults_table(faults)
+    if scale:
+        from growsearch.bench.scale import merge_results, scale_table
+
+        out += scale_table(merge_results(scale))
     return "\n".join(out) + "\n"
 
 
@@ -587,10 +600,17 @@ def render_all(folder: Path, out: Path) -> list[Path]:
     from growsearch.checkpoint import atomic_write
 
     written = []
+    scale = []
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
         if "at_budget" in data:
             written.append(headline_figure(data, out.parent / f"headline-{data['pool']}.png"))
+        elif data.get("benchmark") == "scale":
+            scale.append(data)
+    if scale:
+        from growsearch.bench.scale import merge_results, scale_figure
+
+        written += [p for p in [scale_figure(merge_results(scale), out.parent / "scale.png")] if p is not None]
     atomic_write(out, render(folder))
     return [*written, out]
 
