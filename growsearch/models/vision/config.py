@@ -28,6 +28,8 @@ from torch import nn
 
 from growsearch.errors import CheckpointError, ConfigError, PlanError
 from growsearch.models.base import ModelConfig, UnitGroup
+from growsearch.models.vision.resnet import ResNetLayout
+from growsearch.models.vision.vit import ViTLayout
 
 LIBRARIES = ("timm", "torchvision")
 TORCHVISION_RESNETS = {"resnet18": ("BasicBlock", [2, 2, 2, 2]), "resnet34": ("BasicBlock", [3, 4, 6, 3]),
@@ -103,10 +105,12 @@ class VisionConfig(ModelConfig):
 
     @property
     def arch(self) -> str:
+        """``resnet``, ``vit`` (an adapter describes it) or ``traced``."""
         return _arch(self._key())
 
     @property
-    def layout(self):
+    def layout(self) -> ResNetLayout | ViTLayout:
+        """The adapter (a ResNet or ViT described as data); traced models have none."""
         return _layout(self._key())
 
     def build(self) -> nn.Module:
@@ -247,17 +251,13 @@ def _shapes(key: str) -> dict[str, tuple[int, ...]]:
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(key: str):
-    from growsearch.models.vision.resnet import ResNetLayout
-    from growsearch.models.vision.vit import ViTLayout
-
+def _layout(key: str) -> ResNetLayout | ViTLayout:
     cfg, model = _config(key), _meta_model(key)
     names = frozenset(_shapes(key))
     if _arch(key) == "resnet":
         return ResNetLayout(names, cfg.kwargs, cfg.library)
-    layout = ViTLayout(names, cfg.kwargs, cfg.library)
-    layout.heads = model.blocks[0].attn.num_heads if len(model.blocks) else int(cfg.kwargs.get("num_heads", 1))
-    return layout
+    heads = model.blocks[0].attn.num_heads if len(model.blocks) else int(cfg.kwargs.get("num_heads", 1))
+    return ViTLayout(names, heads)
 
 
 @functools.lru_cache(maxsize=16)

@@ -21,8 +21,8 @@ LN = ("weight", "bias")
 class ViTLayout:
     """Unit groups, widening and deepening of one timm ViT (``names``: its state-dict keys)."""
 
-    def __init__(self, names: frozenset[str], kwargs: dict[str, Any], source: str) -> None:
-        self.names = names
+    def __init__(self, names: frozenset[str], heads: int) -> None:
+        self.names, self.heads = names, heads  # timm's state dict does not hold the head count
         self.depth = sum(1 for i in range(10_000) if f"blocks.{i}.attn.qkv.weight" in names)
 
     def _have(self, *names: str) -> list[str]:
@@ -51,8 +51,6 @@ class ViTLayout:
                                     tuple((n, 0) for n in self._have(f"{b}.mlp.fc1.weight", f"{b}.mlp.fc1.bias")),
                                     ((f"{b}.mlp.fc2.weight", 1),), preserve="zero_out"))
         return [UnitGroup("d_model", d, tuple(producers), tuple(consumers), tuple(norms), normalized=True), *groups]
-
-    heads: int = 0  # set by the config from its kwargs (timm's state dict does not hold it)
 
     def fused(self) -> dict[str, tuple[int, int]]:
         return {f"blocks.{i}.attn.qkv.{k}": (0, 3) for i in range(self.depth) for k in ("weight", "bias")
