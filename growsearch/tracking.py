@@ -17,7 +17,9 @@ Statuses: FINISHED (screened, rejected, completed), KILLED (stopped early by the
 scheduler), FAILED (with the error), RUNNING only while a promoted candidate trains.
 
 Idempotent: ``mlflow.json`` in the results folder is a ledger of what was logged
-(parent id, child ids, stages, epochs), one per tracking URI. A resumed search reuses its parent and children;
+(parent id, child ids, stages, epochs), one per tracking URI; child entries are appended
+to ``mlflow.json.log`` and folded into it from time to time (linear cost in the candidates).
+A resumed search reuses its parent and children;
 a tracking server that goes away mid-search costs nothing but a warning -- the results
 folder is complete -- and ``growsearch sync DIR`` uploads whatever the ledger lacks.
 """
@@ -147,6 +149,7 @@ class MLflowTracker:
         self.ledger: dict[str, Any] = self._ledgers.setdefault(uri, {"parent": None, "children": {}})
         self.pending: set[str] = set()
         self.offline = False
+        self._logged = 0  # child entries appended to the ledger's log since its snapshot
 
     # -- reachability ------------------------------------------------------------------
     def check(self) -> None:
@@ -164,12 +167,47 @@ class MLflowTracker:
                               "false") from None
 
     def load_ledger(self) -> None:
+        """The ledger: the snapshot ``mlflow.json``, then the child entries appended to
+        ``mlflow.json.log`` since it was written (a torn last line is ignored; without a
+        snapshot the log belongs to a lost ledger and is dropped, see :meth:`_adopt`)."""
+        replayed = False
         if self.ledger_path.exists():
             self._ledgers = json.loads(self.ledger_path.read_text())
+            for line in self._log_path.read_text().splitlines() if self._log_path.exists() else []:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                ledger = self._ledgers.setdefault(item["uri"], {"parent": None, "children": {}})
+                ledger["children"][item["child"]] = item["entry"]
+                replayed = True
+        else:
+            self._log_path.unlink(missing_ok=True)
         self.ledger = self._ledgers.setdefault(self.uri, {"parent": None, "children": {}})
+        self._logged = 0
+        if replayed:  # folded into the snapshot now: later lines never follow a torn one
+            self._save()
 
-    def _save(self) -> None:
+    @property
+    def _log_path(self) -> Path:
+        return self.ledger_path.with_name(self.ledger_path.name + ".log")
+
+    def _save(self, child: str | None = None) -> None:
+        """Persist the ledger. A child's entry is one line appended to ``mlflow.json.log``
+        (constant time: rewriting the whole ledger per child made logging a search of N
+        candidates cost O(N^2)); the snapshot is rewritten, and the log emptied, when the log
+        holds as many lines as the ledger has children (so the cost stays linear overall),
+        and for any other change. Both survive a killed process: the snapshot is written
+        atomically before the log is removed, and replaying a line twice changes nothing."""
+        if child is not None and self.ledger_path.exists():
+            with open(self._log_path, "a") as f:
+                f.write(json.dumps({"uri": self.uri, "child": child, "entry": self.ledger["children"][child]}) + "\n")
+            self._logged += 1
+            if self._logged < max(64, len(self.ledger["children"])):
+                return
         write_json(self.ledger_path, self._ledgers)
+        self._log_path.unlink(missing_ok=True)
+        self._logged = 0
 
     def _guard(self, what: str, fn, *args: Any) -> bool:
         """Run an MLflow call; on failure go offline (the client retries each call for
@@ -272,7 +310,7 @@ class MLflowTracker:
                                                "growsearch.candidate": r["id"]})
             entry = {"run_id": run.info.run_id, "stages": [], "epochs": 0}
             self.ledger["children"][r["id"]] = entry
-            self._save()
+            self._save(r["id"])
         # a new child's params go with its first stage's metrics and tags: one call, not two
         params = [] if entry["stages"] else [Param(k, str(v)) for k, v in {
             **flatten("plan", r.get("plan") or {}), "init": r.get("init", ""), "kind": r.get("kind", ""),
@@ -308,7 +346,7 @@ class MLflowTracker:
             self.client.set_terminated(run_id, status=STATUS.get(stage, "FINISHED"))
         entry["epochs"] = max(entry["epochs"], len(history))
         entry["stages"].append(stage)
-        self._save()
+        self._save(r["id"])
 
     def search_metric(self, name: str, value: float, step: int) -> None:
         """A metric of the whole search on the parent run (``surrogate_tau`` after each rung of a
@@ -352,7 +390,7 @@ class MLflowTracker:
             self.client.log_batch(entry["run_id"], metrics=[
                 Metric(k, float(rec[k]), 0, step) for k in EPOCH_METRICS if k in rec])
             entry["epochs"] = step
-            self._save()
+            self._save(cid)
 
         start = time.perf_counter()
         self._guard(cid, log)

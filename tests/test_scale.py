@@ -41,3 +41,36 @@ def test_memory_fit_and_overlap_arithmetic():
     assert fits(16, 400, 1300, 8.0) and not fits(32, 400, 1300, 8.0)
     assert _max_overlap([(0, 2), (1, 3), (2.5, 4)]) == 2 and _max_overlap([]) == 0
 
+
+
+def test_mlflow_ledger_appends_a_line_per_child_and_replays_it(tmp_path):
+    """The ledger is not rewritten per child run (that made logging N candidates O(N^2)):
+    each child's entry is a line appended to mlflow.json.log, replayed on load (a torn last
+    line ignored), and folded into the snapshot once the log is as long as the ledger."""
+    import json
+
+    from growsearch.search.config import load_config
+    from growsearch.tracking import make_tracker
+
+    cfg = load_config({"base": {"pretrain": {"family": "mlp", "dataset": "digits", "epochs": 3}},
+                       "space": "mlp.yaml", "name": "ledger"})
+    tracker = make_tracker(cfg.tracking, tmp_path, "ledger")
+    tracker.start(cfg, tmp_path, {"family": "mlp"}, {"accuracy": 0.5})
+    record = {"plan": {"width": 2.0}, "init": "masked", "plan_name": "w2", "kind": "width", "stage": "screened",
+              "params": 100, "manifold_metric": 1.0}
+    for i in range(10):
+        tracker.candidate({**record, "id": f"c{i:04d}"})
+    snapshot = json.loads((tmp_path / "mlflow.json").read_text())[tracker.uri]
+    assert snapshot["children"] == {}  # not rewritten per child ...
+    log = tmp_path / "mlflow.json.log"
+    assert len(log.read_text().splitlines()) == 20  # ... one line per change (created, screened)
+    log.write_text(log.read_text() + '{"uri": "torn')  # a process killed mid-append
+    again = make_tracker(cfg.tracking, tmp_path, "ledger")
+    again.load_ledger()
+    assert again.ledger["children"] == tracker.ledger["children"]
+    assert sorted(again.ledger["children"]) == [f"c{i:04d}" for i in range(10)]
+    assert not log.exists()  # loading folded the log into the snapshot: nothing follows the torn line
+    for i in range(10, 42):  # 64 lines: folded into the snapshot, the log emptied
+        again.candidate({**record, "id": f"c{i:04d}"})
+    assert len(json.loads((tmp_path / "mlflow.json").read_text())[tracker.uri]["children"]) == 42
+    assert not log.exists()
