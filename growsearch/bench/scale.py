@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from growsearch.tracking import git_revision
 
 
 def free_port() -> int:
@@ -99,6 +102,10 @@ class Node:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=30)
         return pids
+
+
+class ClusterLostError(RuntimeError):
+    """The benchmark's cluster was stopped by someone else while a job ran."""
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -203,6 +210,9 @@ class Cluster:
 
     def pids(self) -> list[int]:
         return [pid for node in self.nodes for pid in node.pids()]
+
+    def head_alive(self) -> bool:
+        return bool(self.nodes) and self.nodes[0].name == "head" and self.nodes[0].proc.poll() is None
 
     def stop(self) -> int:
         """Stop every process this cluster started: worker nodes first, then the head
@@ -366,6 +376,9 @@ def wait_job(cluster: Cluster, job_id: str, timeout: float = 3600.0) -> dict[str
 
     deadline = time.monotonic() + timeout
     while (status := job_status(cluster, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        if not cluster.head_alive():
+            raise ClusterLostError(f"the cluster's head node is gone while job {job_id} ran (stopped from outside: "
+                              "`ray stop` stops every Ray instance of this user on the machine)")
         if time.monotonic() > deadline:
             raise RuntimeError(f"job {job_id} still running after {timeout:.0f} s")
         time.sleep(2.0)
@@ -789,8 +802,23 @@ def run_scale_benchmark(runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS, worker
     result: dict[str, Any] = {
         "benchmark": "scale", "machine": {"cpus": os.cpu_count(), "memory_gb": psutil.virtual_memory().total / 2**30,
                                           "load_average_at_start": os.getloadavg()},
-        "memory_budget_gb": memory_budget_gb, "runs": [], "skipped": []}
-    with Cluster(workers=workers, cpus_per_node=cpus_per_node) as cluster:
+        "memory_budget_gb": memory_budget_gb, "revision": git_revision(), "runs": [], "skipped": []}
+    cluster = Cluster(workers=workers, cpus_per_node=cpus_per_node).start()
+
+    def measured(name: str, size: int, concurrent: int, uri: str | None = None) -> dict[str, Any]:
+        """One run; once more on a fresh cluster if someone else stopped this one meanwhile."""
+        nonlocal cluster
+        try:
+            return measure_run(cluster, work / name, size, concurrent, tracking_uri=uri)
+        except ClusterLostError as exc:
+            progress(f"{exc}; starting a fresh cluster and running {name} again")
+            cluster.stop()
+            cluster = Cluster(workers=workers, cpus_per_node=cpus_per_node).start()
+            result.setdefault("cluster_restarts", []).append(f"{name}: {exc}")
+            shutil.rmtree(work / name, ignore_errors=True)
+            return measure_run(cluster, work / name, size, concurrent, tracking_uri=uri)
+
+    try:
         worker_mb = base_mb = None
         for size, concurrent in runs:
             if worker_mb is not None and not fits(concurrent, worker_mb, base_mb, memory_budget_gb):
@@ -802,7 +830,7 @@ def run_scale_benchmark(runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS, worker
                 progress(f"skipped {size} x {concurrent}: {result['skipped'][-1]['reason']}")
                 continue
             progress(f"run: {size} candidates, {concurrent} concurrent trials")
-            run = measure_run(cluster, work / f"run-{size}x{concurrent}", size, concurrent)
+            run = measured(f"run-{size}x{concurrent}", size, concurrent)
             run["load_average_after"] = os.getloadavg()
             result["runs"].append(run)
             if partial:
@@ -819,12 +847,13 @@ def run_scale_benchmark(runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS, worker
             server, uri = start_mlflow_server(work / "mlflow-server")
             try:
                 progress(f"run: {server_size} candidates, {concurrent} concurrent, mlflow server {uri}")
-                run = measure_run(cluster, work / f"server-{server_size}x{concurrent}", server_size, concurrent,
-                                  tracking_uri=uri)
+                run = measured(f"server-{server_size}x{concurrent}", server_size, concurrent, uri)
                 run["load_average_after"] = os.getloadavg()
                 result["runs"].append(run)
             finally:
                 stop_process_group(server)
+    finally:
+        cluster.stop()
     if faults:
         progress("faults: node loss, driver loss")
         result["faults"] = run_faults(workdir=work / "faults")
