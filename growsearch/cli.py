@@ -498,6 +498,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = load_config(DEMO_CONFIG)
     out = Path(args.out)
     resume = args.resume or (out / "config.yaml").exists()  # the demo continues where it stopped
+    if resume and (out / "config.yaml").exists() and "budget" not in (read_yaml(out / "config.yaml", "results") or {}):
+        raise ConfigError(f"demo: {out} holds the demo of an earlier growsearch (without a budget); delete it or "
+                          "choose another --out")
     return _run(cfg, out, resume, args)
 
 
@@ -718,12 +721,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "demo", formatter_class=_Formatter, help="the embedded default search (MNIST-1D MLP, ~30 s)",
+        "demo", formatter_class=_Formatter, help="the embedded default search (MNIST-1D MLP, a few minutes)",
         description=(
-            "Pretrain (cached) a small MNIST-1D MLP, search search_spaces/mlp.yaml with 12\n"
-            "candidates, promote the 3 best by manifold metric, train them with successive-halving\n"
-            "early stopping and print the leaderboard. CPU only, no server, no download. Running it\n"
-            "again continues (or re-reports) the same search."))
+            "Pretrain (cached) a small MNIST-1D MLP and search search_spaces/mlp.yaml's expansions\n"
+            "with a budget of 2 full trainings of the largest one (examples/demo.yaml): brackets of\n"
+            "successive halving, candidates proposed by Optuna, the manifold metric and mutations\n"
+            "of the best so far, every FLOP counted; print the leaderboard. CPU only, no server, no\n"
+            "download. Running it again continues (or re-reports) the same search."))
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="results folder")
     p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     _add_executor_args(p)

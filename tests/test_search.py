@@ -542,3 +542,16 @@ def test_results_folder_module_sits_below_engine_report_and_tracking():
             "import growsearch.search.engine as engine\n"
             "assert engine.SearchState is SearchState\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_demo_refuses_an_earlier_versions_folder_in_one_line(tmp_path, capsys):
+    from growsearch.cli import main
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(tiny()))  # an earlier demo: no budget
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("growsearch: error: demo: ") and "without a budget" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == before
