@@ -878,7 +878,8 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     the first's machine, faults and GPU parts, everyone's runs and skips, every command."""
     merged = {**results[0], "runs": [r for res in results for r in res["runs"]],
               "skipped": [s for res in results for s in res.get("skipped", [])],
-              "command": " && ".join(res.get("command", "growsearch bench scale") for res in results)}
+              "command": " && ".join(res.get("command", "growsearch bench scale") for res in results),
+              "notes": [res["note"] for res in results if res.get("note")]}
     for res in results[1:]:
         for key in ("faults", "gpu", "trial_worker_uss_mb", "cluster_base_uss_mb", "largest_concurrency_that_fits"):
             merged.setdefault(key, res.get(key))
@@ -922,8 +923,9 @@ def scale_table(result: dict[str, Any]) -> list[str]:
              "process.", "",
              f"| candidates {TIMES} concurrent | store | cand./min orchestration | cand./min (driver CPU bound) "
              "| driver CPU / cand. | driver peak RSS | journal / cand. | MLflow store / cand. | MLflow / child run "
-             "| first screened | lost / dup. |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| first screened | worker processes started | load after | lost / dup. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for r in result["runs"]:
         store = "—" if r["mlflow_bytes_per_candidate"] is None else f"{r['mlflow_bytes_per_candidate'] / 1024:.0f} KB"
         o = r["outcome"]
@@ -932,8 +934,10 @@ def scale_table(result: dict[str, Any]) -> list[str]:
                      f"| {r['driver_cpu_ms_per_candidate']:.0f} ms | {r['driver_peak_rss_mb']:.0f} MB "
                      f"| {r['journal_bytes_per_candidate'] / 1024:.1f} KB | {store} "
                      f"| {r['mlflow_ms_per_child_run']:.0f} ms | {r['first_screened_seconds_from_submit']:.0f} s "
+                     f"| {r.get('worker_processes_started', '—')} | {r.get('load_average_after', [nan])[0]:.0f} "
                      f"| {o['lost']} / {o['duplicated'] + o['mlflow_duplicated']} |")
     lines.append("")
+    lines += [f"- {note}" for note in result.get("notes", [])]
     for s in result.get("skipped", []):
         lines.append(f"- not run: {s['candidates']} {TIMES} {s['concurrent_trials']}: {s['reason']}.")
     if "trial_worker_uss_mb" in result:
