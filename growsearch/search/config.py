@@ -192,7 +192,8 @@ def validate(cfg: SearchConfig) -> SearchConfig:
     """Cross-field checks that a type check cannot make."""
     if sum(x is not None for x in (cfg.base.checkpoint, cfg.base.pretrain, cfg.base.hf, cfg.base.timm,
                                    cfg.base.torchvision)) != 1:
-        raise ConfigError("base: give exactly one of checkpoint, pretrain, hf, timm or torchvision")
+        raise ConfigError("base: give exactly one of checkpoint, pretrain or hf (or timm / torchvision: "
+                          "a vision model)")
     if cfg.base.timm is None and cfg.base.torchvision is None and (cfg.base.weights or cfg.base.kwargs
                                                                    or cfg.base.input_size):
         raise ConfigError("base.weights: weights, kwargs and input_size go with a timm or torchvision base")
