@@ -484,10 +484,23 @@ class RayExecutor(Executor):
             max_concurrent_trials=self.spec.max_concurrent_trials),
             run_config=self._run_config(f"screen-{proposer.issued:04d}", Records()))
         tuner.fit()
+        self._screen_lost_again(proposer)
 
-    def rescreen(self, records: list[dict[str, Any]], proposer: Any) -> None:
+    def _screen_lost_again(self, proposer: Any) -> None:
+        """Screen once more, in this run, the candidates whose trials failed for the
+        environment's reasons after ``max_failures`` retries -- typically a lost node: Ray
+        may place the retries on the dead node before it is declared dead (seconds to a
+        minute), and they fail there too. By now the node is known dead, so they land on
+        the others; without this the search stopped and asked for ``--resume``."""
+        lost = [r for r in proposer.state.records()
+                if r.get("stage") == "failed" and r.get("retry") and "history" not in r]
+        if lost:
+            self.rescreen(lost, proposer, retried=self.spec.max_failures + 1)
+
+    def rescreen(self, records: list[dict[str, Any]], proposer: Any, retried: int = 0) -> None:
         """The same candidates again, as one Tune run over their recorded proposals; the
-        engine tells the study (their trials are still running in it)."""
+        engine tells the study (their trials are still running in it). ``retried``: the
+        failed attempts before this run, counted in the records' ``retries``."""
         from ray import tune
 
         objectives = self.cfg.objectives
@@ -496,6 +509,8 @@ class RayExecutor(Executor):
         class Records(tune.Callback):
             def on_trial_complete(self, iteration, trials, trial, **info):
                 record = json.loads(trial.last_result["record"])
+                if retried or trial.num_failures:
+                    record["retries"] = retried + trial.num_failures
                 driver.obj.done(record["trial"], record)
 
             def on_trial_error(self, iteration, trials, trial, **info):
