@@ -879,7 +879,9 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged = {**results[0], "runs": [r for res in results for r in res["runs"]],
               "skipped": [s for res in results for s in res.get("skipped", [])],
               "command": " && ".join(res.get("command", "growsearch bench scale") for res in results),
-              "notes": [res["note"] for res in results if res.get("note")]}
+              "notes": [res["note"] for res in results if res.get("note")]
+              + [f"run again on a fresh cluster after its cluster was stopped from outside: {r}"
+                 for res in results for r in res.get("cluster_restarts", [])]}
     for res in results[1:]:
         for key in ("faults", "gpu", "trial_worker_uss_mb", "cluster_base_uss_mb", "largest_concurrency_that_fits"):
             merged.setdefault(key, res.get(key))
