@@ -283,12 +283,13 @@ def scale_config(candidates: int, concurrent: int, space_path: str | Path, max_f
     }
 
 
-def find_driver(out: Path) -> psutil.Process | None:
+def find_driver(out: Path, since: float = 0.0) -> psutil.Process | None:
     """The job's driver: ``python -m growsearch.cli run ... --out OUT`` (not the ``ray job
-    submit`` command that names it, nor the shell the job server starts it with)."""
-    for p in psutil.process_iter(["cmdline"]):
+    submit`` command that names it, nor the shell the job server starts it with), started
+    at ``since`` (epoch seconds) or later: not a driver orphaned by an earlier attempt."""
+    for p in psutil.process_iter(["cmdline", "create_time"]):
         cmd = p.info["cmdline"] or []
-        if cmd[1:4] == ["-m", "growsearch.cli", "run"] and str(out) in cmd:
+        if cmd[1:4] == ["-m", "growsearch.cli", "run"] and str(out) in cmd and p.info["create_time"] >= since:
             return p
     return None
 
@@ -300,6 +301,7 @@ class DriverWatch:
 
     def __init__(self, out: Path, interval: float = 0.5) -> None:
         self.out, self.interval = out, interval
+        self.since = time.time() - 1.0
         self.pid: int | None = None
         self.started_at: float | None = None  # the driver's start (epoch seconds)
         self.cpu_seconds = 0.0
@@ -309,7 +311,7 @@ class DriverWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _find(self) -> psutil.Process | None:
-        return find_driver(self.out)
+        return find_driver(self.out, self.since)
 
     def _screened(self) -> bool:
         for path in sorted((self.out / "candidates").glob("c*.json"))[:64]:
@@ -815,6 +817,10 @@ def run_scale_benchmark(runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS, worker
         except ClusterLostError as exc:
             progress(f"{exc}; starting a fresh cluster and running {name} again")
             cluster.stop()
+            orphan = find_driver(work / name / "out")  # our job's driver outlives its cluster: stopped
+            if orphan is not None:
+                with contextlib.suppress(psutil.Error):
+                    orphan.kill()
             cluster = Cluster(workers=workers, cpus_per_node=cpus_per_node).start()
             result.setdefault("cluster_restarts", []).append(f"{name}: {exc}")
             shutil.rmtree(work / name, ignore_errors=True)
