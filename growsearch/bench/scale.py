@@ -879,6 +879,11 @@ def run_scale_benchmark(runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS, worker
 TIMES, MINUS = "\u00d7", "\u2212"  # for the markdown (ruff's RUF001 flags them as literals)
 
 
+def _n(value: float | None, fmt: str, unit: str = "") -> str:
+    """A figure for the table; a withheld one (None) as a dash."""
+    return "—" if value is None else f"{value:{fmt}}{unit}"
+
+
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Several ``bench scale`` results (e.g. the 1,000-candidate run measured apart) as one:
     the first's machine, faults and GPU parts, everyone's runs and skips, every command."""
@@ -938,8 +943,9 @@ def scale_table(result: dict[str, Any]) -> list[str]:
         store = "—" if r["mlflow_bytes_per_candidate"] is None else f"{r['mlflow_bytes_per_candidate'] / 1024:.0f} KB"
         o = r["outcome"]
         lines.append(f"| {r['candidates']} {TIMES} {r['concurrent_trials']} | {r['tracking']} "
-                     f"| {r['candidates_per_min_orchestration']:.0f} | {r['candidates_per_min_driver_cpu']:.0f} "
-                     f"| {r['driver_cpu_ms_per_candidate']:.0f} ms | {r['driver_peak_rss_mb']:.0f} MB "
+                     f"| {r['candidates_per_min_orchestration']:.0f} | {_n(r['candidates_per_min_driver_cpu'], '.0f')} "
+                     f"| {_n(r['driver_cpu_ms_per_candidate'], '.0f', ' ms')} "
+                     f"| {_n(r['driver_peak_rss_mb'], '.0f', ' MB')} "
                      f"| {r['journal_bytes_per_candidate'] / 1024:.1f} KB | {store} "
                      f"| {r['mlflow_ms_per_child_run']:.0f} ms | {r['first_screened_seconds_from_submit']:.0f} s "
                      f"| {r.get('worker_processes_started', '—')} | {r.get('load_average_after', [nan])[0]:.0f} "
@@ -997,8 +1003,9 @@ def scale_figure(result: dict[str, Any], path: Path) -> Path | None:
     if len(runs) < 2:
         return None
     xs = [r["candidates"] for r in runs]
-    panels = [("driver CPU per candidate (ms)", [r["driver_cpu_ms_per_candidate"] for r in runs]),
-              ("driver peak RSS (MB)", [r["driver_peak_rss_mb"] for r in runs]),
+    nan = float("nan")
+    panels = [("driver CPU per candidate (ms)", [r["driver_cpu_ms_per_candidate"] or nan for r in runs]),
+              ("driver peak RSS (MB)", [r["driver_peak_rss_mb"] or nan for r in runs]),
               ("bytes per candidate (KB)", None),
               ("MLflow time per child run (ms)", [r["mlflow_ms_per_child_run"] for r in runs])]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
