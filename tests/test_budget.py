@@ -239,38 +239,3 @@ def test_surrogate_none_is_hyperband_without_a_screen(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("growsearch: error: surrogate: got 'none'") and len(err.splitlines()) == 1
     assert not (tmp_path / "no").exists()
-
-
-def test_the_largest_rejected_by_slot_0_may_be_proposed_again(tmp_path):
-    """The largest allowed expansion, refused at slot 0 because that slot could not afford its
-    first rung, is recorded as rejected -- and does not block the same expansion later."""
-    import optuna
-    import torch
-
-    from growsearch.models import config_from_spec
-    from growsearch.results import SearchState
-    from growsearch.search.budget import LARGEST, BudgetedSearch, Draw, plan_budget, uniform_draw
-
-    out = tmp_path / "run"
-    cfg = load_config(budgeted(1.0))
-    run_search(cfg, out)  # a real folder: its base, its state
-    base = config_from_spec(json.loads((out / "base" / "spec.json").read_text()))
-    space, example = load_space("mlp.yaml"), torch.zeros(1, 8, 8)
-    plan = plan_budget(cfg, space, base, example, 1000)
-    state = SearchState(tmp_path / "fresh")
-    params, dists, grown, init = uniform_draw(space, base, 0, plan.largest)
-    state.save({"id": "c0000", "plan": grown.to_dict(), "init": init, "plan_name": grown.describe(), "kind": grown.kind,
-                "stage": "rejected", "reason": "budget", "source": LARGEST, "slot": 0, "attempt": 0, "member": 0,
-                "knobs": params, "distributions": dists, "flops": 1})
-
-    class Quiet:
-        def advance(self, *a):
-            pass
-
-    search = BudgetedSearch(cfg, plan, space, base, example, None, state, Quiet(), None,
-                            optuna.create_study(direction="maximize"), "sequence")
-    draw = Draw("sampler", params, dists, grown, init)
-    flops, why = search._admissible(draw, plan.total)
-    assert why is None and flops == plan.largest_flops
-    state.update("c0000", stage="screened")  # a candidate that was not rejected does block it
-    assert search._admissible(draw, plan.total)[1] == "the same as c0000"

@@ -424,10 +424,8 @@ class BudgetedSearch:
 
     def _admissible(self, draw: Draw, allowance: float) -> tuple[int | None, str | None]:
         """``(forward FLOPs per example, None)``, or ``(None, why)`` for a draw that cannot go on."""
-        earlier = self.by_key.get(_key(draw.plan, draw.init))
-        # a rejected earlier proposal (the largest, when slot 0 could not afford it) may come again
-        if earlier is not None and self.state.record(earlier).get("stage") != "rejected":
-            return None, f"the same as {earlier}"
+        if _key(draw.plan, draw.init) in self.by_key:
+            return None, f"the same as {self.by_key[_key(draw.plan, draw.init)]}"
         why = self.space.violation(self.base_cfg, draw.plan, self.example)
         if why is not None:
             return None, why
