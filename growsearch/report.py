@@ -197,7 +197,8 @@ def write_report(out: str | Path, records: list[dict[str, Any]], reference: dict
         md[4:4] = [f"Budget: {budget['budget_flops']:.4g} training FLOPs ({budget['budget_full_trainings']:.3f} full "
                    f"trainings of the largest allowed candidate); spent: {budget['spent_flops']:.4g} FLOPs "
                    f"({budget['spent_full_trainings']:.3f}, {share:.1f}% "
-                   "of the budget: screening, every training epoch and the reference run)", "",
+                   "of the budget: screening, every training epoch" +
+                   (" and the reference run)" if budget.get("reference_flops") else "; no reference run)"), "",
                    "Surrogate check (Kendall tau of the surrogate against the validation score at each training "
                    "rung, over every candidate that reached it so far; n/a: fewer than two): " +
                    (", ".join(f"bracket {t['bracket']} rung {t['rung']} ({t['epochs']} ep, n={t['candidates']}): "

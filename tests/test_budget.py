@@ -84,6 +84,7 @@ def test_budget_is_respected_counted_and_recorded(tmp_path):
     assert (board["spent_flops"] == summary["spent_flops"]).all()
     md = (out / "leaderboard.md").read_text()
     assert "Budget: " in md and "spent: " in md and "Surrogate check (Kendall tau" in md
+    assert "every training epoch and the reference run)" in md  # reference: true, counted
     taus = [t for t in summary["surrogate_tau"] if t["tau"] is not None]
     assert taus, summary["surrogate_tau"]
     client = mlflow.MlflowClient(uri)
@@ -231,7 +232,7 @@ def test_surrogate_none_is_hyperband_without_a_screen(tmp_path, capsys):
     assert summary["surrogate"] == "none" and summary["surrogate_tau"] == [] and summary["weights"]["surrogate"] == 0
     assert 0 < summary["spent_flops"] <= summary["budget_flops"]
     assert summary["spent_flops"] == pytest.approx(_spent_from_records(out), rel=1e-9)
-    assert (out / "leaderboard.md").exists()
+    assert "every training epoch; no reference run)" in (out / "leaderboard.md").read_text()
     # without a budget there is nothing to promote by: one line, exit 2, nothing written
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tiny_search_config(surrogate="none")))

@@ -339,7 +339,8 @@ def _run(cfg: SearchConfig, out: Path, space, base: BaseModel | None, progress: 
             "base_test_score": base_test_score, "dataset": dataset, "version": __version__}
     if budget is not None:
         info["budget"] = {k: budget[k] for k in ("budget_flops", "unit_flops", "budget_full_trainings",
-                                                 "spent_flops", "spent_full_trainings", "surrogate_tau", "weights")}
+                                                 "spent_flops", "spent_full_trainings", "surrogate_tau", "weights",
+                                                 "reference_flops")}
     best = write_report(out, records, reference, base_score, info)
     if tracker is not None:
         if budget is not None:
