@@ -373,21 +373,30 @@ def _run_cli(args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_resume_after_kill_9(tmp_path):
+def _kill_9_and_resume(cfg, tmp_path, after):
+    """``growsearch run`` of ``cfg`` in a real process, SIGKILLed once ``after`` candidate
+    records exist, then run again with --resume; the config's path and the results folder."""
     cfg_path = tmp_path / "cfg.yaml"
-    cfg = tiny(candidates=8, training={"epochs": 4, "batch_size": 32})
     cfg_path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "killed"
     proc = _run_cli(["run", cfg_path, "--out", out])
     deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "candidates").glob("c*.json"))) < 3:
+    while time.time() < deadline and len(list((out / "candidates").glob("c*.json"))) < after:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert len(list((out / "candidates").glob("c*.json"))) < 8  # really interrupted mid-screening
+    assert not (out / "leaderboard.csv").exists()  # really interrupted
+    interrupted_at = len(list((out / "candidates").glob("c*.json")))
     done = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    return cfg_path, out, interrupted_at
+
+
+def test_resume_after_kill_9(tmp_path):
+    cfg = tiny(candidates=8, training={"epochs": 4, "batch_size": 32})
+    _, out, interrupted_at = _kill_9_and_resume(cfg, tmp_path, 3)
+    assert interrupted_at < 8  # really interrupted mid-screening
     resumed = pd.read_csv(out / "leaderboard.csv")
     fresh_out = tmp_path / "fresh"
     run_search(load_config(cfg), fresh_out)
@@ -402,20 +411,8 @@ def test_resume_after_kill_9(tmp_path):
 def test_budgeted_resume_after_kill_9(tmp_path):
     """kill -9 of a budgeted search mid-way (a real process), then --resume: the same
     leaderboard and the same spend as an uninterrupted run."""
-    cfg_path = tmp_path / "cfg.yaml"
     cfg = tiny(budget={"full_trainings": 1.5}, candidates=None, training={"epochs": 4, "batch_size": 32})
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    out = tmp_path / "killed"
-    proc = _run_cli(["run", cfg_path, "--out", out])
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "candidates").glob("c*.json"))) < 4:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "budget.json").exists()  # really interrupted
-    done = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", out, "--resume"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    cfg_path, out, _ = _kill_9_and_resume(cfg, tmp_path, 4)
     fresh_out = tmp_path / "fresh"  # uninterrupted, in a process like the killed one's (the same torch threads)
     fresh = subprocess.run([sys.executable, "-m", "growsearch.cli", "run", cfg_path, "--out", fresh_out],
                            capture_output=True, text=True, timeout=600)
