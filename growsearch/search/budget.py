@@ -6,12 +6,14 @@ Flow (every number a function of the config, the seeds and what was observed):
 * **Budget.** ``budget.flops`` or ``budget.full_trainings`` x one full training (the
   config's recipe) of the largest candidate the space allows (:func:`largest_allowed`).
   Everything spent counts: each screen (the surrogate's forward+backward-equivalent
-  examples), every epoch of every training (stopped and failed ones included) and the
-  base's reference run, which trains *after* the candidates with its cost reserved from
-  the start (``reference: none`` skips it). A budget that cannot pay the reference plus
-  one epoch-rung of the smallest growth is refused before any compute (:func:`check_budget`).
+  examples), every epoch of every training (stopped and failed ones included) and, with
+  ``reference: true`` (off by default under a budget), the base's reference run, which
+  trains *after* the candidates with its cost reserved from the start. A budget that
+  cannot pay (the reference plus) one epoch-rung of the smallest growth is refused before
+  any compute (:func:`check_budget`).
 * **Brackets of synchronous successive halving** until the budget (or ``candidates:``,
-  a cap on the candidates screened) runs out. Rung 0 is the surrogate's screen; rung 1
+  an optional cap on the candidates screened) runs out. Rung 0 is the surrogate's screen
+  (none with ``surrogate: none``: no surrogate source, nothing spent on screening); rung 1
   ``early_stopping.grace_epochs`` of training; later rungs x ``reduction_factor`` up to
   the recipe's epochs; past rung 1 the best ``ceil(n/eta)`` by validation score go on,
   each resuming from its paused checkpoint (freeze-thaw: no epoch is thrown away).
