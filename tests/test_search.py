@@ -552,3 +552,18 @@ def test_the_demo_refuses_an_earlier_versions_folder_in_one_line(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("growsearch: error: demo: ") and "without a budget" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_resume_starts_afresh_a_folder_left_by_a_start_that_failed_early(tmp_path):
+    """What a start that failed before config.yaml leaves -- the MLflow store with SQLite's
+    write-ahead log beside it, the lock -- is no search: --resume starts one there."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("mlflow.db", "mlflow.db-wal", "mlflow.db-shm", ".lock"):
+        (out / name).write_bytes(b"")
+    (out / "notes.txt").write_text("mine")  # anything else is not ours: refused, untouched
+    with pytest.raises(ConfigError, match="holds no growsearch search"):
+        run_search(load_config(tiny(reference=False)), out, resume=True)
+    (out / "notes.txt").unlink()
+    run_search(load_config(tiny(reference=False)), out, resume=True)
+    assert (out / "leaderboard.csv").exists()

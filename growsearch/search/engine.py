@@ -110,7 +110,8 @@ def make_sampler(cfg: SearchConfig, offset: int, scheme: str = SEED_SCHEME) -> o
 
 # what a start that failed before config.yaml was written may leave (the MLflow store is
 # created first, the lock and the inputs' hashes next): --resume starts such a folder afresh
-START_LEFTOVERS = frozenset({"mlflow.db", "mlartifacts", ".lock", "inputs.json"})
+START_LEFTOVERS = frozenset({"mlflow.db", "mlflow.db-wal", "mlflow.db-shm",  # SQLite in WAL mode
+                             "mlartifacts", ".lock", "inputs.json"})
 
 
 #: What a budgeted search left out of its config used to mean (0.1.0 until stop 26: a cap of
