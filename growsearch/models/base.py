@@ -158,3 +158,21 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "silu": nn.SiLU,
 }
+
+
+def renumbered_layers(prefix: str, old: int, positions: list[int]) -> tuple[int, dict[str, str], list[str]]:
+    """``old`` numbered layers ``prefix.0 .. prefix.{old-1}`` with one new layer inserted
+    before layer ``i`` for each ``i`` in ``positions`` (``old``: after the last):
+    ``(layers now, {old prefix: new prefix} for the layers that moved, new layers' prefixes)``
+    -- the bookkeeping every family with a stack of numbered blocks shares."""
+    rename: dict[str, str] = {}
+    new: list[str] = []
+    n = 0
+    for i in range(old + 1):
+        for _ in range(positions.count(i)):
+            new.append(f"{prefix}.{n}")
+            n += 1
+        if i < old:
+            rename[f"{prefix}.{i}"] = f"{prefix}.{n}"
+            n += 1
+    return n, rename, new

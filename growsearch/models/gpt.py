@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from growsearch.errors import ConfigError
-from growsearch.models.base import ModelConfig, UnitGroup, check_positive
+from growsearch.models.base import ModelConfig, UnitGroup, check_positive, renumbered_layers
 
 
 @dataclass
@@ -100,16 +100,7 @@ class GPTConfig(ModelConfig):
                          mlp_hidden=targets.get("mlp.0", self.mlp_hidden))
 
     def deepened(self, positions: list[int]) -> tuple[GPTConfig, dict[str, str], list[str]]:
-        rename: dict[str, str] = {}
-        new: list[str] = []
-        n = 0
-        for i in range(self.n_layers + 1):
-            for _ in range(positions.count(i)):
-                new.append(f"blocks.{n}")
-                n += 1
-            if i < self.n_layers:
-                rename[f"blocks.{i}"] = f"blocks.{n}"
-                n += 1
+        n, rename, new = renumbered_layers("blocks", self.n_layers, positions)
         cfg = GPTConfig(self.vocab_size, self.block_size, self.d_model, n, self.n_heads,
                         self.head_dim, self.mlp_hidden)
         return cfg, rename, new

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from growsearch.errors import ConfigError, PlanError
-from growsearch.models.base import ModelConfig, UnitGroup
+from growsearch.models.base import ModelConfig, UnitGroup, renumbered_layers
 
 Slots = tuple[tuple[str, int], ...]  # (parameter template, axis)
 
@@ -283,17 +283,8 @@ class HFConfig(ModelConfig):
         return self._with(**updates)
 
     def deepened(self, positions: list[int]) -> tuple[HFConfig, dict[str, str], list[str]]:
-        rename: dict[str, str] = {}
-        new: list[str] = []
-        n, old = 0, self.num_layers()
-        layer = self._path(self.adapter.layers)
-        for i in range(old + 1):
-            for _ in range(positions.count(i)):
-                new.append(f"{layer}.{n}")
-                n += 1
-            if i < old:
-                rename[f"{layer}.{i}"] = f"{layer}.{n}"
-                n += 1
+        old = self.num_layers()
+        n, rename, new = renumbered_layers(self._path(self.adapter.layers), old, positions)
         updates: dict[str, Any] = {self.adapter.sizes["n_layers"]: n}
         for key, value in self.config.items():  # per-layer lists (Qwen2's layer_types)
             if isinstance(value, list) and len(value) == old and old:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from growsearch.errors import PlanError
-from growsearch.models.base import UnitGroup
+from growsearch.models.base import UnitGroup, renumbered_layers
 
 LN = ("weight", "bias")
 
@@ -81,15 +81,7 @@ class ViTLayout:
         return {"embed_dim": d, "num_heads": sizes["heads.0"], "mlp_ratio": ratio}
 
     def deepened(self, positions: list[int]) -> tuple[int, dict[str, str], list[str]]:
-        rename, new, n = {}, [], 0
-        for i in range(self.depth + 1):
-            for _ in range(positions.count(i)):
-                new.append(f"blocks.{n}")
-                n += 1
-            if i < self.depth:
-                rename[f"blocks.{i}"] = f"blocks.{n}"
-                n += 1
-        return n, rename, new
+        return renumbered_layers("blocks", self.depth, positions)
 
     def identity_zeros(self, layer: str) -> list[str]:
         return [f"{layer}.{p}" for p in ("attn.proj.weight", "attn.proj.bias", "mlp.fc2.weight", "mlp.fc2.bias")]
